@@ -1,0 +1,194 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("two_factor", parseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("two_factor", httpcaddyfile.Before, "basic_auth")
+}
+
+// parseCaddyfile sets up the handler from Caddyfile tokens.
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var t Handler
+	err := t.UnmarshalCaddyfile(h.Dispenser)
+	return &t, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	two_factor {
+//		user <name> <hash>                  # repeatable; hash from `caddy hash-password`
+//		storage_dir <path>
+//		encryption_key <key>                # 32 bytes, base64 or hex; e.g. {env.TWO_FACTOR_KEY}
+//		encryption_key_file <path>
+//		prefix <path>                       # default /.auth
+//		issuer <name>
+//		require_two_factor
+//		session_idle <duration>             # default 30m
+//		session_lifetime <duration>         # default 12h
+//		code_timeout <duration>             # default 5m
+//		totp_period <seconds>               # default 30
+//		totp_digits <6|8>                   # default 6
+//		totp_algorithm <SHA1|SHA256|SHA512> # default SHA1
+//		totp_skew <steps>                   # default 1
+//		user_header <name>                  # default Remote-User
+//		cookie_name <name>                  # default __Host-two_factor
+//		templates_dir <path>
+//		free_failures <n>                   # default 5
+//		max_delay <duration>                # default 15m
+//		max_concurrent_hashes <n>           # default: number of CPUs
+//	}
+func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive's name
+	if d.NextArg() {
+		return d.Errf("two_factor takes no arguments on its first line, only a block; got '%s'", d.Val())
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		switch opt {
+		case "user":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Errf("user: want a name and a password hash (from caddy hash-password), got %d arguments", len(args))
+			}
+			t.Users = append(t.Users, User{Username: args[0], Password: args[1]})
+		case "storage_dir":
+			if err := oneArg(d, &t.StorageDir); err != nil {
+				return err
+			}
+		case "encryption_key":
+			if err := oneArg(d, &t.EncryptionKey); err != nil {
+				return err
+			}
+		case "encryption_key_file":
+			if err := oneArg(d, &t.EncryptionKeyFile); err != nil {
+				return err
+			}
+		case "prefix":
+			if err := oneArg(d, &t.Prefix); err != nil {
+				return err
+			}
+		case "issuer":
+			if err := oneArg(d, &t.Issuer); err != nil {
+				return err
+			}
+		case "require_two_factor":
+			if d.NextArg() {
+				return d.Errf("require_two_factor takes no arguments, got '%s'", d.Val())
+			}
+			t.RequireTwoFactor = true
+		case "session_idle":
+			if err := durationArg(d, &t.SessionIdle); err != nil {
+				return err
+			}
+		case "session_lifetime":
+			if err := durationArg(d, &t.SessionLifetime); err != nil {
+				return err
+			}
+		case "code_timeout":
+			if err := durationArg(d, &t.CodeTimeout); err != nil {
+				return err
+			}
+		case "max_delay":
+			if err := durationArg(d, &t.MaxDelay); err != nil {
+				return err
+			}
+		case "totp_period":
+			if err := intArg(d, &t.TOTPPeriod, 1, 300); err != nil {
+				return err
+			}
+		case "totp_digits":
+			if err := intArg(d, &t.TOTPDigits, 6, 8); err != nil {
+				return err
+			}
+		case "totp_skew":
+			var n int
+			if err := intArg(d, &n, 0, 10); err != nil {
+				return err
+			}
+			t.TOTPSkew = &n
+		case "free_failures":
+			if err := intArg(d, &t.FreeFailures, 1, 50); err != nil {
+				return err
+			}
+		case "max_concurrent_hashes":
+			if err := intArg(d, &t.MaxConcurrentHashes, 1, 1024); err != nil {
+				return err
+			}
+		case "totp_algorithm":
+			if err := oneArg(d, &t.TOTPAlgorithm); err != nil {
+				return err
+			}
+		case "user_header":
+			if err := oneArg(d, &t.UserHeader); err != nil {
+				return err
+			}
+		case "cookie_name":
+			if err := oneArg(d, &t.CookieName); err != nil {
+				return err
+			}
+		case "templates_dir":
+			if err := oneArg(d, &t.TemplatesDir); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized subdirective '%s'", opt)
+		}
+	}
+	return nil
+}
+
+// oneArg reads the single argument of the current option.
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	opt := d.Val()
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		return d.Errf("%s: want exactly one value, got %d", opt, len(args))
+	}
+	if *dst != "" {
+		return d.Errf("%s: set more than once", opt)
+	}
+	*dst = args[0]
+	return nil
+}
+
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	opt := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	v, err := caddy.ParseDuration(s)
+	if err != nil {
+		return d.Errf("%s: invalid duration '%s': %v", opt, s, err)
+	}
+	if v <= 0 {
+		return d.Errf("%s: must be positive, got '%s'", opt, s)
+	}
+	*dst = caddy.Duration(v)
+	return nil
+}
+
+func intArg(d *caddyfile.Dispenser, dst *int, lo, hi int) error {
+	opt := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v < lo || v > hi {
+		return d.Errf("%s: want a whole number from %d to %d, got '%s'", opt, lo, hi, s)
+	}
+	*dst = v
+	return nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

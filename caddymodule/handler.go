@@ -1,0 +1,387 @@
+// Package caddymodule is the Caddy adapter of caddy two-factor: the HTTP
+// handler http.handlers.two_factor, its Caddyfile directive, and the pages
+// of the login and of the Security settings. The factors themselves (TOTP,
+// backup codes, encryption at rest, storage, throttling) are plain Go in
+// internal packages; this package holds configuration, lifecycle and HTTP.
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/backupcodes"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/otp"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/secrets"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// clock is the time source of every handler; tests move it.
+var clock = time.Now
+
+// Defaults of the optional settings.
+const (
+	DefaultPrefix          = "/.auth"
+	DefaultIssuer          = "Caddy"
+	DefaultUserHeader      = "Remote-User"
+	DefaultCookieName      = "__Host-two_factor"
+	DefaultSessionIdle     = 30 * time.Minute
+	DefaultSessionLifetime = 12 * time.Hour
+	DefaultCodeTimeout     = 5 * time.Minute
+	DefaultTOTPSkew        = 1
+	DefaultFreeFailures    = 5
+	DefaultMaxDelay        = 15 * time.Minute
+)
+
+// Handler puts a password and a second factor (a TOTP code from an
+// authenticator app, or a single-use backup code) in front of the routes
+// that follow it, and serves the login and Security pages under Prefix.
+// Requests without a complete session never reach the next handler.
+type Handler struct {
+	// Users are the accounts that may log in.
+	Users []User `json:"users,omitempty"`
+
+	// StorageDir is the folder of the embedded store holding each user's
+	// second-factor state and the sessions. Default: "two_factor" in
+	// Caddy's data directory. Only one process may open it at a time.
+	StorageDir string `json:"storage_dir,omitempty"`
+
+	// EncryptionKey encrypts the TOTP secrets at rest: 32 bytes, base64 or
+	// hex encoded; placeholders such as {env.TWO_FACTOR_KEY} are expanded.
+	// When it is empty, the key is read from EncryptionKeyFile.
+	EncryptionKey string `json:"encryption_key,omitempty"`
+
+	// EncryptionKeyFile is the file the key is kept in when EncryptionKey
+	// is empty. Default: StorageDir with ".key" appended, outside the
+	// store's folder. It is created (mode 0600) only together with a new,
+	// empty store; a store that exists without its key refuses to start.
+	EncryptionKeyFile string `json:"encryption_key_file,omitempty"`
+
+	// Prefix is the path under which the gate's own pages are served.
+	// Default: /.auth
+	Prefix string `json:"prefix,omitempty"`
+
+	// Issuer is the account label shown in authenticator apps and the
+	// product name on the pages. Default: Caddy
+	Issuer string `json:"issuer,omitempty"`
+
+	// RequireTwoFactor makes users without a second factor enable one
+	// before they can reach anything but the Security pages.
+	RequireTwoFactor bool `json:"require_two_factor,omitempty"`
+
+	// SessionIdle ends a session not used for this long. Default: 30m.
+	SessionIdle caddy.Duration `json:"session_idle,omitempty"`
+
+	// SessionLifetime ends every session this long after the login,
+	// whatever its use. Default: 12h.
+	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
+
+	// CodeTimeout is how long the code step stays open after the
+	// password. Default: 5m.
+	CodeTimeout caddy.Duration `json:"code_timeout,omitempty"`
+
+	// TOTPPeriod is the time step, in seconds, of new enrolments.
+	// Default: 30. Enrolled users keep the period they enrolled with.
+	TOTPPeriod int `json:"totp_period,omitempty"`
+
+	// TOTPDigits is the code length of new enrolments: 6 or 8. Default: 6.
+	TOTPDigits int `json:"totp_digits,omitempty"`
+
+	// TOTPAlgorithm is the HMAC of new enrolments: SHA1, SHA256 or SHA512.
+	// Default: SHA1, the only one every authenticator app supports.
+	TOTPAlgorithm string `json:"totp_algorithm,omitempty"`
+
+	// TOTPSkew is how many time steps before and after the current one a
+	// code is accepted for, to allow for clock drift. Default: 1.
+	TOTPSkew *int `json:"totp_skew,omitempty"`
+
+	// UserHeader is the request header that carries the user's name to
+	// the next handler. Any copy sent by the client, in any letter case or
+	// with "_" for "-", is removed first. Default: Remote-User
+	UserHeader string `json:"user_header,omitempty"`
+
+	// CookieName is the name of the session cookie. Default:
+	// __Host-two_factor (the prefix binds it to this host, Secure, path /).
+	CookieName string `json:"cookie_name,omitempty"`
+
+	// TemplatesDir is a folder whose files replace the embedded page
+	// templates and stylesheet of the same name.
+	TemplatesDir string `json:"templates_dir,omitempty"`
+
+	// FreeFailures is how many consecutive failures of one factor an
+	// account (or a client address) has before each further attempt must
+	// wait. Default: 5. Client addresses get four times as many.
+	FreeFailures int `json:"free_failures,omitempty"`
+
+	// MaxDelay caps the wait between attempts, which doubles with each
+	// failure past FreeFailures. Default: 15m. After 100 consecutive
+	// failures an account waits a day.
+	MaxDelay caddy.Duration `json:"max_delay,omitempty"`
+
+	// MaxConcurrentHashes bounds how many password hashes are computed at
+	// once. Default: the number of CPUs.
+	MaxConcurrentHashes int `json:"max_concurrent_hashes,omitempty"`
+
+	logger    *zap.Logger
+	users     *directory
+	db        store.Store
+	dbKey     string
+	sealer    *secrets.Sealer
+	codes     *backupcodes.Hasher
+	sessions  *sessionStore
+	pages     map[string]*template.Template
+	css       []byte
+	limits    *limits
+	params    otp.Params
+	skew      int
+	identity  map[string]bool // lower-case identity header names, "_" as "-"
+	crossSite *http.CrossOriginProtection
+	now       func() time.Time
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.two_factor",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision fills in defaults, checks the configuration, opens the store
+// and loads the encryption key.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	h.now = func() time.Time { return clock() }
+	repl := caddy.NewReplacer()
+	if err := h.defaults(repl); err != nil {
+		return err
+	}
+	if err := h.validateConfig(); err != nil {
+		return err
+	}
+	var err error
+	if h.users, err = newDirectory(h.Users, h.MaxConcurrentHashes); err != nil {
+		return err
+	}
+	if h.pages, h.css, err = loadTemplates(h.TemplatesDir); err != nil {
+		return err
+	}
+	h.identity = identityHeaders(h.UserHeader)
+	h.crossSite = http.NewCrossOriginProtection()
+	h.crossSite.SetDenyHandler(http.HandlerFunc(h.denyCrossSite))
+	h.limits = newLimits(h.FreeFailures, time.Duration(h.MaxDelay), h.now)
+
+	if err := h.openStore(ctx); err != nil {
+		return err
+	}
+	h.sessions = &sessionStore{
+		db:       h.db,
+		idle:     time.Duration(h.SessionIdle),
+		lifetime: time.Duration(h.SessionLifetime),
+		pending:  time.Duration(h.CodeTimeout),
+		now:      func() time.Time { return h.now() },
+	}
+	h.sessions.options.Path = "/"
+	h.sessions.options.Secure = true
+	h.sessions.options.HttpOnly = true
+	h.sessions.options.SameSite = http.SameSiteLaxMode
+	return nil
+}
+
+// defaults fills the unset options and expands placeholders.
+func (h *Handler) defaults(repl *caddy.Replacer) error {
+	h.StorageDir = repl.ReplaceKnown(h.StorageDir, "")
+	if h.StorageDir == "" {
+		h.StorageDir = filepath.Join(caddy.AppDataDir(), "two_factor")
+	}
+	abs, err := filepath.Abs(h.StorageDir)
+	if err != nil {
+		return fmt.Errorf("storage_dir %q: %w", h.StorageDir, err)
+	}
+	h.StorageDir = abs
+	h.EncryptionKey = repl.ReplaceKnown(h.EncryptionKey, "")
+	h.EncryptionKeyFile = repl.ReplaceKnown(h.EncryptionKeyFile, "")
+	if h.EncryptionKeyFile == "" {
+		h.EncryptionKeyFile = h.StorageDir + ".key"
+	}
+	if h.Prefix == "" {
+		h.Prefix = DefaultPrefix
+	}
+	if h.Issuer == "" {
+		h.Issuer = DefaultIssuer
+	}
+	if h.SessionIdle == 0 {
+		h.SessionIdle = caddy.Duration(DefaultSessionIdle)
+	}
+	if h.SessionLifetime == 0 {
+		h.SessionLifetime = caddy.Duration(DefaultSessionLifetime)
+	}
+	if h.CodeTimeout == 0 {
+		h.CodeTimeout = caddy.Duration(DefaultCodeTimeout)
+	}
+	if h.TOTPPeriod == 0 {
+		h.TOTPPeriod = otp.Default.Period
+	}
+	if h.TOTPDigits == 0 {
+		h.TOTPDigits = otp.Default.Digits
+	}
+	if h.TOTPAlgorithm == "" {
+		h.TOTPAlgorithm = otp.Default.Algorithm
+	}
+	h.TOTPAlgorithm = strings.ToUpper(h.TOTPAlgorithm)
+	h.skew = DefaultTOTPSkew
+	if h.TOTPSkew != nil {
+		h.skew = *h.TOTPSkew
+	}
+	if h.UserHeader == "" {
+		h.UserHeader = DefaultUserHeader
+	}
+	if h.CookieName == "" {
+		h.CookieName = DefaultCookieName
+	}
+	if h.FreeFailures == 0 {
+		h.FreeFailures = DefaultFreeFailures
+	}
+	if h.MaxDelay == 0 {
+		h.MaxDelay = caddy.Duration(DefaultMaxDelay)
+	}
+	if h.MaxConcurrentHashes == 0 {
+		h.MaxConcurrentHashes = runtime.NumCPU()
+	}
+	h.params = otp.Params{Algorithm: h.TOTPAlgorithm, Digits: h.TOTPDigits, Period: h.TOTPPeriod}
+	return nil
+}
+
+// validateConfig checks every option and names the one that is wrong.
+func (h *Handler) validateConfig() error {
+	if !strings.HasPrefix(h.Prefix, "/") || h.Prefix == "/" || strings.HasSuffix(h.Prefix, "/") ||
+		path.Clean(h.Prefix) != h.Prefix || strings.ContainsAny(h.Prefix, "?#%\\ \t") {
+		return fmt.Errorf("prefix %q: must be a clean absolute path other than /, without a trailing slash, such as %s", h.Prefix, DefaultPrefix)
+	}
+	if err := h.params.Validate(); err != nil {
+		return fmt.Errorf("totp settings: %w", err)
+	}
+	if h.skew < 0 || h.skew > 10 {
+		return fmt.Errorf("totp_skew %d: must be between 0 and 10", h.skew)
+	}
+	if h.SessionIdle < 0 || h.SessionLifetime < 0 || h.CodeTimeout < 0 || h.MaxDelay < 0 {
+		return errors.New("session_idle, session_lifetime, code_timeout and max_delay must not be negative")
+	}
+	if h.SessionIdle > h.SessionLifetime {
+		return fmt.Errorf("session_idle %s is longer than session_lifetime %s", time.Duration(h.SessionIdle), time.Duration(h.SessionLifetime))
+	}
+	if h.FreeFailures < 0 || h.FreeFailures > 50 {
+		return fmt.Errorf("free_failures %d: must be between 0 and 50", h.FreeFailures)
+	}
+	if h.MaxConcurrentHashes < 0 {
+		return fmt.Errorf("max_concurrent_hashes %d: must be positive", h.MaxConcurrentHashes)
+	}
+	if !validHeaderName(h.UserHeader) {
+		return fmt.Errorf("user_header %q: not a valid header name", h.UserHeader)
+	}
+	if !validCookieName(h.CookieName) {
+		return fmt.Errorf("cookie_name %q: not a valid cookie name", h.CookieName)
+	}
+	if strings.TrimSpace(h.Issuer) == "" || strings.Contains(h.Issuer, ":") || len(h.Issuer) > 100 {
+		return fmt.Errorf("issuer %q: must be non-empty, at most 100 bytes, without ':' (authenticator apps use it as the separator)", h.Issuer)
+	}
+	return nil
+}
+
+// Validate is called after Provision; the checks are all done there.
+func (h *Handler) Validate() error { return nil }
+
+// Cleanup lets go of the store; the last handler using it closes it.
+func (h *Handler) Cleanup() error {
+	if h.dbKey != "" {
+		_, err := stores.Delete(h.dbKey)
+		return err
+	}
+	return nil
+}
+
+// ServeHTTP serves the gate's own pages under the prefix, and lets any
+// other request through only with a complete session.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	p := cleanPath(r.URL.Path)
+	if p == h.Prefix || strings.HasPrefix(p, h.Prefix+"/") {
+		return h.serveOwn(w, r, strings.TrimPrefix(p, h.Prefix))
+	}
+	rec, _, err := h.sessions.lookup(r, h.CookieName)
+	if err != nil {
+		return h.storeFailed(err)
+	}
+	if rec == nil || rec.Stage != store.StageFull {
+		return h.refuse(w, r, rec)
+	}
+	acct := h.users.lookup(rec.User)
+	if acct == nil {
+		// The user was removed from the configuration.
+		return h.refuse(w, r, nil)
+	}
+	if h.now().Sub(rec.Seen) > h.sessions.touchInterval() {
+		rec.Seen = h.now()
+		rec.Expires = h.sessions.expiry(*rec)
+		if err := h.db.PutSession(r.Context(), *rec); err != nil {
+			return h.storeFailed(err)
+		}
+	}
+	stripIdentity(r, h.identity)
+	removeCookie(r, h.CookieName)
+	r.Header.Set(h.UserHeader, acct.name)
+	caddyhttp.SetVar(r.Context(), "two_factor.user", acct.name)
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.auth.user.id", acct.name)
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// refuse answers a request for the site without a complete session: a
+// browser navigation goes to the step the session is at, anything else
+// gets 401.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, rec *store.Session) error {
+	if !isNavigation(r) {
+		return caddyhttp.Error(http.StatusUnauthorized, errors.New("two_factor: not logged in"))
+	}
+	target := h.Prefix + "/login?next=" + urlQueryEscape(r.URL.RequestURI())
+	if rec != nil {
+		switch rec.Stage {
+		case store.StagePassword:
+			target = h.Prefix + "/code"
+		case store.StageEnrol:
+			target = h.Prefix + "/security"
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, target, http.StatusFound)
+	return nil
+}
+
+// storeFailed fails closed: a store that cannot be read lets nothing
+// through and turns nothing off.
+func (h *Handler) storeFailed(err error) error {
+	h.logger.Error("store failed; refusing the request", zap.Error(err))
+	return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("two_factor store: %w", err))
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,325 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/net/html"
+)
+
+// clockOffset moves every handler's clock in tests; set before any server
+// starts, so the race detector sees one write of clock.
+var clockOffset atomic.Int64
+
+func advance(d time.Duration) { clockOffset.Add(int64(d)) }
+
+func testNow() time.Time { return time.Now().Add(time.Duration(clockOffset.Load())) }
+
+// testPassword is every test user's password; hashed at the lowest bcrypt
+// cost so that tests stay fast.
+const testPassword = "correct horse battery staple"
+
+var testHash string
+
+func TestMain(m *testing.M) {
+	clock = testNow
+	h, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
+	if err != nil {
+		panic(err)
+	}
+	testHash = string(h)
+	os.Exit(m.Run())
+}
+
+// upstream is the protected application: it records what reaches it.
+type upstream struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	reqs []*http.Request
+}
+
+func newUpstream(t *testing.T) *upstream {
+	u := &upstream{}
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.reqs = append(u.reqs, r.Clone(r.Context()))
+		u.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"path": r.URL.Path, "headers": r.Header})
+	}))
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+func (u *upstream) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.reqs)
+}
+
+func (u *upstream) last() *http.Request {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.reqs) == 0 {
+		return nil
+	}
+	return u.reqs[len(u.reqs)-1]
+}
+
+// gate is a real Caddy (in this process) with the module in front of an
+// upstream, served over HTTPS on localhost:9443.
+type gate struct {
+	t        *testing.T
+	up       *upstream
+	dir      string
+	config   string
+	tester   *caddytest.Tester
+	base     string
+	userLine string
+}
+
+// gateOpts tweaks a test gate's Caddyfile.
+type gateOpts struct {
+	extra  string // more lines inside two_factor
+	global string // more global options
+	dir    string // storage folder; a new temporary one when empty
+}
+
+func newGate(t *testing.T, o gateOpts) *gate {
+	t.Helper()
+	g := &gate{t: t, up: newUpstream(t), dir: o.dir, base: "https://localhost:9443"}
+	if g.dir == "" {
+		g.dir = t.TempDir()
+	}
+	g.config = fmt.Sprintf(`{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+	%s
+}
+localhost:9443 {
+	tls internal
+	two_factor {
+		user alice %s
+		user Bob %s
+		storage_dir %s/store
+		issuer "Test Cloud"
+		%s
+	}
+	reverse_proxy %s {
+		header_up X-Auth-Id {http.auth.user.id}
+	}
+}
+`, o.global, testHash, testHash, g.dir, o.extra, strings.TrimPrefix(g.up.srv.URL, "http://"))
+	g.tester = caddytest.NewTester(t)
+	g.tester.InitServer(g.config, "caddyfile")
+	// Unload the config before the temporary folder goes, so that the
+	// store is closed first (cleanups run last-in, first-out).
+	t.Cleanup(func() { unload(t) })
+	if t.Failed() {
+		t.FailNow()
+	}
+	return g
+}
+
+// unload replaces the running config with one that has no server.
+func unload(t *testing.T) {
+	const idle = `{"admin":{"listen":"localhost:2999"}}`
+	res, err := http.Post("http://localhost:2999/load", "application/json", strings.NewReader(idle))
+	if err != nil {
+		t.Errorf("unloading the config: %v", err)
+		return
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(res.Body)
+		t.Errorf("unloading the config: %d %s", res.StatusCode, b)
+	}
+}
+
+// reload loads the gate's config again into the running Caddy.
+func (g *gate) reload() {
+	g.t.Helper()
+	caddytest.NewTester(g.t).InitServer(g.config, "caddyfile")
+}
+
+// browser is one client with its own cookie jar; it does not follow
+// redirects, so tests see every step.
+type browser struct {
+	t      *testing.T
+	g      *gate
+	client *http.Client
+	jar    *cookiejar.Jar
+}
+
+func (g *gate) browser() *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: g.t, g: g, jar: jar, client: &http.Client{
+		Transport:     caddytest.CreateTestingTransport(),
+		Jar:           jar,
+		Timeout:       20 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func (b *browser) do(req *http.Request) response {
+	b.t.Helper()
+	res, err := b.client.Do(req)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	return response{status: res.StatusCode, header: res.Header, body: string(body)}
+}
+
+// get loads a page as a browser navigation would.
+func (b *browser) get(path string, headers ...string) response {
+	b.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, b.g.base+path, nil)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	req.Header.Set("Accept", "text/html,application/xhtml+xml")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	return b.do(req)
+}
+
+// post submits a form, as a same-origin browser form would.
+func (b *browser) post(path string, form url.Values, headers ...string) response {
+	b.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, b.g.base+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "text/html")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	return b.do(req)
+}
+
+func (b *browser) cookie() string {
+	u, _ := url.Parse(b.g.base)
+	for _, c := range b.jar.Cookies(u) {
+		if c.Name == DefaultCookieName {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+// login does the password step and checks where it leads.
+func (b *browser) login(user, password, wantLocation string) response {
+	b.t.Helper()
+	r := b.post("/.auth/login", url.Values{"username": {user}, "password": {password}})
+	if r.status != http.StatusSeeOther || r.header.Get("Location") != wantLocation {
+		b.t.Fatalf("login %s: got %d Location %q, want 303 %q; body: %.300s", user, r.status, r.header.Get("Location"), wantLocation, r.body)
+	}
+	return r
+}
+
+// enrolment is what the enable page gave the user.
+type enrolment struct {
+	secret string // Base32
+	codes  []string
+}
+
+var otpauthRe = regexp.MustCompile(`href="(otpauth://[^"]+)"`)
+
+// enable turns 2FA on for a logged-in browser, as a person would: reads the
+// key off the page, computes a code, types it with the password.
+func (b *browser) enable() enrolment {
+	b.t.Helper()
+	r := b.get("/.auth/security/enable")
+	if r.status != http.StatusOK {
+		b.t.Fatalf("enable page: got %d, want 200: %.300s", r.status, r.body)
+	}
+	m := otpauthRe.FindStringSubmatch(r.body)
+	if m == nil {
+		b.t.Fatalf("enable page has no otpauth link: %.500s", r.body)
+	}
+	key, err := otp.NewKeyFromURL(html.UnescapeString(m[1]))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	code := totpCode(b.t, key.Secret(), testNow())
+	r = b.post("/.auth/security/enable", url.Values{"code": {code}, "password": {testPassword}})
+	if r.status != http.StatusOK {
+		b.t.Fatalf("enable: got %d, want 200: %.500s", r.status, r.body)
+	}
+	codes := backupCodesOn(b.t, r.body)
+	if len(codes) != 10 {
+		b.t.Fatalf("enable: got %d backup codes, want 10", len(codes))
+	}
+	return enrolment{secret: key.Secret(), codes: codes}
+}
+
+// totpCode computes a code with pquerna/otp directly, independent of the
+// module's own TOTP code.
+func totpCode(t *testing.T, secret string, at time.Time) string {
+	t.Helper()
+	c, err := totp.GenerateCodeCustom(secret, at, totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// backupCodesOn reads the codes in <code> elements inside .backup-codes.
+func backupCodesOn(t *testing.T, page string) []string {
+	t.Helper()
+	doc, err := html.Parse(strings.NewReader(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var codes []string
+	var walk func(n *html.Node, inside bool)
+	walk = func(n *html.Node, inside bool) {
+		if n.Type == html.ElementNode {
+			for _, a := range n.Attr {
+				if a.Key == "class" && strings.Contains(" "+a.Val+" ", " backup-codes ") {
+					inside = true
+				}
+			}
+			if inside && n.Data == "code" && n.FirstChild != nil {
+				codes = append(codes, n.FirstChild.Data)
+			}
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c, inside)
+		}
+	}
+	walk(doc, false)
+	return codes
+}
+
+// nextStep moves the clock to the next TOTP step, so a new code exists.
+func nextStep() { advance(30 * time.Second) }

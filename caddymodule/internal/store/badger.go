@@ -1,0 +1,743 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// now is the store's clock, used to decide whether a session has expired.
+// Tests replace it.
+var now = time.Now
+
+// testHookBeforeCommit, when set by a test, runs in every read-write
+// transaction after its work is done and before it commits.
+var testHookBeforeCommit func(b *Badger)
+
+// Compile-time check that Badger implements Store.
+var _ Store = (*Badger)(nil)
+
+const (
+	// maxAttempts bounds how often a transaction is retried after
+	// badger.ErrConflict before the operation gives up.
+	maxAttempts = 16
+	// defaultGCInterval is how often the value log is garbage collected.
+	defaultGCInterval = 10 * time.Minute
+	// gcDiscardRatio: a value log file is rewritten when at least this
+	// share of it is garbage (badger's recommended value).
+	gcDiscardRatio = 0.5
+)
+
+// errClosed is returned by every operation on a closed Badger.
+var errClosed = errors.New("store is closed")
+
+// Options tunes OpenBadger. The zero Options is the production setting.
+type Options struct {
+	// NoSync turns off the fsync of each commit. It breaks the Store's
+	// durability promise and is meant for throwaway stores in tests and
+	// benchmarks only.
+	NoSync bool
+	// Logger receives badger's log lines; level is "debug", "info",
+	// "warning" or "error". Nil discards them.
+	Logger func(level, msg string)
+	// GCInterval is how often the value log is garbage collected: zero
+	// means every 10 minutes, a negative value turns the collector off.
+	GCInterval time.Duration
+}
+
+// Badger is the embedded Store, kept in a badger database in one folder.
+// Only one process at a time can open the folder.
+type Badger struct {
+	db  *badger.DB
+	dir string
+
+	// mu is held shared by every operation and exclusively by Close, so
+	// Close waits for operations in flight and later ones see closed.
+	mu     sync.RWMutex
+	closed bool
+
+	stopGC chan struct{} // closed by Close to stop runGC
+	gcDone chan struct{} // closed by runGC when it returns
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// OpenBadger opens (creating it if needed, with mode 0700) the store in dir.
+// If another process holds the folder, the error wraps ErrLocked.
+func OpenBadger(dir string, opt Options) (*Badger, error) {
+	if dir == "" {
+		return nil, errors.New("open store: empty folder name")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open store: create folder: %w", err)
+	}
+
+	bo := badger.DefaultOptions(dir).
+		// Every commit is fsynced before it returns: the Store promises
+		// durable changes.
+		WithSyncWrites(!opt.NoSync).
+		// Sessions and accounts are small and few; an 8 MiB memtable (the
+		// default is 64 MiB) keeps memory low. It also bounds one
+		// transaction to about 1.2 MiB (15% of it).
+		WithMemTableSize(8 << 20).
+		// Two memtables: one being written, one being flushed.
+		WithNumMemtables(2).
+		// An 8 MiB block cache (default 256 MiB) holds the whole hot set.
+		WithBlockCacheSize(8 << 20).
+		// Cap the table-index cache at 4 MiB; zero would keep every
+		// table's index in memory without bound.
+		WithIndexCacheSize(4 << 20).
+		// 64 MiB value log files (default 1 GiB) so value log GC can
+		// reclaim space in small steps. Our values are far below the
+		// value threshold and live in the LSM tree, so the value log
+		// stays almost empty anyway.
+		WithValueLogFileSize(64 << 20).
+		// Only the newest version of a key is ever read.
+		WithNumVersionsToKeep(1).
+		// Two compactors, the least badger accepts besides zero; the
+		// default four is too many for a store this size.
+		WithNumCompactors(2).
+		// No expvar metrics: nothing reads them.
+		WithMetricsEnabled(false).
+		WithLogger(newBadgerLogger(opt.Logger))
+
+	db, err := badger.Open(bo)
+	if err != nil {
+		if isLockError(err) {
+			return nil, fmt.Errorf("open store: folder %s is in use by another Caddy (or a `caddy two-factor` command): %w", dir, ErrLocked)
+		}
+		return nil, fmt.Errorf("open store in %s: %w", dir, err)
+	}
+
+	b := &Badger{
+		db:     db,
+		dir:    dir,
+		stopGC: make(chan struct{}),
+		gcDone: make(chan struct{}),
+	}
+	interval := opt.GCInterval
+	if interval == 0 {
+		interval = defaultGCInterval
+	}
+	if interval > 0 {
+		go b.runGC(interval, opt.Logger)
+	} else {
+		close(b.gcDone)
+	}
+	return b, nil
+}
+
+// isLockError reports whether err is badger's failure to lock the folder.
+// Badger formats the cause into its message (its error wrapping drops the
+// chain), so its wording is all there is to go by; a test pins it.
+func isLockError(err error) bool {
+	return strings.Contains(err.Error(), "Another process is using this Badger database")
+}
+
+// runGC garbage collects the value log every interval until Close.
+func (b *Badger) runGC(interval time.Duration, logf func(level, msg string)) {
+	defer close(b.gcDone)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stopGC:
+			return
+		case <-t.C:
+		}
+		// Each successful run rewrites one file; repeat while there is
+		// something to reclaim, but stop promptly on Close.
+		for {
+			select {
+			case <-b.stopGC:
+				return
+			default:
+			}
+			err := b.db.RunValueLogGC(gcDiscardRatio)
+			if err == nil {
+				continue
+			}
+			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) && logf != nil {
+				logf("error", "value log GC: "+err.Error())
+			}
+			break
+		}
+	}
+}
+
+// Close stops the value log GC, waits for operations in flight and closes
+// the database. It is safe to call more than once and from several
+// goroutines; every call returns the first call's result.
+func (b *Badger) Close() error {
+	b.closeOnce.Do(func() {
+		close(b.stopGC)
+		<-b.gcDone
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.closed = true
+		if err := b.db.Close(); err != nil {
+			b.closeErr = fmt.Errorf("close store in %s: %w", b.dir, err)
+		}
+	})
+	return b.closeErr
+}
+
+// view runs fn in a read-only transaction.
+func (b *Badger) view(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return errClosed
+	}
+	return b.db.View(fn)
+}
+
+// update runs fn in a read-write transaction and commits it, retrying from
+// the start when the commit conflicts with a concurrent one. fn must not
+// keep state across calls.
+func (b *Badger) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return errClosed
+	}
+	txnFn := fn
+	if hook := testHookBeforeCommit; hook != nil {
+		txnFn = func(txn *badger.Txn) error {
+			if err := fn(txn); err != nil {
+				return err
+			}
+			hook(b)
+			return nil
+		}
+	}
+	for attempt := 1; ; attempt++ {
+		err := b.db.Update(txnFn)
+		if !errors.Is(err, badger.ErrConflict) {
+			return err
+		}
+		if attempt == maxAttempts {
+			return fmt.Errorf("giving up after %d conflicting attempts: %w", attempt, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		// A short random pause spreads out the goroutines that keep
+		// colliding on the same key.
+		time.Sleep(rand.N(time.Duration(attempt) * 100 * time.Microsecond))
+	}
+}
+
+// isSentinel reports whether err is one of the package's expected outcomes,
+// which are returned as they are rather than wrapped.
+func isSentinel(err error) bool {
+	switch err {
+	case ErrNotFound, ErrAlreadyEnabled, ErrNotEnabled, ErrStepUsed, ErrCodeUnknown:
+		return true
+	}
+	return false
+}
+
+// wrap adds the operation's name to a failure; sentinels pass unchanged.
+func wrap(op string, err error) error {
+	if err == nil || isSentinel(err) {
+		return err
+	}
+	return fmt.Errorf("store: %s: %w", op, err)
+}
+
+// getAccount reads the user's account within txn; a missing record gives
+// the zero Account with Name set.
+func getAccount(txn *badger.Txn, user string) (Account, error) {
+	a := Account{Name: user}
+	item, err := txn.Get(accountKey(user))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return a, nil
+	}
+	if err != nil {
+		return a, err
+	}
+	err = item.Value(func(v []byte) error {
+		if err := json.Unmarshal(v, &a); err != nil {
+			return fmt.Errorf("decode account: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Account{}, err
+	}
+	a.Name = user
+	return a, nil
+}
+
+// putAccount writes the account within txn; an account with the second
+// factor off has nothing worth keeping, so its record is deleted.
+func putAccount(txn *badger.Txn, a *Account) error {
+	if !a.Enabled() {
+		return txn.Delete(accountKey(a.Name))
+	}
+	v, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("encode account: %w", err)
+	}
+	return txn.Set(accountKey(a.Name), v)
+}
+
+// checkUser rejects an empty user name.
+func checkUser(user string) error {
+	if user == "" {
+		return errors.New("empty user name")
+	}
+	return nil
+}
+
+// cloneCodes deep-copies a set of backup-code hashes, rejecting empty ones.
+func cloneCodes(codes [][]byte) ([][]byte, error) {
+	if len(codes) == 0 {
+		return nil, nil
+	}
+	out := make([][]byte, len(codes))
+	for i, c := range codes {
+		if len(c) == 0 {
+			return nil, fmt.Errorf("backup code %d: empty hash", i)
+		}
+		out[i] = bytes.Clone(c)
+	}
+	return out, nil
+}
+
+// Account returns the user's second-factor state.
+func (b *Badger) Account(ctx context.Context, user string) (Account, error) {
+	if err := checkUser(user); err != nil {
+		return Account{}, wrap("read account", err)
+	}
+	var a Account
+	err := b.view(ctx, func(txn *badger.Txn) error {
+		var err error
+		a, err = getAccount(txn, user)
+		return err
+	})
+	if err != nil {
+		return Account{}, wrap("read account", err)
+	}
+	return a, nil
+}
+
+// EnableTOTP turns the second factor on; ErrAlreadyEnabled if it is on.
+func (b *Badger) EnableTOTP(ctx context.Context, user string, t TOTP, backupCodes [][]byte) error {
+	const op = "enable TOTP"
+	if err := checkUser(user); err != nil {
+		return wrap(op, err)
+	}
+	if len(t.SealedSecret) == 0 {
+		return wrap(op, errors.New("empty sealed secret"))
+	}
+	codes, err := cloneCodes(backupCodes)
+	if err != nil {
+		return wrap(op, err)
+	}
+	t.SealedSecret = bytes.Clone(t.SealedSecret)
+	err = b.update(ctx, func(txn *badger.Txn) error {
+		a, err := getAccount(txn, user)
+		if err != nil {
+			return err
+		}
+		if a.Enabled() {
+			return ErrAlreadyEnabled
+		}
+		tt := t
+		a.TOTP = &tt
+		a.BackupCodes = codes
+		return putAccount(txn, &a)
+	})
+	return wrap(op, err)
+}
+
+// DisableTOTP turns the second factor off, drops the backup codes and
+// deletes the user's sessions except keepSession, in one transaction.
+// ErrNotEnabled if it is off.
+//
+// All of it must fit in one badger transaction (about 1.2 MiB of writes
+// with our memtable size), which is thousands of sessions; a user with
+// more makes it fail rather than half-apply.
+func (b *Badger) DisableTOTP(ctx context.Context, user string, keepSession []byte) error {
+	const op = "disable TOTP"
+	if err := checkUser(user); err != nil {
+		return wrap(op, err)
+	}
+	err := b.update(ctx, func(txn *badger.Txn) error {
+		a, err := getAccount(txn, user)
+		if err != nil {
+			return err
+		}
+		if !a.Enabled() {
+			return ErrNotEnabled
+		}
+		a.TOTP = nil
+		a.BackupCodes = nil
+		if err := putAccount(txn, &a); err != nil {
+			return err
+		}
+		_, err = deleteUserSessions(txn, user, keepSession)
+		return err
+	})
+	return wrap(op, err)
+}
+
+// ReplaceBackupCodes replaces the user's backup codes; ErrNotEnabled if
+// the second factor is off.
+func (b *Badger) ReplaceBackupCodes(ctx context.Context, user string, backupCodes [][]byte) error {
+	const op = "replace backup codes"
+	if err := checkUser(user); err != nil {
+		return wrap(op, err)
+	}
+	codes, err := cloneCodes(backupCodes)
+	if err != nil {
+		return wrap(op, err)
+	}
+	err = b.update(ctx, func(txn *badger.Txn) error {
+		a, err := getAccount(txn, user)
+		if err != nil {
+			return err
+		}
+		if !a.Enabled() {
+			return ErrNotEnabled
+		}
+		a.BackupCodes = codes
+		return putAccount(txn, &a)
+	})
+	return wrap(op, err)
+}
+
+// UseTOTPStep records step as used if it is newer than the last accepted
+// one; ErrStepUsed otherwise, ErrNotEnabled if the second factor is off.
+func (b *Badger) UseTOTPStep(ctx context.Context, user string, step int64) error {
+	const op = "use TOTP step"
+	if err := checkUser(user); err != nil {
+		return wrap(op, err)
+	}
+	err := b.update(ctx, func(txn *badger.Txn) error {
+		a, err := getAccount(txn, user)
+		if err != nil {
+			return err
+		}
+		if !a.Enabled() {
+			return ErrNotEnabled
+		}
+		if step <= a.TOTP.LastStep {
+			return ErrStepUsed
+		}
+		a.TOTP.LastStep = step
+		return putAccount(txn, &a)
+	})
+	return wrap(op, err)
+}
+
+// UseBackupCode removes the backup code with that hash and returns how
+// many are left; ErrCodeUnknown if there is none, ErrNotEnabled if the
+// second factor is off.
+func (b *Badger) UseBackupCode(ctx context.Context, user string, hash []byte) (int, error) {
+	const op = "use backup code"
+	if err := checkUser(user); err != nil {
+		return 0, wrap(op, err)
+	}
+	var left int
+	err := b.update(ctx, func(txn *badger.Txn) error {
+		a, err := getAccount(txn, user)
+		if err != nil {
+			return err
+		}
+		if !a.Enabled() {
+			return ErrNotEnabled
+		}
+		// Compare with every code in constant time, so the time taken
+		// does not tell which one (if any) matched.
+		found := -1
+		for i, c := range a.BackupCodes {
+			if subtle.ConstantTimeCompare(c, hash) == 1 && len(hash) > 0 {
+				found = i
+			}
+		}
+		if found < 0 {
+			return ErrCodeUnknown
+		}
+		a.BackupCodes = append(a.BackupCodes[:found], a.BackupCodes[found+1:]...)
+		if err := putAccount(txn, &a); err != nil {
+			return err
+		}
+		left = len(a.BackupCodes)
+		return nil
+	})
+	if err != nil {
+		return 0, wrap(op, err)
+	}
+	return left, nil
+}
+
+// Session returns the session record with that key; ErrNotFound if there
+// is none or it has expired by the store's clock.
+func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
+	if len(key) == 0 {
+		return Session{}, wrap("read session", errors.New("empty session key"))
+	}
+	var s Session
+	err := b.view(ctx, func(txn *badger.Txn) error {
+		item, err := txn.Get(sessionKey(key))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			s, err = decodeSession(v)
+			return err
+		})
+	})
+	if err != nil {
+		return Session{}, wrap("read session", err)
+	}
+	if !now().Before(s.Expires) {
+		return Session{}, ErrNotFound
+	}
+	s.Key = bytes.Clone(key)
+	return s, nil
+}
+
+// sessionEntry returns a badger entry that expires with the session. Badger
+// counts expiry in whole seconds and drops an entry once the clock reaches
+// ExpiresAt, so the time is rounded up: the store's own check in Session
+// decides the exact moment.
+func sessionEntry(k, v []byte, expires time.Time) *badger.Entry {
+	e := badger.NewEntry(k, v)
+	sec := expires.Unix()
+	if expires.Nanosecond() > 0 {
+		sec++
+	}
+	e.ExpiresAt = uint64(sec)
+	return e
+}
+
+// PutSession creates or replaces a session record.
+func (b *Badger) PutSession(ctx context.Context, s Session) error {
+	const op = "write session"
+	switch {
+	case len(s.Key) == 0:
+		return wrap(op, errors.New("empty session key"))
+	case s.User == "":
+		return wrap(op, errors.New("empty user name"))
+	case !validStage(s.Stage):
+		return wrap(op, fmt.Errorf("invalid stage %d", s.Stage))
+	case s.Expires.IsZero():
+		return wrap(op, errors.New("no expiry time"))
+	case s.Expires.Unix() <= 0:
+		return wrap(op, fmt.Errorf("expiry time %v out of range", s.Expires))
+	}
+	rec := encodeSession(nil, &s)
+	sk := sessionKey(s.Key)
+	ik := indexKey(s.User, s.Key)
+	err := b.update(ctx, func(txn *badger.Txn) error {
+		// A record being replaced under another user leaves that
+		// user's index entry behind; drop it.
+		item, err := txn.Get(sk)
+		switch {
+		case errors.Is(err, badger.ErrKeyNotFound):
+		case err != nil:
+			return err
+		default:
+			var old Session
+			err := item.Value(func(v []byte) error {
+				var err error
+				old, err = decodeSession(v)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if old.User != s.User {
+				if err := txn.Delete(indexKey(old.User, s.Key)); err != nil {
+					return err
+				}
+			}
+		}
+		if err := txn.SetEntry(sessionEntry(sk, rec, s.Expires)); err != nil {
+			return err
+		}
+		return txn.SetEntry(sessionEntry(ik, nil, s.Expires))
+	})
+	return wrap(op, err)
+}
+
+// DeleteSession removes one session; no error if it is already gone.
+func (b *Badger) DeleteSession(ctx context.Context, key []byte) error {
+	const op = "delete session"
+	if len(key) == 0 {
+		return wrap(op, errors.New("empty session key"))
+	}
+	sk := sessionKey(key)
+	err := b.update(ctx, func(txn *badger.Txn) error {
+		item, err := txn.Get(sk)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var user string
+		err = item.Value(func(v []byte) error {
+			s, err := decodeSession(v)
+			user = s.User
+			return err
+		})
+		// A record that cannot be decoded is still deleted; only its
+		// index entry is left to expire.
+		if err == nil {
+			if err := txn.Delete(indexKey(user, key)); err != nil {
+				return err
+			}
+		}
+		return txn.Delete(sk)
+	})
+	return wrap(op, err)
+}
+
+// DeleteUserSessions removes every session of the user except keepSession
+// and returns how many it removed. The same transaction-size limit as for
+// DisableTOTP applies.
+func (b *Badger) DeleteUserSessions(ctx context.Context, user string, keepSession []byte) (int, error) {
+	const op = "delete user sessions"
+	if err := checkUser(user); err != nil {
+		return 0, wrap(op, err)
+	}
+	var n int
+	err := b.update(ctx, func(txn *badger.Txn) error {
+		var err error
+		n, err = deleteUserSessions(txn, user, keepSession)
+		return err
+	})
+	if err != nil {
+		return 0, wrap(op, err)
+	}
+	return n, nil
+}
+
+// deleteUserSessions deletes, within txn, the user's sessions except keep,
+// with their index entries, and returns how many records it deleted.
+func deleteUserSessions(txn *badger.Txn, user string, keep []byte) (int, error) {
+	prefix := indexPrefix(user)
+	var keys [][]byte
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	for it.Rewind(); it.Valid(); it.Next() {
+		keys = append(keys, it.Item().KeyCopy(nil))
+	}
+	it.Close()
+
+	n := 0
+	for _, ik := range keys {
+		key := ik[len(prefix):]
+		if keep != nil && bytes.Equal(key, keep) {
+			continue
+		}
+		if err := txn.Delete(ik); err != nil {
+			return 0, err
+		}
+		sk := sessionKey(key)
+		item, err := txn.Get(sk)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		// The index entry might be stale (from a failed decode in
+		// DeleteSession); only delete a record that is the user's.
+		var owner string
+		err = item.Value(func(v []byte) error {
+			s, err := decodeSession(v)
+			owner = s.User
+			return err
+		})
+		if err != nil || owner != user {
+			continue
+		}
+		if err := txn.Delete(sk); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// Meta returns a value of the gate itself; ErrNotFound when unset.
+func (b *Badger) Meta(ctx context.Context, name string) ([]byte, error) {
+	if name == "" {
+		return nil, wrap("read meta", errors.New("empty name"))
+	}
+	var v []byte
+	err := b.view(ctx, func(txn *badger.Txn) error {
+		item, err := txn.Get(metaKey(name))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		v, err = item.ValueCopy(nil)
+		return err
+	})
+	if err != nil {
+		return nil, wrap("read meta", err)
+	}
+	return v, nil
+}
+
+// PutMeta sets a value of the gate itself.
+func (b *Badger) PutMeta(ctx context.Context, name string, value []byte) error {
+	if name == "" {
+		return wrap("write meta", errors.New("empty name"))
+	}
+	v := bytes.Clone(value)
+	err := b.update(ctx, func(txn *badger.Txn) error {
+		return txn.Set(metaKey(name), v)
+	})
+	return wrap("write meta", err)
+}
+
+// badgerLogger adapts a func(level, msg) to badger.Logger.
+type badgerLogger struct {
+	f func(level, msg string)
+}
+
+// newBadgerLogger returns nil (badger then logs nothing) when f is nil.
+func newBadgerLogger(f func(level, msg string)) badger.Logger {
+	if f == nil {
+		return nil
+	}
+	return badgerLogger{f}
+}
+
+func (l badgerLogger) log(level, format string, args []any) {
+	l.f(level, strings.TrimRight(fmt.Sprintf(format, args...), "\n"))
+}
+
+func (l badgerLogger) Errorf(format string, args ...any)   { l.log("error", format, args) }
+func (l badgerLogger) Warningf(format string, args ...any) { l.log("warning", format, args) }
+func (l badgerLogger) Infof(format string, args ...any)    { l.log("info", format, args) }
+func (l badgerLogger) Debugf(format string, args ...any)   { l.log("debug", format, args) }

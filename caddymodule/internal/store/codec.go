@@ -1,0 +1,208 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Key layout of the badger backend. Every key starts with a one-letter
+// namespace and a slash; what follows is the raw name, so exact-match keys
+// need no escaping. The index namespace is scanned by prefix, so it puts a
+// length before the user name: "al" and "alice" then have prefixes that are
+// not prefixes of each other, whatever bytes the names hold.
+const (
+	prefixAccount = "u/" // u/<user>                     → account JSON
+	prefixSession = "s/" // s/<key>                      → encoded session
+	prefixIndex   = "x/" // x/<uvarint len(user)><user><key> → empty
+	prefixMeta    = "m/" // m/<name>                     → raw value
+)
+
+// accountKey returns the key of the user's account record.
+func accountKey(user string) []byte {
+	return append([]byte(prefixAccount), user...)
+}
+
+// sessionKey returns the key of a session record.
+func sessionKey(key []byte) []byte {
+	k := make([]byte, 0, len(prefixSession)+len(key))
+	return append(append(k, prefixSession...), key...)
+}
+
+// metaKey returns the key of a meta value.
+func metaKey(name string) []byte {
+	return append([]byte(prefixMeta), name...)
+}
+
+// indexPrefix returns the prefix shared by the index entries of all the
+// user's sessions.
+func indexPrefix(user string) []byte {
+	k := make([]byte, 0, len(prefixIndex)+binary.MaxVarintLen64+len(user))
+	k = append(k, prefixIndex...)
+	k = binary.AppendUvarint(k, uint64(len(user)))
+	return append(k, user...)
+}
+
+// indexKey returns the index entry that ties session key to user.
+func indexKey(user string, key []byte) []byte {
+	return append(indexPrefix(user), key...)
+}
+
+// sessionVersion1 is the first byte of every session record written by this
+// code. A later layout gets a new version so old records stay readable.
+const sessionVersion1 byte = 1
+
+// errMalformed is wrapped by every session decoding error.
+var errMalformed = errors.New("malformed session record")
+
+// encodeSession appends the binary form of s to dst and returns it. The key
+// is not part of the record: it is the record's own badger key.
+//
+// Layout (version 1):
+//
+//	version   byte (1)
+//	stage     byte
+//	user      uvarint length, bytes
+//	created   varint Unix seconds, uvarint nanoseconds
+//	seen      varint Unix seconds, uvarint nanoseconds
+//	expires   varint Unix seconds, uvarint nanoseconds
+//	next      uvarint length, bytes
+//	pending   uvarint length, bytes
+//	pendingAt varint Unix seconds, uvarint nanoseconds
+func encodeSession(dst []byte, s *Session) []byte {
+	dst = append(dst, sessionVersion1, byte(s.Stage))
+	dst = appendBytes(dst, s.User)
+	dst = appendTime(dst, s.Created)
+	dst = appendTime(dst, s.Seen)
+	dst = appendTime(dst, s.Expires)
+	dst = appendBytes(dst, s.Next)
+	dst = appendBytes(dst, s.Pending)
+	dst = appendTime(dst, s.PendingAt)
+	return dst
+}
+
+// appendBytes appends a length-prefixed string or byte slice.
+func appendBytes[T string | []byte](dst []byte, b T) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(b)))
+	return append(dst, b...)
+}
+
+// appendTime appends t as Unix seconds and nanoseconds. The zero time
+// round-trips to the zero time.
+func appendTime(dst []byte, t time.Time) []byte {
+	dst = binary.AppendVarint(dst, t.Unix())
+	return binary.AppendUvarint(dst, uint64(t.Nanosecond()))
+}
+
+// decodeSession parses a record written by encodeSession. It copies what
+// it keeps, so data may be reused afterwards. Key is left nil. Malformed
+// input yields an error wrapping errMalformed, never a panic.
+func decodeSession(data []byte) (Session, error) {
+	var s Session
+	d := decoder{buf: data}
+	if v := d.byte(); d.err == nil && v != sessionVersion1 {
+		return Session{}, fmt.Errorf("%w: unknown version %d", errMalformed, v)
+	}
+	s.Stage = Stage(d.byte())
+	if d.err == nil && !validStage(s.Stage) {
+		return Session{}, fmt.Errorf("%w: unknown stage %d", errMalformed, s.Stage)
+	}
+	s.User = string(d.bytes())
+	s.Created = d.time()
+	s.Seen = d.time()
+	s.Expires = d.time()
+	s.Next = string(d.bytes())
+	if p := d.bytes(); len(p) > 0 {
+		s.Pending = append([]byte(nil), p...)
+	}
+	s.PendingAt = d.time()
+	if d.err != nil {
+		return Session{}, d.err
+	}
+	if len(d.buf) != 0 {
+		return Session{}, fmt.Errorf("%w: %d trailing bytes", errMalformed, len(d.buf))
+	}
+	return s, nil
+}
+
+// validStage reports whether st is one of the defined stages.
+func validStage(st Stage) bool {
+	return st == StagePassword || st == StageEnrol || st == StageFull
+}
+
+// decoder reads the fields of a session record. After the first error every
+// read returns a zero value and the error stays in err.
+type decoder struct {
+	buf []byte
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: bad %s", errMalformed, what)
+	}
+	d.buf = nil
+}
+
+func (d *decoder) byte() byte {
+	if len(d.buf) == 0 {
+		d.fail("byte")
+		return 0
+	}
+	b := d.buf[0]
+	d.buf = d.buf[1:]
+	return b
+}
+
+func (d *decoder) uvarint(what string) uint64 {
+	v, n := binary.Uvarint(d.buf)
+	if n <= 0 {
+		d.fail(what)
+		return 0
+	}
+	d.buf = d.buf[n:]
+	return v
+}
+
+func (d *decoder) varint(what string) int64 {
+	v, n := binary.Varint(d.buf)
+	if n <= 0 {
+		d.fail(what)
+		return 0
+	}
+	d.buf = d.buf[n:]
+	return v
+}
+
+// bytes returns a length-prefixed field; the result aliases the input.
+func (d *decoder) bytes() []byte {
+	n := d.uvarint("length")
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.buf)) {
+		d.fail("length")
+		return nil
+	}
+	b := d.buf[:n:n]
+	d.buf = d.buf[n:]
+	return b
+}
+
+func (d *decoder) time() time.Time {
+	sec := d.varint("time")
+	nsec := d.uvarint("time")
+	if d.err != nil {
+		return time.Time{}
+	}
+	if nsec >= uint64(time.Second) {
+		d.fail("time")
+		return time.Time{}
+	}
+	t := time.Unix(sec, int64(nsec))
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t
+}

@@ -1,0 +1,118 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"testing"
+	"time"
+)
+
+func fullSession() Session {
+	t := time.Unix(1_800_000_000, 123_456_789)
+	return Session{
+		User:      "alice",
+		Stage:     StagePassword,
+		Created:   t,
+		Seen:      t.Add(time.Minute),
+		Expires:   t.Add(time.Hour),
+		Next:      "/app?q=1",
+		Pending:   []byte{0, 1, 2, 255},
+		PendingAt: t.Add(2 * time.Minute),
+	}
+}
+
+func TestSessionCodecRoundTrip(t *testing.T) {
+	for name, s := range map[string]Session{
+		"full":    fullSession(),
+		"minimal": {User: "u", Stage: StageFull, Expires: time.Unix(1, 0)},
+		"odd user": {User: "al/\x00ice\xff", Stage: StageEnrol,
+			Created: time.Unix(-5, 999_999_999), Expires: time.Unix(1<<40, 1)},
+	} {
+		got, err := decodeSession(encodeSession(nil, &s))
+		if err != nil {
+			t.Fatalf("%s: decode: %v", name, err)
+		}
+		if got.User != s.User || got.Stage != s.Stage || got.Next != s.Next ||
+			!bytes.Equal(got.Pending, s.Pending) ||
+			!got.Created.Equal(s.Created) || !got.Seen.Equal(s.Seen) ||
+			!got.Expires.Equal(s.Expires) || !got.PendingAt.Equal(s.PendingAt) {
+			t.Errorf("%s: got %+v, want %+v", name, got, s)
+		}
+		// Zero times stay zero (not 1970, not a different zone).
+		if s.Seen.IsZero() && got.Seen != (time.Time{}) {
+			t.Errorf("%s: zero Seen decoded as %v", name, got.Seen)
+		}
+	}
+}
+
+func TestDecodeSessionCopies(t *testing.T) {
+	s := fullSession()
+	rec := encodeSession(nil, &s)
+	got, err := decodeSession(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range rec {
+		rec[i] = 0xAA
+	}
+	if got.User != s.User || got.Next != s.Next || !bytes.Equal(got.Pending, s.Pending) {
+		t.Errorf("decoded session aliases its input: %+v", got)
+	}
+}
+
+func TestDecodeSessionMalformed(t *testing.T) {
+	s := fullSession()
+	rec := encodeSession(nil, &s)
+	// Every strict prefix is malformed.
+	for n := range len(rec) {
+		if _, err := decodeSession(rec[:n]); !errors.Is(err, errMalformed) {
+			t.Errorf("prefix of %d bytes: err = %v, want errMalformed", n, err)
+		}
+	}
+	bad := map[string][]byte{
+		"version 0":       append([]byte{0}, rec[1:]...),
+		"version 2":       append([]byte{2}, rec[1:]...),
+		"stage 0":         append([]byte{1, 0}, rec[2:]...),
+		"stage 4":         append([]byte{1, 4}, rec[2:]...),
+		"trailing":        append(bytes.Clone(rec), 0),
+		"huge length":     {1, 3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+		"varint overflow": {1, 3, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+		"nanos too big":   binary.AppendUvarint([]byte{1, 3, 0, 0}, uint64(time.Second)),
+	}
+	for name, data := range bad {
+		if _, err := decodeSession(data); !errors.Is(err, errMalformed) {
+			t.Errorf("%s: err = %v, want errMalformed", name, err)
+		}
+	}
+}
+
+func FuzzDecodeSession(f *testing.F) {
+	s := fullSession()
+	f.Add(encodeSession(nil, &s))
+	small := Session{User: "u", Stage: StageFull, Expires: time.Unix(1, 0)}
+	f.Add(encodeSession(nil, &small))
+	f.Add([]byte{})
+	f.Add([]byte{1})
+	f.Add([]byte{1, 3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := decodeSession(data)
+		if err != nil {
+			if !errors.Is(err, errMalformed) {
+				t.Fatalf("error does not wrap errMalformed: %v", err)
+			}
+			return
+		}
+		// What decodes must re-encode to something that decodes the same.
+		again, err := decodeSession(encodeSession(nil, &got))
+		if err != nil {
+			t.Fatalf("re-encoded record does not decode: %v", err)
+		}
+		if again.User != got.User || again.Stage != got.Stage || again.Next != got.Next ||
+			!bytes.Equal(again.Pending, got.Pending) ||
+			!again.Created.Equal(got.Created) || !again.Seen.Equal(got.Seen) ||
+			!again.Expires.Equal(got.Expires) || !again.PendingAt.Equal(got.PendingAt) {
+			t.Fatalf("round trip changed %+v into %+v", got, again)
+		}
+	})
+}

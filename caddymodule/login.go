@@ -1,0 +1,141 @@
+package caddymodule
+
+import (
+	"net/http"
+
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
+)
+
+// afterLogin is where a session at rec's stage goes next.
+func (h *Handler) afterLogin(rec *store.Session) string {
+	switch rec.Stage {
+	case store.StagePassword:
+		return h.Prefix + "/code"
+	case store.StageEnrol:
+		return h.Prefix + "/security"
+	}
+	if next := safeNext(rec.Next); next != "" {
+		return next
+	}
+	return "/"
+}
+
+func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
+	next := safeNext(r.URL.Query().Get("next"))
+	rec, _, err := h.current(r)
+	if err != nil {
+		return h.unavailable(w, err)
+	}
+	if rec != nil && rec.Stage == store.StageFull {
+		if next == "" {
+			next = "/"
+		}
+		return h.seeOther(w, r, next)
+	}
+	return h.render(w, http.StatusOK, "login", page{Title: "Log in", Next: next})
+}
+
+// login is the first factor. A wrong password and an unknown name take the
+// same time and get the same answer; either counts against the name's
+// budget and the client's.
+func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
+	name := r.PostForm.Get("username")
+	password := r.PostForm.Get("password")
+	next := safeNext(r.PostForm.Get("next"))
+	key, ok := canonicalName(name)
+	if !ok {
+		key = "\x00invalid"
+	}
+	ip := clientIP(r)
+	if wait := h.limits.wait(factorPassword, key, ip); wait > 0 {
+		return h.throttled(w, wait)
+	}
+	acct, ok, err := h.users.verify(r.Context(), key, password)
+	if err != nil {
+		return err // the client went away while waiting for a hash slot
+	}
+	if !ok {
+		h.limits.fail(factorPassword, key, ip)
+		return h.render(w, http.StatusUnauthorized, "login", page{Title: "Log in", Next: next, Error: genericFailure})
+	}
+	h.limits.succeed(factorPassword, key)
+	a, err := h.db.Account(r.Context(), acct.key)
+	if err != nil {
+		return h.unavailable(w, err)
+	}
+	rec := &store.Session{User: acct.key, Stage: store.StageFull, Next: next}
+	switch {
+	case a.Enabled():
+		rec.Stage = store.StagePassword
+	case h.RequireTwoFactor:
+		rec.Stage = store.StageEnrol
+	}
+	if err := h.startSession(w, r, rec); err != nil {
+		return h.unavailable(w, err)
+	}
+	return h.seeOther(w, r, h.afterLogin(rec))
+}
+
+// pendingSession returns the session of a user who owes the code, or
+// redirects the request to where its session belongs.
+func (h *Handler) pendingSession(w http.ResponseWriter, r *http.Request) (*store.Session, bool, error) {
+	rec, _, err := h.current(r)
+	if err != nil {
+		return nil, false, h.unavailable(w, err)
+	}
+	if rec == nil {
+		return nil, false, h.seeOther(w, r, h.Prefix+"/login")
+	}
+	if rec.Stage != store.StagePassword {
+		return nil, false, h.seeOther(w, r, h.afterLogin(rec))
+	}
+	return rec, true, nil
+}
+
+func (h *Handler) codePage(w http.ResponseWriter, r *http.Request) error {
+	if _, ok, err := h.pendingSession(w, r); !ok {
+		return err
+	}
+	return h.render(w, http.StatusOK, "code", page{Title: "Enter code"})
+}
+
+// code is the second factor: a TOTP code or one unused backup code.
+func (h *Handler) code(w http.ResponseWriter, r *http.Request) error {
+	rec, ok, err := h.pendingSession(w, r)
+	if !ok {
+		return err
+	}
+	input := r.PostForm.Get("code")
+	f := codeFactor(input)
+	ip := clientIP(r)
+	if wait := h.limits.wait(f, rec.User, ip); wait > 0 {
+		return h.throttled(w, wait)
+	}
+	a, err := h.db.Account(r.Context(), rec.User)
+	if err != nil {
+		return h.unavailable(w, err)
+	}
+	if !a.Enabled() {
+		// Two-factor authentication was turned off meanwhile: start over.
+		if err := h.endSession(w, r); err != nil {
+			return h.unavailable(w, err)
+		}
+		return h.seeOther(w, r, h.Prefix+"/login")
+	}
+	good, err := h.checkCode(r.Context(), a, input)
+	if err != nil {
+		return h.unavailable(w, err)
+	}
+	if !good {
+		h.limits.fail(f, rec.User, ip)
+		return h.render(w, http.StatusUnauthorized, "code", page{Title: "Enter code", Error: genericFailure})
+	}
+	h.limits.succeed(f, rec.User)
+	rec.Stage = store.StageFull
+	target := h.afterLogin(rec)
+	rec.Next = ""
+	if err := h.startSession(w, r, rec); err != nil {
+		return h.unavailable(w, err)
+	}
+	return h.seeOther(w, r, target)
+}

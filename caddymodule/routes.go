@@ -1,0 +1,217 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/gorilla/sessions"
+	"go.uber.org/zap"
+
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
+)
+
+// maxFormBytes bounds the body of a POST to the gate's pages.
+const maxFormBytes = 16 << 10
+
+// genericFailure is the one message for a wrong name, password or code, so
+// that no answer tells which one was wrong or whether the account exists.
+const genericFailure = "The details you entered are not correct. Check them and try again."
+
+// serveOwn dispatches the gate's own routes (sub is the path under the
+// prefix). Nothing here is ever passed to the next handler.
+func (h *Handler) serveOwn(w http.ResponseWriter, r *http.Request, sub string) error {
+	securityHeaders(w)
+	route, ok := ownRoutes[sub]
+	if !ok {
+		return h.errorPage(w, http.StatusNotFound, "Page not found", "There is no such page.")
+	}
+	var serve func(*Handler, http.ResponseWriter, *http.Request) error
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		serve = route.get
+	case http.MethodPost:
+		serve = route.post
+	}
+	if serve == nil {
+		w.Header().Set("Allow", route.allow())
+		return h.errorPage(w, http.StatusMethodNotAllowed, "Method not allowed", "This page does not accept that kind of request.")
+	}
+	if r.Method == http.MethodPost {
+		if err := h.crossSite.Check(r); err != nil {
+			h.denyCrossSite(w, r)
+			return nil
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		if err := r.ParseForm(); err != nil {
+			return h.errorPage(w, http.StatusBadRequest, "Bad request", "The form could not be read. Go back and try again.")
+		}
+	}
+	return serve(h, w, r)
+}
+
+type route struct {
+	get, post func(*Handler, http.ResponseWriter, *http.Request) error
+}
+
+func (rt route) allow() string {
+	var m []string
+	if rt.get != nil {
+		m = append(m, "GET", "HEAD")
+	}
+	if rt.post != nil {
+		m = append(m, "POST")
+	}
+	return strings.Join(m, ", ")
+}
+
+var ownRoutes = map[string]route{
+	"":                       {get: (*Handler).home},
+	"/":                      {get: (*Handler).home},
+	"/assets/style.css":      {get: (*Handler).stylesheet},
+	"/login":                 {get: (*Handler).loginPage, post: (*Handler).login},
+	"/code":                  {get: (*Handler).codePage, post: (*Handler).code},
+	"/security":              {get: (*Handler).securityPage},
+	"/security/enable":       {get: (*Handler).enablePage, post: (*Handler).enable},
+	"/security/disable":      {get: (*Handler).disablePage, post: (*Handler).disable},
+	"/security/backup-codes": {post: (*Handler).newBackupCodes},
+	"/logout":                {post: (*Handler).logout},
+	"/me":                    {get: (*Handler).me},
+}
+
+func (h *Handler) home(w http.ResponseWriter, r *http.Request) error {
+	return h.seeOther(w, r, h.Prefix+"/security")
+}
+
+func (h *Handler) stylesheet(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "text/css; charset=utf-8")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	_, err := w.Write(h.css)
+	return err
+}
+
+// seeOther redirects to a path on this site. Locations are always built
+// from configuration or a checked path, never from Host or X-Forwarded-*.
+func (h *Handler) seeOther(w http.ResponseWriter, r *http.Request, target string) error {
+	code := http.StatusSeeOther
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		code = http.StatusFound
+	}
+	w.Header().Set("Location", target)
+	w.WriteHeader(code)
+	return nil
+}
+
+// clientIP is the client address as Caddy resolved it (honouring
+// trusted_proxies), never a raw X-Forwarded-For.
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// current returns the request's live session and its user; a session of a
+// user no longer configured counts as none.
+func (h *Handler) current(r *http.Request) (*store.Session, *account, error) {
+	rec, _, err := h.sessions.lookup(r, h.CookieName)
+	if err != nil || rec == nil {
+		return nil, nil, err
+	}
+	acct := h.users.lookup(rec.User)
+	if acct == nil {
+		return nil, nil, nil
+	}
+	return rec, acct, nil
+}
+
+// startSession gives the user a new session, with a new ID, and ends the
+// one the request came with: no session ID survives a change of stage.
+func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, rec *store.Session) error {
+	if c, err := r.Cookie(h.CookieName); err == nil {
+		if key, ok := parseSessionID(c.Value); ok {
+			if err := h.db.DeleteSession(r.Context(), key); err != nil {
+				return err
+			}
+		}
+	}
+	now := h.now()
+	rec.Created, rec.Seen = now, now
+	sess := sessions.NewSession(h.sessions, h.CookieName)
+	opts := h.sessions.options
+	opts.MaxAge = int(h.sessions.lifetime.Seconds())
+	sess.Options = &opts
+	setRecord(sess, rec)
+	return h.sessions.Save(r, w, sess)
+}
+
+// updateSession rewrites a session's record in place, same ID.
+func (h *Handler) updateSession(r *http.Request, rec *store.Session) error {
+	rec.Expires = h.sessions.expiry(*rec)
+	return h.db.PutSession(r.Context(), *rec)
+}
+
+// endSession ends the request's session on the server and in the browser.
+func (h *Handler) endSession(w http.ResponseWriter, r *http.Request) error {
+	sess := sessions.NewSession(h.sessions, h.CookieName)
+	opts := h.sessions.options
+	opts.MaxAge = -1
+	sess.Options = &opts
+	if c, err := r.Cookie(h.CookieName); err == nil {
+		if _, ok := parseSessionID(c.Value); ok {
+			sess.ID = c.Value
+		}
+	}
+	return h.sessions.Save(r, w, sess)
+}
+
+func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
+	if err := h.endSession(w, r); err != nil {
+		return h.unavailable(w, err)
+	}
+	return h.seeOther(w, r, h.Prefix+"/login")
+}
+
+// meInfo is the JSON of P/me.
+type meInfo struct {
+	User            string `json:"user"`
+	TwoFactor       bool   `json:"two_factor"`
+	BackupCodesLeft int    `json:"backup_codes_left"`
+	// SetupRequired is true while the site requires a second factor the
+	// user has not enabled yet.
+	SetupRequired bool `json:"setup_required"`
+}
+
+func (h *Handler) me(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "application/json")
+	rec, acct, err := h.current(r)
+	if err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return json.NewEncoder(w).Encode(map[string]string{"error": "store unavailable"})
+	}
+	if rec == nil || rec.Stage == store.StagePassword {
+		w.WriteHeader(http.StatusUnauthorized)
+		return json.NewEncoder(w).Encode(map[string]string{"error": "not logged in"})
+	}
+	a, err := h.db.Account(r.Context(), rec.User)
+	if err != nil {
+		h.logger.Error("store failed", zap.Error(err))
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return json.NewEncoder(w).Encode(map[string]string{"error": "store unavailable"})
+	}
+	return json.NewEncoder(w).Encode(meInfo{
+		User: acct.name, TwoFactor: a.Enabled(), BackupCodesLeft: len(a.BackupCodes),
+		SetupRequired: rec.Stage == store.StageEnrol,
+	})
+}
+
+// errWrongStage marks a request whose session is not at the step a page
+// needs; the caller redirects.
+var errWrongStage = errors.New("wrong stage")

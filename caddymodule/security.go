@@ -1,0 +1,303 @@
+package caddymodule
+
+import (
+	"encoding/base64"
+	"errors"
+	"html/template"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/backupcodes"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/otp"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
+)
+
+// pendingLifetime is how long a key offered on the enable page stays valid
+// for confirming.
+const pendingLifetime = 15 * time.Minute
+
+// settingsSession returns the session of a user who may see the Security
+// pages (logged in, or owing only the enrolment the site requires), or
+// redirects the request to where its session belongs.
+func (h *Handler) settingsSession(w http.ResponseWriter, r *http.Request) (*store.Session, *account, store.Account, bool, error) {
+	rec, acct, err := h.current(r)
+	if err != nil {
+		return nil, nil, store.Account{}, false, h.unavailable(w, err)
+	}
+	if rec == nil {
+		target := h.Prefix + "/login"
+		if r.Method == http.MethodGet {
+			target += "?next=" + url.QueryEscape(r.URL.RequestURI())
+		}
+		return nil, nil, store.Account{}, false, h.seeOther(w, r, target)
+	}
+	if rec.Stage == store.StagePassword {
+		return nil, nil, store.Account{}, false, h.seeOther(w, r, h.Prefix+"/code")
+	}
+	a, err := h.db.Account(r.Context(), rec.User)
+	if err != nil {
+		return nil, nil, store.Account{}, false, h.unavailable(w, err)
+	}
+	return rec, acct, a, true, nil
+}
+
+func (h *Handler) securityView(acct *account, a store.Account) page {
+	return page{
+		Title: "Security", User: acct.name, Enabled: a.Enabled(),
+		BackupLeft: len(a.BackupCodes), RequireTwoFactor: h.RequireTwoFactor,
+	}
+}
+
+func (h *Handler) securityPage(w http.ResponseWriter, r *http.Request) error {
+	_, acct, a, ok, err := h.settingsSession(w, r)
+	if !ok {
+		return err
+	}
+	return h.render(w, http.StatusOK, "security", h.securityView(acct, a))
+}
+
+// pendingSecret returns the key being offered to the session on the enable
+// page, making (and keeping in the session, sealed) a new one when there is
+// none or it has grown old.
+func (h *Handler) pendingSecret(r *http.Request, rec *store.Session, fresh bool) ([]byte, error) {
+	aad := secretAAD("pending", rec.User)
+	if len(rec.Pending) > 0 && h.now().Sub(rec.PendingAt) < pendingLifetime {
+		return h.sealer.Open(rec.Pending, aad)
+	}
+	if !fresh {
+		return nil, nil
+	}
+	secret, err := otp.NewSecret()
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := h.sealer.Seal(secret, aad)
+	if err != nil {
+		return nil, err
+	}
+	rec.Pending, rec.PendingAt = sealed, h.now()
+	if err := h.updateSession(r, rec); err != nil {
+		return nil, err
+	}
+	return secret, nil
+}
+
+// enableView is the enable page for a secret: QR code, key for manual
+// entry, account name, otpauth link. Issuer and label come from the
+// configuration and the account, never from the request's Host.
+func (h *Handler) enableView(acct *account, secret []byte) (page, error) {
+	link := otp.URL(h.Issuer, acct.name, secret, h.params)
+	png, err := otp.QRPNG(link, 200)
+	if err != nil {
+		return page{}, err
+	}
+	return page{
+		Title: "Enable two-factor authentication", User: acct.name,
+		QRCode:      template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png)),
+		Secret:      otp.GroupKey(otp.EncodeSecret(secret)),
+		AccountName: acct.name,
+		OTPAuthURL:  template.URL(link),
+	}, nil
+}
+
+func (h *Handler) enablePage(w http.ResponseWriter, r *http.Request) error {
+	rec, acct, a, ok, err := h.settingsSession(w, r)
+	if !ok {
+		return err
+	}
+	if a.Enabled() {
+		return h.seeOther(w, r, h.Prefix+"/security")
+	}
+	secret, err := h.pendingSecret(r, rec, true)
+	if err != nil {
+		return h.unavailable(w, err)
+	}
+	p, err := h.enableView(acct, secret)
+	if err != nil {
+		return h.unavailable(w, err)
+	}
+	return h.render(w, http.StatusOK, "enable", p)
+}
+
+// enable turns the second factor on: it needs the account password and a
+// current code from the app for the offered key. The step of that code is
+// recorded as used, so it cannot be replayed at the next login.
+func (h *Handler) enable(w http.ResponseWriter, r *http.Request) error {
+	rec, acct, a, ok, err := h.settingsSession(w, r)
+	if !ok {
+		return err
+	}
+	if a.Enabled() {
+		return h.seeOther(w, r, h.Prefix+"/security")
+	}
+	secret, err := h.pendingSecret(r, rec, false)
+	if err != nil {
+		return h.unavailable(w, err)
+	}
+	if secret == nil {
+		// The offered key expired: show a new one.
+		return h.seeOther(w, r, h.Prefix+"/security/enable")
+	}
+	ip := clientIP(r)
+	if wait := max(h.limits.wait(factorPassword, acct.key, ip), h.limits.wait(factorTOTP, acct.key, ip)); wait > 0 {
+		return h.throttled(w, wait)
+	}
+	wrong := func() error {
+		p, err := h.enableView(acct, secret)
+		if err != nil {
+			return h.unavailable(w, err)
+		}
+		p.Error = genericFailure
+		return h.render(w, http.StatusUnauthorized, "enable", p)
+	}
+	v, err := h.confirmPassword(r.Context(), acct, r.PostForm.Get("password"), ip)
+	if err != nil {
+		return err
+	}
+	if !v.ok {
+		return wrong()
+	}
+	step, good := otp.Match(secret, h.params, r.PostForm.Get("code"), h.now(), h.skew)
+	if !good {
+		h.limits.fail(factorTOTP, acct.key, ip)
+		return wrong()
+	}
+	h.limits.succeed(factorTOTP, acct.key)
+
+	codes, hashes, err := h.newCodes(acct.key)
+	if err != nil {
+		return h.unavailable(w, err)
+	}
+	sealed, err := h.sealer.Seal(secret, secretAAD("totp", acct.key))
+	if err != nil {
+		return h.unavailable(w, err)
+	}
+	t := store.TOTP{
+		SealedSecret: sealed, Algorithm: h.params.Algorithm, Digits: h.params.Digits,
+		Period: h.params.Period, LastStep: step, EnabledAt: h.now(),
+	}
+	err = h.db.EnableTOTP(r.Context(), acct.key, t, hashes)
+	if errors.Is(err, store.ErrAlreadyEnabled) {
+		return h.seeOther(w, r, h.Prefix+"/security")
+	}
+	if err != nil {
+		return h.unavailable(w, err)
+	}
+	// Sessions that got in with the password alone end; this one goes on
+	// under a new ID.
+	rec.Pending, rec.PendingAt = nil, time.Time{}
+	rec.Stage = store.StageFull
+	if _, err := h.db.DeleteUserSessions(r.Context(), acct.key, nil); err != nil {
+		return h.unavailable(w, err)
+	}
+	if err := h.startSession(w, r, rec); err != nil {
+		return h.unavailable(w, err)
+	}
+	return h.showCodes(w, acct, codes, "Two-factor authentication is on.")
+}
+
+// newCodes makes a set of backup codes and their hashes.
+func (h *Handler) newCodes(user string) ([]string, [][]byte, error) {
+	codes, err := backupcodes.Generate(backupcodes.Count)
+	if err != nil {
+		return nil, nil, err
+	}
+	hashes := make([][]byte, len(codes))
+	for i, c := range codes {
+		norm, ok := backupcodes.Normalize(c)
+		if !ok {
+			return nil, nil, errors.New("generated a malformed backup code")
+		}
+		hashes[i] = h.codes.Hash(user, norm)
+	}
+	return codes, hashes, nil
+}
+
+// showCodes shows a new set of backup codes, once, with a text file of
+// them to download.
+func (h *Handler) showCodes(w http.ResponseWriter, acct *account, codes []string, notice string) error {
+	text := backupcodes.Text(h.Issuer, acct.name, codes, h.now())
+	return h.render(w, http.StatusOK, "backup_codes", page{
+		Title: "Backup codes", User: acct.name, Notice: notice, BackupCodes: codes,
+		BackupText: template.URL("data:text/plain;charset=utf-8;base64," + base64.StdEncoding.EncodeToString([]byte(text))),
+	})
+}
+
+func (h *Handler) disablePage(w http.ResponseWriter, r *http.Request) error {
+	_, acct, a, ok, err := h.settingsSession(w, r)
+	if !ok {
+		return err
+	}
+	if !a.Enabled() {
+		return h.seeOther(w, r, h.Prefix+"/security")
+	}
+	return h.render(w, http.StatusOK, "disable", page{Title: "Disable two-factor authentication", User: acct.name})
+}
+
+// disable turns the second factor off ("Turn off"): it needs the password
+// and a current code or a backup code. Every other session of the user
+// ends; this one goes on under a new ID.
+func (h *Handler) disable(w http.ResponseWriter, r *http.Request) error {
+	rec, acct, a, ok, err := h.settingsSession(w, r)
+	if !ok {
+		return err
+	}
+	if !a.Enabled() {
+		return h.seeOther(w, r, h.Prefix+"/security")
+	}
+	v, err := h.confirmBoth(r.Context(), acct, a, r.PostForm.Get("password"), r.PostForm.Get("code"), clientIP(r))
+	if err != nil {
+		return h.unavailable(w, err)
+	}
+	if v.wait > 0 {
+		return h.throttled(w, v.wait)
+	}
+	if !v.ok {
+		return h.render(w, http.StatusUnauthorized, "disable", page{Title: "Disable two-factor authentication", User: acct.name, Error: genericFailure})
+	}
+	if err := h.db.DisableTOTP(r.Context(), acct.key, rec.Key); err != nil && !errors.Is(err, store.ErrNotEnabled) {
+		return h.unavailable(w, err)
+	}
+	if h.RequireTwoFactor {
+		rec.Stage = store.StageEnrol
+	}
+	if err := h.startSession(w, r, rec); err != nil {
+		return h.unavailable(w, err)
+	}
+	p := h.securityView(acct, store.Account{Name: acct.key})
+	p.Notice = "Two-factor authentication is off."
+	return h.render(w, http.StatusOK, "security", p)
+}
+
+// newBackupCodes replaces every backup code with a new set, shown once; it
+// needs the password and a code.
+func (h *Handler) newBackupCodes(w http.ResponseWriter, r *http.Request) error {
+	_, acct, a, ok, err := h.settingsSession(w, r)
+	if !ok {
+		return err
+	}
+	if !a.Enabled() {
+		return h.seeOther(w, r, h.Prefix+"/security")
+	}
+	v, err := h.confirmBoth(r.Context(), acct, a, r.PostForm.Get("password"), r.PostForm.Get("code"), clientIP(r))
+	if err != nil {
+		return h.unavailable(w, err)
+	}
+	if v.wait > 0 {
+		return h.throttled(w, v.wait)
+	}
+	if !v.ok {
+		p := h.securityView(acct, a)
+		p.Error = genericFailure
+		return h.render(w, http.StatusUnauthorized, "security", p)
+	}
+	codes, hashes, err := h.newCodes(acct.key)
+	if err != nil {
+		return h.unavailable(w, err)
+	}
+	if err := h.db.ReplaceBackupCodes(r.Context(), acct.key, hashes); err != nil {
+		return h.unavailable(w, err)
+	}
+	return h.showCodes(w, acct, codes, "Your new backup codes are ready. The old ones no longer work.")
+}

@@ -1,0 +1,143 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/text/cases"
+	"golang.org/x/text/unicode/norm"
+)
+
+// User is an account configured in the Caddyfile or JSON.
+type User struct {
+	// Username is the login name. Letter case and Unicode variants of it
+	// are the same account.
+	Username string `json:"username"`
+	// Password is the hash printed by `caddy hash-password`: bcrypt
+	// ($2a$/$2b$/$2y$) or argon2id ($argon2id$).
+	Password string `json:"password"`
+}
+
+// maxUsernameLen bounds a login name; longer input is no account.
+const maxUsernameLen = 256
+
+var folder = cases.Fold()
+
+// canonicalName maps every spelling of a name to one account key: Unicode
+// NFKC, then case folding, then NFKC again (folding can denormalise). It
+// returns false for names no account can have: empty, too long, not UTF-8,
+// or holding spaces or control characters.
+func canonicalName(name string) (string, bool) {
+	if name == "" || len(name) > maxUsernameLen || !utf8.ValidString(name) {
+		return "", false
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) || unicode.IsSpace(r) {
+			return "", false
+		}
+	}
+	return norm.NFKC.String(folder.String(norm.NFKC.String(name))), true
+}
+
+// passwordHash is a parsed password hash and the comparer for its kind.
+type passwordHash struct {
+	hash    []byte
+	compare caddyauth.Comparer
+}
+
+// parsePasswordHash recognises the hash kinds `caddy hash-password` prints.
+func parsePasswordHash(h string) (passwordHash, error) {
+	b := []byte(h)
+	switch {
+	case strings.HasPrefix(h, "$2a$"), strings.HasPrefix(h, "$2b$"), strings.HasPrefix(h, "$2y$"):
+		if _, err := bcrypt.Cost(b); err != nil {
+			return passwordHash{}, fmt.Errorf("malformed bcrypt hash: %w", err)
+		}
+		return passwordHash{hash: b, compare: caddyauth.BcryptHash{}}, nil
+	case strings.HasPrefix(h, "$argon2id$"):
+		if _, _, err := caddyauth.DecodeHash(b); err != nil {
+			return passwordHash{}, fmt.Errorf("malformed argon2id hash: %w", err)
+		}
+		return passwordHash{hash: b, compare: caddyauth.Argon2idHash{}}, nil
+	case h == "":
+		return passwordHash{}, errors.New("missing password hash")
+	default:
+		return passwordHash{}, errors.New("password is not a bcrypt or argon2id hash (make one with: caddy hash-password)")
+	}
+}
+
+// account is a user the gate knows, with a verifier for their password.
+type account struct {
+	name string // as configured; shown to the user and sent upstream
+	key  string // canonical name; the store's key
+	hash passwordHash
+}
+
+// directory looks users up by any spelling of their name and checks
+// passwords, doing the same work for unknown names as for known ones.
+type directory struct {
+	byKey map[string]*account
+	// decoy is compared against when the name is unknown, so that the
+	// time taken does not tell whether an account exists.
+	decoy passwordHash
+	// hashing bounds how many password hashes run at once, so that a
+	// flood of logins cannot starve the proxied traffic of CPU.
+	hashing chan struct{}
+}
+
+func newDirectory(users []User, maxHashes int) (*directory, error) {
+	d := &directory{byKey: make(map[string]*account, len(users)), hashing: make(chan struct{}, maxHashes)}
+	for i, u := range users {
+		key, ok := canonicalName(u.Username)
+		if !ok {
+			return nil, fmt.Errorf("user %d: invalid username %q: it must be non-empty UTF-8 without spaces or control characters, at most %d bytes", i, u.Username, maxUsernameLen)
+		}
+		if prev, dup := d.byKey[key]; dup {
+			return nil, fmt.Errorf("user %d: username is not unique: %s (the same account as %s)", i, u.Username, prev.name)
+		}
+		h, err := parsePasswordHash(u.Password)
+		if err != nil {
+			return nil, fmt.Errorf("user %d (%s): %w", i, u.Username, err)
+		}
+		d.byKey[key] = &account{name: u.Username, key: key, hash: h}
+		if i == 0 {
+			d.decoy = h
+		}
+	}
+	if d.decoy.compare == nil {
+		d.decoy = passwordHash{hash: caddyauth.BcryptHash{}.FakeHash(), compare: caddyauth.BcryptHash{}}
+	}
+	return d, nil
+}
+
+// lookup finds an account by its canonical name.
+func (d *directory) lookup(key string) *account { return d.byKey[key] }
+
+// verify checks a password for the canonical name. An unknown name costs
+// one hash comparison like a known one, and fails.
+func (d *directory) verify(ctx context.Context, key, password string) (*account, bool, error) {
+	select {
+	case d.hashing <- struct{}{}:
+		defer func() { <-d.hashing }()
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	}
+	acct := d.byKey[key]
+	h := d.decoy
+	if acct != nil {
+		h = acct.hash
+	}
+	// The hashes were checked at provisioning, so an error here comes from
+	// the input (bcrypt refuses passwords over 72 bytes): a wrong password.
+	ok, err := h.compare.Compare(h.hash, []byte(password))
+	if err != nil || acct == nil || !ok {
+		return nil, false, nil
+	}
+	return acct, true, nil
+}
