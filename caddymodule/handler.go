@@ -183,7 +183,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.identity = identityHeaders(h.UserHeader)
 	h.crossSite = http.NewCrossOriginProtection()
 	h.crossSite.SetDenyHandler(http.HandlerFunc(h.denyCrossSite))
-	h.limits = newLimits(h.FreeFailures, time.Duration(h.MaxDelay), h.now)
 
 	if err := h.openStore(ctx); err != nil {
 		return err

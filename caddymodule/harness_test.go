@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"bufio"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -137,7 +139,29 @@ localhost:9443 {
 	if t.Failed() {
 		t.FailNow()
 	}
+	g.waitReady()
 	return g
+}
+
+// waitReady waits (bounded) until the site answers over TLS: Caddy issues
+// its internal certificate in the background after a config load.
+func (g *gate) waitReady() {
+	g.t.Helper()
+	client := &http.Client{Transport: caddytest.CreateTestingTransport(), Timeout: 2 * time.Second}
+	var last error
+	for range 100 {
+		res, err := client.Get(g.base + "/.auth/assets/style.css")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return
+			}
+			err = fmt.Errorf("status %d", res.StatusCode)
+		}
+		last = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	g.t.Fatalf("the site did not come up: %v", last)
 }
 
 // unload replaces the running config with one that has no server.
@@ -323,3 +347,35 @@ func backupCodesOn(t *testing.T, page string) []string {
 
 // nextStep moves the clock to the next TOTP step, so a new code exists.
 func nextStep() { advance(30 * time.Second) }
+
+// rawGet sends a GET over HTTP/1.1 exactly as written, header lines and
+// all (HTTP/2 clients normalise header names), with the browser's session
+// cookie, and returns the response.
+func (b *browser) rawGet(path string, headerLines ...string) response {
+	b.t.Helper()
+	conn, err := tls.Dial("tcp", "127.0.0.1:9443", &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "GET %s HTTP/1.1\r\nHost: localhost:9443\r\nAccept: text/html\r\nConnection: close\r\n", path)
+	if c := b.cookie(); c != "" {
+		fmt.Fprintf(&sb, "Cookie: %s=%s\r\n", DefaultCookieName, c)
+	}
+	for _, l := range headerLines {
+		sb.WriteString(l + "\r\n")
+	}
+	sb.WriteString("\r\n")
+	if _, err := conn.Write([]byte(sb.String())); err != nil {
+		b.t.Fatal(err)
+	}
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	return response{status: res.StatusCode, header: res.Header, body: string(body)}
+}

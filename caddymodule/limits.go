@@ -38,17 +38,25 @@ type limits struct {
 
 func newLimits(free int, maxDelay time.Duration, now func() time.Time) *limits {
 	l := &limits{
-		accounts: ratelimit.New(ratelimit.Policy{
-			Free: free, Base: time.Second, Max: maxDelay,
-			HardLimit: accountHardLimit, Lockout: accountLockout, Forget: accountLockout,
-		}, maxTracked),
-		clients: ratelimit.New(ratelimit.Policy{
-			Free: 4 * free, Base: time.Second, Max: maxDelay, Forget: time.Hour,
-		}, maxTracked),
+		accounts: ratelimit.New(ratelimit.Policy{}, maxTracked),
+		clients:  ratelimit.New(ratelimit.Policy{}, maxTracked),
 	}
+	l.configure(free, maxDelay)
 	l.accounts.SetClock(now)
 	l.clients.SetClock(now)
 	return l
+}
+
+// configure sets the policies, keeping the counts: a reload with new
+// settings does not wipe an attacker's record.
+func (l *limits) configure(free int, maxDelay time.Duration) {
+	l.accounts.SetPolicy(ratelimit.Policy{
+		Free: free, Base: time.Second, Max: maxDelay,
+		HardLimit: accountHardLimit, Lockout: accountLockout, Forget: accountLockout,
+	})
+	l.clients.SetPolicy(ratelimit.Policy{
+		Free: 4 * free, Base: time.Second, Max: maxDelay, Forget: time.Hour,
+	})
 }
 
 func limitKey(f factor, id string) string { return string(f) + "\x00" + id }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -19,7 +20,13 @@ import (
 // and closed when the last handler using it lets go.
 var stores = caddy.NewUsagePool()
 
-type pooledStore struct{ *store.Badger }
+// pooledStore is an open store with the failure counts of its accounts,
+// which live as long as the store does, so that a reload does not reset
+// them.
+type pooledStore struct {
+	*store.Badger
+	limits *limits
+}
 
 func (p pooledStore) Destruct() error { return p.Close() }
 
@@ -46,13 +53,15 @@ func (h *Handler) openStore(ctx caddy.Context) error {
 		if err != nil {
 			return nil, err
 		}
-		return pooledStore{db}, nil
+		return pooledStore{Badger: db, limits: newLimits(h.FreeFailures, time.Duration(h.MaxDelay), func() time.Time { return clock() })}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("storage_dir %s: %w", h.StorageDir, err)
 	}
 	h.dbKey = h.StorageDir
 	h.db = val.(pooledStore).Badger
+	h.limits = val.(pooledStore).limits
+	h.limits.configure(h.FreeFailures, time.Duration(h.MaxDelay))
 	if err := h.loadKey(ctx); err != nil {
 		_ = h.Cleanup()
 		h.dbKey = ""

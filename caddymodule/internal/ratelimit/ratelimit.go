@@ -67,6 +67,13 @@ func New(p Policy, maxEntries int) *Limiter {
 	return &Limiter{policy: p, maxEntries: maxEntries, now: time.Now, entries: make(map[string]*entry)}
 }
 
+// SetPolicy changes how failures turn into delays; counts are kept.
+func (l *Limiter) SetPolicy(p Policy) {
+	l.mu.Lock()
+	l.policy = p
+	l.mu.Unlock()
+}
+
 // SetClock replaces the clock (for tests).
 func (l *Limiter) SetClock(now func() time.Time) { l.now = now }
 

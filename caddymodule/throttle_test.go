@@ -1,0 +1,110 @@
+package caddymodule
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPasswordThrottlePerAccount(t *testing.T) {
+	g := newGate(t, gateOpts{extra: "free_failures 3"})
+	// Every spelling of the name, from fresh sessions, counts against one account.
+	spellings := []string{"alice", "ALICE", "Alice", "ａｌｉｃｅ"}
+	for i := range 3 {
+		r := g.browser().post("/.auth/login", url.Values{"username": {spellings[i]}, "password": {"wrong"}})
+		if r.status != http.StatusUnauthorized {
+			t.Fatalf("failure %d: got %d, want 401", i+1, r.status)
+		}
+	}
+	// The 4th failure gets a delay; from then on even the right password waits.
+	g.browser().post("/.auth/login", url.Values{"username": {"alice"}, "password": {"wrong"}})
+	r := g.browser().post("/.auth/login", url.Values{"username": {spellings[3]}, "password": {testPassword}})
+	if r.status != http.StatusTooManyRequests {
+		t.Fatalf("right password while throttled: got %d, want 429", r.status)
+	}
+	if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s < 1 {
+		t.Errorf("Retry-After: got %q, want a positive number of seconds", r.header.Get("Retry-After"))
+	}
+	if r.header.Get("Set-Cookie") != "" {
+		t.Errorf("a throttled login set a cookie")
+	}
+	// Another account is not affected.
+	g.browser().login("bob", testPassword, "/")
+	// After the wait, the right password works again.
+	advance(2 * time.Second)
+	g.browser().login("alice", testPassword, "/")
+}
+
+func TestCodeBudgetSurvivesNewLogins(t *testing.T) {
+	g := newGate(t, gateOpts{extra: "free_failures 3"})
+	b := g.browser()
+	b.login("alice", testPassword, "/")
+	enrolled := b.enable()
+	nextStep()
+	// Wrong codes from new sessions and restarted logins share one budget,
+	// and a correct password does not reset it.
+	for i := range 4 {
+		s := g.browser()
+		s.login("alice", testPassword, "/.auth/code")
+		if r := s.post("/.auth/code", url.Values{"code": {"000000"}}); r.status != http.StatusUnauthorized {
+			t.Fatalf("wrong code %d: got %d, want 401", i+1, r.status)
+		}
+	}
+	s := g.browser()
+	s.login("alice", testPassword, "/.auth/code")
+	good := totpCode(t, enrolled.secret, testNow())
+	r := s.post("/.auth/code", url.Values{"code": {good}})
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+		t.Fatalf("right code while throttled: got %d (Retry-After %q), want 429 with Retry-After", r.status, r.header.Get("Retry-After"))
+	}
+	// The right code was refused unread: it still works after the wait.
+	advance(2 * time.Second)
+	if r := s.post("/.auth/code", url.Values{"code": {good}}); r.status != http.StatusSeeOther {
+		t.Fatalf("right code after the wait: got %d, want 303", r.status)
+	}
+}
+
+func TestThrottleDelaysGrowAndCap(t *testing.T) {
+	l := newLimits(2, 10*time.Second, testNow)
+	var waits []time.Duration
+	for range 8 {
+		l.fail(factorPassword, "alice", "192.0.2.1")
+		waits = append(waits, l.wait(factorPassword, "alice", "192.0.2.1").Round(time.Second))
+	}
+	want := []time.Duration{0, 0, 1 * time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second}
+	for i := range want {
+		if waits[i] != want[i] {
+			t.Fatalf("waits after each failure: got %v, want %v", waits, want)
+		}
+	}
+	// At the hard limit an account waits a day, however many addresses try.
+	for i := len(want); i < accountHardLimit; i++ {
+		l.fail(factorPassword, "alice", "198.51.100."+strconv.Itoa(i%250))
+	}
+	if w := l.wait(factorPassword, "alice", "203.0.113.9"); w < 23*time.Hour {
+		t.Errorf("after %d failures: got a wait of %v, want about 24h", accountHardLimit, w)
+	}
+}
+
+func TestClientBudgetAcrossAccounts(t *testing.T) {
+	g := newGate(t, gateOpts{extra: "free_failures 1"})
+	// One client guessing many names hits the per-client budget (4x free).
+	var last response
+	for i := range 6 {
+		last = g.browser().post("/.auth/login", url.Values{"username": {"user" + strconv.Itoa(i)}, "password": {"x"}})
+	}
+	if last.status != http.StatusTooManyRequests {
+		t.Fatalf("many names from one client: got %d, want 429", last.status)
+	}
+	// X-Forwarded-For from an untrusted client changes nothing.
+	r := g.browser().post("/.auth/login", url.Values{"username": {"zed"}, "password": {"x"}}, "X-Forwarded-For", "203.0.113.7")
+	if r.status != http.StatusTooManyRequests {
+		t.Fatalf("spoofed X-Forwarded-For: got %d, want 429 (the header must not pick the client's budget)", r.status)
+	}
+	if !strings.Contains(r.body, "Too many attempts") {
+		t.Errorf("429 page lacks an explanation")
+	}
+}
