@@ -1,6 +1,6 @@
 module github.com/caddy-two-factor/caddy-two-factor
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/boombuler/barcode v1.1.0

@@ -78,6 +78,7 @@ func TestProvisionRefusesBadConfig(t *testing.T) {
 		{"totp_digits 7", "totp settings"},
 		{"totp_algorithm MD5", "totp settings"},
 		{"encryption_key short", "encryption_key"},
+		{"encryption_key {env.TWO_FACTOR_TEST_UNSET_VARIABLE}", "is empty once expanded"},
 		{"user_header \"Bad Header\"", "user_header"},
 		{"session_idle 2h\n\t\tsession_lifetime 1h", "session_idle 2h0m0s is longer than session_lifetime"},
 	} {

@@ -212,7 +212,12 @@ func (h *Handler) defaults(repl *caddy.Replacer) error {
 		return fmt.Errorf("storage_dir %q: %w", h.StorageDir, err)
 	}
 	h.StorageDir = abs
-	h.EncryptionKey = repl.ReplaceKnown(h.EncryptionKey, "")
+	if raw := h.EncryptionKey; raw != "" {
+		h.EncryptionKey = repl.ReplaceKnown(raw, "")
+		if strings.TrimSpace(h.EncryptionKey) == "" {
+			return fmt.Errorf("encryption_key %q is empty once expanded: set the variable, or drop encryption_key to use a key file", raw)
+		}
+	}
 	h.EncryptionKeyFile = repl.ReplaceKnown(h.EncryptionKeyFile, "")
 	if h.EncryptionKeyFile == "" {
 		h.EncryptionKeyFile = h.StorageDir + ".key"
