@@ -53,6 +53,13 @@ func (b *brokenStore) PutSession(ctx context.Context, s store.Session) error {
 	return b.Store.PutSession(ctx, s)
 }
 
+func (b *brokenStore) UpdateSession(ctx context.Context, s store.Session) error {
+	if err := b.fail(); err != nil {
+		return err
+	}
+	return b.Store.UpdateSession(ctx, s)
+}
+
 func (b *brokenStore) DeleteSession(ctx context.Context, k []byte) error {
 	if err := b.fail(); err != nil {
 		return err

@@ -339,8 +339,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if h.now().Sub(rec.Seen) > h.sessions.touchInterval() {
 		rec.Seen = h.now()
-		rec.Expires = h.sessions.expiry(*rec)
-		if err := h.db.PutSession(r.Context(), *rec); err != nil {
+		err := h.updateSession(r, rec)
+		if errors.Is(err, store.ErrNotFound) {
+			// Ended meanwhile (logout, revoke): it stays ended.
+			return h.refuse(w, r, nil)
+		}
+		if err != nil {
 			return h.storeFailed(err)
 		}
 	}

@@ -152,10 +152,11 @@ func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, rec *stor
 	return h.sessions.Save(r, w, sess)
 }
 
-// updateSession rewrites a session's record in place, same ID.
+// updateSession rewrites a live session's record in place, same ID; it
+// returns store.ErrNotFound if the session ended meanwhile.
 func (h *Handler) updateSession(r *http.Request, rec *store.Session) error {
 	rec.Expires = h.sessions.expiry(*rec)
-	return h.db.PutSession(r.Context(), *rec)
+	return h.db.UpdateSession(r.Context(), *rec)
 }
 
 // endSession ends the request's session on the server and in the browser.

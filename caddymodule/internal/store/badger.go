@@ -537,6 +537,19 @@ func sessionEntry(k, v []byte, expires time.Time) *badger.Entry {
 
 // PutSession creates or replaces a session record.
 func (b *Badger) PutSession(ctx context.Context, s Session) error {
+	return b.writeSession(ctx, s, false)
+}
+
+// UpdateSession implements Store.
+func (b *Badger) UpdateSession(ctx context.Context, s Session) error {
+	return b.writeSession(ctx, s, true)
+}
+
+// writeSession creates or replaces a session record; with mustExist it
+// only replaces a live record of the same user, checked in the same
+// transaction, so that an update racing a logout cannot bring the session
+// back.
+func (b *Badger) writeSession(ctx context.Context, s Session, mustExist bool) error {
 	const op = "write session"
 	switch {
 	case len(s.Key) == 0:
@@ -559,6 +572,9 @@ func (b *Badger) PutSession(ctx context.Context, s Session) error {
 		item, err := txn.Get(sk)
 		switch {
 		case errors.Is(err, badger.ErrKeyNotFound):
+			if mustExist {
+				return ErrNotFound
+			}
 		case err != nil:
 			return err
 		default:
@@ -570,6 +586,9 @@ func (b *Badger) PutSession(ctx context.Context, s Session) error {
 			})
 			if err != nil {
 				return err
+			}
+			if mustExist && (old.User != s.User || !now().Before(old.Expires)) {
+				return ErrNotFound
 			}
 			if old.User != s.User {
 				if err := txn.Delete(indexKey(old.User, s.Key)); err != nil {

@@ -898,3 +898,61 @@ func BenchmarkSessionGet(b *testing.B) {
 		}
 	}
 }
+
+func TestUpdateSessionNeverResurrects(t *testing.T) {
+	ctx := context.Background()
+	b := openTest(t)
+	s := testSession("k1", "alice")
+	if err := b.UpdateSession(ctx, s); err != ErrNotFound {
+		t.Fatalf("update of a missing session: err = %v, want ErrNotFound", err)
+	}
+	if err := b.PutSession(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	s.Seen = s.Seen.Add(time.Minute)
+	if err := b.UpdateSession(ctx, s); err != nil {
+		t.Fatalf("update of a live session: %v", err)
+	}
+	if got, err := b.Session(ctx, []byte("k1")); err != nil || !got.Seen.Equal(s.Seen) {
+		t.Fatalf("after update: got %+v %v, want Seen %v", got, err, s.Seen)
+	}
+	other := s
+	other.User = "mallory"
+	if err := b.UpdateSession(ctx, other); err != ErrNotFound {
+		t.Errorf("update moving a session to another user: err = %v, want ErrNotFound", err)
+	}
+	if err := b.DeleteSession(ctx, []byte("k1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.UpdateSession(ctx, s); err != ErrNotFound {
+		t.Errorf("update after delete: err = %v, want ErrNotFound", err)
+	}
+	if _, err := b.Session(ctx, []byte("k1")); err != ErrNotFound {
+		t.Errorf("a deleted session came back: err = %v", err)
+	}
+
+	// Racing updates against a delete: once the delete has returned, the
+	// session stays gone.
+	for i := range 20 {
+		key := []byte(fmt.Sprintf("race%d", i))
+		r := testSession(string(key), "alice")
+		if err := b.PutSession(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = b.UpdateSession(ctx, r)
+			}()
+		}
+		if err := b.DeleteSession(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		if _, err := b.Session(ctx, key); err != ErrNotFound {
+			t.Fatalf("round %d: a session updated while being deleted came back: err = %v", i, err)
+		}
+	}
+}

@@ -131,6 +131,10 @@ type Store interface {
 	Session(ctx context.Context, key []byte) (Session, error)
 	// PutSession creates or replaces a session record.
 	PutSession(ctx context.Context, s Session) error
+	// UpdateSession replaces a live session record of the same user, and
+	// returns ErrNotFound if it has gone (logged out, revoked, expired)
+	// meanwhile: an update never brings a session back.
+	UpdateSession(ctx context.Context, s Session) error
 	// DeleteSession removes one session; no error if it is already gone.
 	DeleteSession(ctx context.Context, key []byte) error
 	// DeleteUserSessions removes every session of the user except
