@@ -249,7 +249,8 @@ func (b *Badger) update(ctx context.Context, fn func(txn *badger.Txn) error) err
 // which are returned as they are rather than wrapped.
 func isSentinel(err error) bool {
 	switch err {
-	case ErrNotFound, ErrAlreadyEnabled, ErrNotEnabled, ErrStepUsed, ErrCodeUnknown:
+	case ErrNotFound, ErrAlreadyEnabled, ErrNotEnabled, ErrStepUsed, ErrCodeUnknown,
+		ErrNoUser, ErrUserExists, ErrNotEmpty:
 		return true
 	}
 	return false

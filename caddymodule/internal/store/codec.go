@@ -17,6 +17,7 @@ const (
 	prefixSession = "s/" // s/<key>                      → encoded session
 	prefixIndex   = "x/" // x/<uvarint len(user)><user><key> → empty
 	prefixMeta    = "m/" // m/<name>                     → raw value
+	prefixUser    = "p/" // p/<user>                     → user JSON
 )
 
 // accountKey returns the key of the user's account record.
@@ -28,6 +29,11 @@ func accountKey(user string) []byte {
 func sessionKey(key []byte) []byte {
 	k := make([]byte, 0, len(prefixSession)+len(key))
 	return append(append(k, prefixSession...), key...)
+}
+
+// userKey returns the key of a user kept in the store.
+func userKey(name string) []byte {
+	return append([]byte(prefixUser), name...)
 }
 
 // metaKey returns the key of a meta value.
@@ -49,9 +55,13 @@ func indexKey(user string, key []byte) []byte {
 	return append(indexPrefix(user), key...)
 }
 
-// sessionVersion1 is the first byte of every session record written by this
-// code. A later layout gets a new version so old records stay readable.
-const sessionVersion1 byte = 1
+// sessionVersion1 and sessionVersion2 are the first byte of a session
+// record. Version 2 (written now) adds the origin and display name; a
+// version 1 record reads as a configured user's.
+const (
+	sessionVersion1 byte = 1
+	sessionVersion2 byte = 2
+)
 
 // errMalformed is wrapped by every session decoding error.
 var errMalformed = errors.New("malformed session record")
@@ -59,7 +69,7 @@ var errMalformed = errors.New("malformed session record")
 // encodeSession appends the binary form of s to dst and returns it. The key
 // is not part of the record: it is the record's own badger key.
 //
-// Layout (version 1):
+// Layout (version 2; version 1 ends after pendingAt):
 //
 //	version   byte (1)
 //	stage     byte
@@ -70,8 +80,10 @@ var errMalformed = errors.New("malformed session record")
 //	next      uvarint length, bytes
 //	pending   uvarint length, bytes
 //	pendingAt varint Unix seconds, uvarint nanoseconds
+//	origin    byte
+//	name      uvarint length, bytes
 func encodeSession(dst []byte, s *Session) []byte {
-	dst = append(dst, sessionVersion1, byte(s.Stage))
+	dst = append(dst, sessionVersion2, byte(s.Stage))
 	dst = appendBytes(dst, s.User)
 	dst = appendTime(dst, s.Created)
 	dst = appendTime(dst, s.Seen)
@@ -79,6 +91,8 @@ func encodeSession(dst []byte, s *Session) []byte {
 	dst = appendBytes(dst, s.Next)
 	dst = appendBytes(dst, s.Pending)
 	dst = appendTime(dst, s.PendingAt)
+	dst = append(dst, byte(s.Origin))
+	dst = appendBytes(dst, s.Name)
 	return dst
 }
 
@@ -101,7 +115,8 @@ func appendTime(dst []byte, t time.Time) []byte {
 func decodeSession(data []byte) (Session, error) {
 	var s Session
 	d := decoder{buf: data}
-	if v := d.byte(); d.err == nil && v != sessionVersion1 {
+	v := d.byte()
+	if d.err == nil && v != sessionVersion1 && v != sessionVersion2 {
 		return Session{}, fmt.Errorf("%w: unknown version %d", errMalformed, v)
 	}
 	s.Stage = Stage(d.byte())
@@ -117,6 +132,13 @@ func decodeSession(data []byte) (Session, error) {
 		s.Pending = append([]byte(nil), p...)
 	}
 	s.PendingAt = d.time()
+	if v == sessionVersion2 {
+		s.Origin = Origin(d.byte())
+		if d.err == nil && s.Origin != OriginConfig && s.Origin != OriginStore {
+			return Session{}, fmt.Errorf("%w: unknown origin %d", errMalformed, s.Origin)
+		}
+		s.Name = string(d.bytes())
+	}
 	if d.err != nil {
 		return Session{}, d.err
 	}

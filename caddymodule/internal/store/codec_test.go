@@ -19,6 +19,8 @@ func fullSession() Session {
 		Next:      "/app?q=1",
 		Pending:   []byte{0, 1, 2, 255},
 		PendingAt: t.Add(2 * time.Minute),
+		Origin:    OriginStore,
+		Name:      "Alice",
 	}
 }
 
@@ -36,7 +38,8 @@ func TestSessionCodecRoundTrip(t *testing.T) {
 		if got.User != s.User || got.Stage != s.Stage || got.Next != s.Next ||
 			!bytes.Equal(got.Pending, s.Pending) ||
 			!got.Created.Equal(s.Created) || !got.Seen.Equal(s.Seen) ||
-			!got.Expires.Equal(s.Expires) || !got.PendingAt.Equal(s.PendingAt) {
+			!got.Expires.Equal(s.Expires) || !got.PendingAt.Equal(s.PendingAt) ||
+			got.Origin != s.Origin || got.Name != s.Name {
 			t.Errorf("%s: got %+v, want %+v", name, got, s)
 		}
 		// Zero times stay zero (not 1970, not a different zone).
@@ -61,6 +64,21 @@ func TestDecodeSessionCopies(t *testing.T) {
 	}
 }
 
+// TestDecodeSessionVersion1 reads a record as the first layout wrote it
+// (no origin, no name): it is a configured user's session.
+func TestDecodeSessionVersion1(t *testing.T) {
+	s := fullSession()
+	v2 := encodeSession(nil, &s)
+	v1 := append([]byte{sessionVersion1}, v2[1:len(v2)-len(s.Name)-2]...)
+	got, err := decodeSession(v1)
+	if err != nil {
+		t.Fatalf("decoding a version 1 record: %v", err)
+	}
+	if got.Origin != OriginConfig || got.Name != "" || got.User != s.User || !got.PendingAt.Equal(s.PendingAt) {
+		t.Errorf("version 1 record: got %+v, want the fields of %+v with origin config and no name", got, s)
+	}
+}
+
 func TestDecodeSessionMalformed(t *testing.T) {
 	s := fullSession()
 	rec := encodeSession(nil, &s)
@@ -72,9 +90,11 @@ func TestDecodeSessionMalformed(t *testing.T) {
 	}
 	bad := map[string][]byte{
 		"version 0":       append([]byte{0}, rec[1:]...),
-		"version 2":       append([]byte{2}, rec[1:]...),
-		"stage 0":         append([]byte{1, 0}, rec[2:]...),
-		"stage 4":         append([]byte{1, 4}, rec[2:]...),
+		"version 3":       append([]byte{3}, rec[1:]...),
+		"stage 0":         append([]byte{2, 0}, rec[2:]...),
+		"stage 4":         append([]byte{2, 4}, rec[2:]...),
+		"origin 2":        append(bytes.Clone(rec[:len(rec)-len("Alice")-2]), 2, 5, 'A', 'l', 'i', 'c', 'e'),
+		"v1 with v2 tail": append([]byte{1}, rec[1:]...),
 		"trailing":        append(bytes.Clone(rec), 0),
 		"huge length":     {1, 3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
 		"varint overflow": {1, 3, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
@@ -111,7 +131,8 @@ func FuzzDecodeSession(f *testing.F) {
 		if again.User != got.User || again.Stage != got.Stage || again.Next != got.Next ||
 			!bytes.Equal(again.Pending, got.Pending) ||
 			!again.Created.Equal(got.Created) || !again.Seen.Equal(got.Seen) ||
-			!again.Expires.Equal(got.Expires) || !again.PendingAt.Equal(got.PendingAt) {
+			!again.Expires.Equal(got.Expires) || !again.PendingAt.Equal(got.PendingAt) ||
+			again.Origin != got.Origin || again.Name != got.Name {
 			t.Fatalf("round trip changed %+v into %+v", got, again)
 		}
 	})

@@ -10,6 +10,7 @@ package store
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 )
 
@@ -28,6 +29,16 @@ var (
 	ErrCodeUnknown = errors.New("backup code not found or already used")
 	// ErrLocked: the store's folder is held by another process.
 	ErrLocked = errors.New("store is in use by another process")
+	// ErrNoUser: the store keeps no user of that name.
+	ErrNoUser = errors.New("no such user in the store")
+	// ErrUserExists: AddUser for a name the store already keeps.
+	ErrUserExists = errors.New("user already exists in the store")
+	// ErrNotEmpty: Restore into a store that already holds users or
+	// enrolments.
+	ErrNotEmpty = errors.New("store is not empty")
+	// ErrBadBackup: Restore was given something that is not a backup of
+	// this kind of store.
+	ErrBadBackup = errors.New("not a valid backup")
 )
 
 // TOTP is one user's authenticator-app enrolment. The parameters are stored
@@ -76,6 +87,43 @@ const (
 	StageFull Stage = 3
 )
 
+// Origin says where the user of a session is defined.
+type Origin uint8
+
+const (
+	// OriginConfig: the user is in the configuration (Caddyfile or JSON).
+	OriginConfig Origin = 0
+	// OriginStore: the user is kept in the store (see User).
+	OriginStore Origin = 1
+)
+
+// User is an account kept in the store, beside those in the
+// configuration. Its password can change at run time.
+type User struct {
+	// Name is the canonical user name, the key of every record of the user.
+	Name string `json:"-"`
+	// Display is the name as it was given: shown on the pages and sent
+	// upstream.
+	Display string `json:"display"`
+	// PasswordHash is a bcrypt or argon2id hash in its usual text form.
+	PasswordHash string `json:"password_hash"`
+	// Created is when the user was added.
+	Created time.Time `json:"created"`
+	// PasswordChanged is when the password was last set.
+	PasswordChanged time.Time `json:"password_changed"`
+}
+
+// Snapshot summarises a backup being restored.
+type Snapshot struct {
+	// Users and Accounts count the users and the enrolments in it.
+	Users, Accounts int
+	// Meta holds the backup's meta values by name.
+	Meta map[string][]byte
+	// Sessions counts session records found and left out: a restore
+	// never brings a session back.
+	Sessions int
+}
+
 // Session is a server-side session record. Its key is a hash of the
 // cookie's random ID, so a copy of the store does not hold live cookies.
 type Session struct {
@@ -98,6 +146,13 @@ type Session struct {
 	Pending []byte
 	// PendingAt is when Pending was generated.
 	PendingAt time.Time
+	// Origin says where the user is defined. A session is only good for
+	// a user of the same origin: a session of a store user does not
+	// carry over to a configured user of the same name, or back.
+	Origin Origin
+	// Name is the user's display name, kept for store users so that a
+	// request needs no second read; empty for configured users.
+	Name string
 }
 
 // Store is the gate's durable state. Every method is safe for concurrent
@@ -140,6 +195,39 @@ type Store interface {
 	// DeleteUserSessions removes every session of the user except
 	// keepSession (may be nil) and returns how many it removed.
 	DeleteUserSessions(ctx context.Context, user string, keepSession []byte) (int, error)
+
+	// User returns a user kept in the store; ErrNoUser if there is none.
+	User(ctx context.Context, name string) (User, error)
+	// Users returns every user kept in the store, ordered by name.
+	Users(ctx context.Context) ([]User, error)
+	// AddUser adds a user; ErrUserExists if the name is taken.
+	AddUser(ctx context.Context, u User) error
+	// SetPassword sets a user's password hash and deletes every session
+	// of the user except keepSession (may be nil), in one transaction,
+	// returning how many it deleted. ErrNoUser if there is no such user.
+	SetPassword(ctx context.Context, name, hash string, at time.Time, keepSession []byte) (int, error)
+	// RehashPassword replaces the user's hash with newHash only if it is
+	// still oldHash (a concurrent password change wins), and reports
+	// whether it did. Sessions are kept: the password is the same.
+	RehashPassword(ctx context.Context, name, oldHash, newHash string) (bool, error)
+	// DeleteUser removes the user, their enrolment and their sessions in
+	// one transaction, returning how many sessions it deleted. ErrNoUser
+	// if there is no such user.
+	DeleteUser(ctx context.Context, name string) (int, error)
+	// UserSessions returns the user's live sessions.
+	UserSessions(ctx context.Context, user string) ([]Session, error)
+	// CountEnrolled returns how many users have the second factor on.
+	CountEnrolled(ctx context.Context) (int, error)
+
+	// Backup writes a consistent snapshot of the users, enrolments and
+	// meta values (not the sessions) to w.
+	Backup(ctx context.Context, w io.Writer) error
+	// Restore reads a backup into a store that holds no users and no
+	// enrolments, and ends every session. It reads and checks the whole
+	// backup first (ErrBadBackup), then calls accept, which may refuse,
+	// before writing anything. A meta value the store already holds with
+	// another value makes it fail with ErrNotEmpty, changing nothing.
+	Restore(ctx context.Context, r io.Reader, accept func(Snapshot) error) (Snapshot, error)
 
 	// Meta and PutMeta keep small values of the gate itself (such as the
 	// encryption-key check). Meta returns ErrNotFound when unset.
