@@ -44,6 +44,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		free_failures <n>                   # default 5
 //		max_delay <duration>                # default 15m
 //		max_concurrent_hashes <n>           # default: number of CPUs
+//		argon2id_time <n>                   # default 1; for store users' passwords
+//		argon2id_memory <KiB>               # default 47104
+//		argon2id_threads <n>                # default 1
 //	}
 func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive's name
@@ -122,6 +125,24 @@ func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := intArg(d, &t.MaxConcurrentHashes, 1, 1024); err != nil {
 				return err
 			}
+		case "argon2id_time":
+			var n int
+			if err := intArg(d, &n, 1, 100); err != nil {
+				return err
+			}
+			t.Argon2idTime = uint32(n)
+		case "argon2id_memory":
+			var n int
+			if err := intArg(d, &n, 1024, 4<<20); err != nil {
+				return err
+			}
+			t.Argon2idMemory = uint32(n)
+		case "argon2id_threads":
+			var n int
+			if err := intArg(d, &n, 1, 255); err != nil {
+				return err
+			}
+			t.Argon2idThreads = uint8(n)
 		case "totp_algorithm":
 			if err := oneArg(d, &t.TOTPAlgorithm); err != nil {
 				return err

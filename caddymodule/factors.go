@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/backupcodes"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/otp"
@@ -45,41 +49,70 @@ func secretAAD(purpose, user string) []byte {
 	return []byte("two_factor/" + purpose + "/" + user)
 }
 
+// codeResult is the outcome of checking a code.
+type codeResult struct {
+	ok     bool
+	method factor // factorTOTP or factorBackup
+	left   int    // backup codes left after a backup code was used
+}
+
 // checkCode verifies a TOTP code or a backup code for the account and, when
 // it is right, uses it up in one atomic store operation: a TOTP step is
 // accepted once and only after the newest step used so far; a backup code
 // is accepted once, ever. A wrong code changes nothing. The error is for a
 // store or key failure only.
-func (h *Handler) checkCode(ctx context.Context, a store.Account, input string) (bool, error) {
+func (h *Handler) checkCode(ctx context.Context, a store.Account, input string) (codeResult, error) {
 	input = compactCode(input)
+	res := codeResult{method: codeFactor(input)}
 	switch backupcodes.Kind(input) {
 	case backupcodes.KindTOTP:
 		secret, err := h.sealer.Open(a.TOTP.SealedSecret, secretAAD("totp", a.Name))
 		if err != nil {
-			return false, fmt.Errorf("opening the TOTP secret of %s: %w", a.Name, err)
+			return res, fmt.Errorf("opening the TOTP secret of %s: %w", a.Name, err)
 		}
 		p := otp.Params{Algorithm: a.TOTP.Algorithm, Digits: a.TOTP.Digits, Period: a.TOTP.Period}
 		step, ok := otp.MatchAfter(secret, p, input, h.now(), h.skew, a.TOTP.LastStep)
 		if !ok {
-			return false, nil
+			return res, nil
 		}
 		err = h.db.UseTOTPStep(ctx, a.Name, step)
 		if errors.Is(err, store.ErrStepUsed) || errors.Is(err, store.ErrNotEnabled) {
-			return false, nil
+			return res, nil
 		}
-		return err == nil, err
+		res.ok = err == nil
+		return res, err
 	case backupcodes.KindBackup:
 		norm, ok := backupcodes.Normalize(input)
 		if !ok {
-			return false, nil
+			return res, nil
 		}
-		_, err := h.db.UseBackupCode(ctx, a.Name, h.codes.Hash(a.Name, norm))
+		left, err := h.db.UseBackupCode(ctx, a.Name, h.codes.Hash(a.Name, norm))
 		if errors.Is(err, store.ErrCodeUnknown) || errors.Is(err, store.ErrNotEnabled) {
-			return false, nil
+			return res, nil
 		}
-		return err == nil, err
+		res.ok, res.left = err == nil, left
+		return res, err
 	}
-	return false, nil
+	return res, nil
+}
+
+// recordCode logs and counts the outcome of a code check.
+func (h *Handler) recordCode(r *http.Request, step string, acct *account, res codeResult) {
+	outcome := "failed"
+	if res.ok {
+		outcome = "ok"
+	}
+	metricCodes.WithLabelValues(string(res.method), outcome).Inc()
+	user := zap.String("user", acct.name)
+	switch {
+	case !res.ok:
+		h.auditRequest(r, zapcore.WarnLevel, evCodeFailed, "one-time code rejected", user, zap.String("step", step), zap.String("method", string(res.method)))
+	case res.method == factorBackup:
+		metricBackupUsed.Inc()
+		h.auditRequest(r, zapcore.InfoLevel, evBackupCodeUsed, "backup code used", user, zap.String("step", step), zap.Int("backup_codes_left", res.left))
+	default:
+		h.auditRequest(r, zapcore.InfoLevel, evCodeOK, "one-time code accepted", user, zap.String("step", step), zap.String("method", string(res.method)))
+	}
 }
 
 // verdict is the outcome of checking factors for a settings change.
@@ -90,16 +123,19 @@ type verdict struct {
 
 // confirmPassword checks the account password for a settings change, on
 // the same budget as the login.
-func (h *Handler) confirmPassword(ctx context.Context, acct *account, password, ip string) (verdict, error) {
+func (h *Handler) confirmPassword(r *http.Request, step string, acct *account, password string) (verdict, error) {
+	ip := clientIP(r)
 	if wait := h.limits.wait(factorPassword, acct.key, ip); wait > 0 {
+		h.auditThrottled(r, factorPassword, acct.name, wait)
 		return verdict{wait: wait}, nil
 	}
-	_, ok, err := h.users.verify(ctx, acct.key, password)
+	_, ok, err := h.users.verify(r.Context(), h.db, acct.key, password)
 	if err != nil {
 		return verdict{}, err
 	}
 	if !ok {
 		h.limits.fail(factorPassword, acct.key, ip)
+		h.auditRequest(r, zapcore.WarnLevel, evLoginFailed, "wrong password", zap.String("user", acct.name), zap.String("step", step), zap.String("reason", "wrong_password"))
 		return verdict{}, nil
 	}
 	h.limits.succeed(factorPassword, acct.key)
@@ -108,20 +144,25 @@ func (h *Handler) confirmPassword(ctx context.Context, acct *account, password, 
 
 // confirmBoth checks the password, then (only if it is right) the code,
 // using the code up. Either being wrong changes nothing else.
-func (h *Handler) confirmBoth(ctx context.Context, acct *account, a store.Account, password, code, ip string) (verdict, error) {
+func (h *Handler) confirmBoth(r *http.Request, step string, acct *account, a store.Account, password, code string) (verdict, error) {
+	ip := clientIP(r)
 	f := codeFactor(code)
-	if wait := max(h.limits.wait(factorPassword, acct.key, ip), h.limits.wait(f, acct.key, ip)); wait > 0 {
-		return verdict{wait: wait}, nil
+	for _, ff := range []factor{factorPassword, f} {
+		if wait := h.limits.wait(ff, acct.key, ip); wait > 0 {
+			h.auditThrottled(r, ff, acct.name, wait)
+			return verdict{wait: wait}, nil
+		}
 	}
-	v, err := h.confirmPassword(ctx, acct, password, ip)
+	v, err := h.confirmPassword(r, step, acct, password)
 	if err != nil || !v.ok {
 		return v, err
 	}
-	good, err := h.checkCode(ctx, a, code)
+	res, err := h.checkCode(r.Context(), a, code)
 	if err != nil {
 		return verdict{}, err
 	}
-	if !good {
+	h.recordCode(r, step, acct, res)
+	if !res.ok {
 		h.limits.fail(f, acct.key, ip)
 		return verdict{}, nil
 	}

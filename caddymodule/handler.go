@@ -136,10 +136,25 @@ type Handler struct {
 	// once. Default: the number of CPUs.
 	MaxConcurrentHashes int `json:"max_concurrent_hashes,omitempty"`
 
+	// Argon2idTime is the number of argon2id passes for the passwords of
+	// users kept in the store (new and changed passwords, and older hashes
+	// upgraded at the next login). Default: 1.
+	Argon2idTime uint32 `json:"argon2id_time,omitempty"`
+
+	// Argon2idMemory is the memory argon2id uses per hash, in KiB.
+	// Default: 47104 (46 MiB), as `caddy hash-password` uses.
+	Argon2idMemory uint32 `json:"argon2id_memory,omitempty"`
+
+	// Argon2idThreads is argon2id's parallelism. Default: 1.
+	Argon2idThreads uint8 `json:"argon2id_threads,omitempty"`
+
 	logger    *zap.Logger
+	audit     *zap.Logger
 	users     *directory
 	db        store.Store
 	dbKey     string
+	shared    *sharedStore
+	argon2    argon2Params
 	sealer    *secrets.Sealer
 	codes     *backupcodes.Hasher
 	sessions  *sessionStore
@@ -165,6 +180,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // and loads the encryption key.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.audit = h.logger.Named("audit")
 	h.now = func() time.Time { return clock() }
 	repl := caddy.NewReplacer()
 	if err := h.defaults(repl); err != nil {
@@ -174,9 +190,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	var err error
-	if h.users, err = newDirectory(h.Users, h.MaxConcurrentHashes); err != nil {
+	if h.users, err = newDirectory(h.Users, h.MaxConcurrentHashes, h.argon2.decoy); err != nil {
 		return err
 	}
+	registerMetrics(ctx.GetMetricsRegistry())
 	if h.pages, h.css, err = loadTemplates(h.TemplatesDir); err != nil {
 		return err
 	}
@@ -266,6 +283,16 @@ func (h *Handler) defaults(repl *caddy.Replacer) error {
 	if h.MaxConcurrentHashes == 0 {
 		h.MaxConcurrentHashes = runtime.NumCPU()
 	}
+	if h.Argon2idTime == 0 {
+		h.Argon2idTime = DefaultArgon2idTime
+	}
+	if h.Argon2idMemory == 0 {
+		h.Argon2idMemory = DefaultArgon2idMemory
+	}
+	if h.Argon2idThreads == 0 {
+		h.Argon2idThreads = DefaultArgon2idThreads
+	}
+	h.argon2 = argon2Params{time: h.Argon2idTime, memory: h.Argon2idMemory, threads: h.Argon2idThreads}
 	h.params = otp.Params{Algorithm: h.TOTPAlgorithm, Digits: h.TOTPDigits, Period: h.TOTPPeriod}
 	return nil
 }
@@ -294,6 +321,12 @@ func (h *Handler) validateConfig() error {
 	if h.MaxConcurrentHashes < 0 {
 		return fmt.Errorf("max_concurrent_hashes %d: must be positive", h.MaxConcurrentHashes)
 	}
+	if h.Argon2idTime > 100 {
+		return fmt.Errorf("argon2id_time %d: must be between 1 and 100", h.Argon2idTime)
+	}
+	if h.Argon2idMemory < 1024 || h.Argon2idMemory > 4<<20 {
+		return fmt.Errorf("argon2id_memory %d: must be between 1024 and 4194304 (KiB, that is 1 MiB to 4 GiB)", h.Argon2idMemory)
+	}
 	if !validHeaderName(h.UserHeader) {
 		return fmt.Errorf("user_header %q: not a valid header name", h.UserHeader)
 	}
@@ -311,6 +344,9 @@ func (h *Handler) Validate() error { return nil }
 
 // Cleanup lets go of the store; the last handler using it closes it.
 func (h *Handler) Cleanup() error {
+	if h.shared != nil {
+		h.shared.detach(h)
+	}
 	if h.dbKey != "" {
 		_, err := stores.Delete(h.dbKey)
 		return err
@@ -332,9 +368,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if rec == nil || rec.Stage != store.StageFull {
 		return h.refuse(w, r, rec)
 	}
-	acct := h.users.lookup(rec.User)
-	if acct == nil {
-		// The user was removed from the configuration.
+	name, ok := h.sessionName(rec)
+	if !ok {
+		// The user was removed from the configuration, or a configured
+		// user now has the name of the store user the session is for.
 		return h.refuse(w, r, nil)
 	}
 	if h.now().Sub(rec.Seen) > h.sessions.touchInterval() {
@@ -350,12 +387,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	stripIdentity(r, h.identity)
 	removeCookie(r, h.CookieName)
-	r.Header.Set(h.UserHeader, acct.name)
-	caddyhttp.SetVar(r.Context(), "two_factor.user", acct.name)
+	r.Header.Set(h.UserHeader, name)
+	caddyhttp.SetVar(r.Context(), "two_factor.user", name)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.auth.user.id", acct.name)
+		repl.Set("http.auth.user.id", name)
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// sessionName returns the name of a session's user, from memory: the
+// configured user, or for a store user the name kept in the session (a
+// store user's deletion or password change deletes their sessions in the
+// same transaction, so a live session is a live user). A session is good
+// only for a user of the origin it was made for.
+func (h *Handler) sessionName(rec *store.Session) (string, bool) {
+	if acct := h.users.lookup(rec.User); acct != nil {
+		return acct.name, rec.Origin == store.OriginConfig
+	}
+	return rec.Name, rec.Origin == store.OriginStore && rec.Name != ""
 }
 
 // refuse answers a request for the site without a complete session: a

@@ -3,6 +3,9 @@ package caddymodule
 import (
 	"net/http"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
 )
 
@@ -48,22 +51,36 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	ip := clientIP(r)
 	if wait := h.limits.wait(factorPassword, key, ip); wait > 0 {
+		h.auditThrottled(r, factorPassword, "", wait)
 		return h.throttled(w, wait)
 	}
-	acct, ok, err := h.users.verify(r.Context(), key, password)
+	acct, ok, err := h.users.verify(r.Context(), h.db, key, password)
 	if err != nil {
-		return err // the client went away while waiting for a hash slot
+		if r.Context().Err() != nil {
+			return err // the client went away while waiting for a hash slot
+		}
+		return h.unavailable(w, err)
 	}
 	if !ok {
 		h.limits.fail(factorPassword, key, ip)
+		metricLogins.WithLabelValues("failed").Inc()
+		if acct == nil {
+			h.auditRequest(r, zapcore.WarnLevel, evLoginFailed, "login failed", zap.String("step", stepLogin), zap.String("reason", "unknown_user"))
+		} else {
+			h.auditRequest(r, zapcore.WarnLevel, evLoginFailed, "login failed", zap.String("user", acct.name), zap.String("step", stepLogin), zap.String("reason", "wrong_password"))
+		}
 		return h.render(w, http.StatusUnauthorized, "login", page{Title: "Log in", Next: next, Error: genericFailure})
 	}
 	h.limits.succeed(factorPassword, key)
+	h.rehash(r.Context(), acct, password)
 	a, err := h.db.Account(r.Context(), acct.key)
 	if err != nil {
 		return h.unavailable(w, err)
 	}
-	rec := &store.Session{User: acct.key, Stage: store.StageFull, Next: next}
+	rec := &store.Session{User: acct.key, Stage: store.StageFull, Next: next, Origin: acct.origin}
+	if acct.origin == store.OriginStore {
+		rec.Name = acct.name
+	}
 	switch {
 	case a.Enabled():
 		rec.Stage = store.StagePassword
@@ -73,6 +90,9 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	if err := h.startSession(w, r, rec); err != nil {
 		return h.unavailable(w, err)
 	}
+	metricLogins.WithLabelValues("ok").Inc()
+	h.auditRequest(r, zapcore.InfoLevel, evLoginOK, "password accepted", zap.String("user", acct.name),
+		zap.Bool("code_required", rec.Stage == store.StagePassword))
 	return h.seeOther(w, r, h.afterLogin(rec))
 }
 
@@ -108,7 +128,9 @@ func (h *Handler) code(w http.ResponseWriter, r *http.Request) error {
 	input := r.PostForm.Get("code")
 	f := codeFactor(input)
 	ip := clientIP(r)
+	name, _ := h.sessionName(rec)
 	if wait := h.limits.wait(f, rec.User, ip); wait > 0 {
+		h.auditThrottled(r, f, name, wait)
 		return h.throttled(w, wait)
 	}
 	a, err := h.db.Account(r.Context(), rec.User)
@@ -122,11 +144,12 @@ func (h *Handler) code(w http.ResponseWriter, r *http.Request) error {
 		}
 		return h.seeOther(w, r, h.Prefix+"/login")
 	}
-	good, err := h.checkCode(r.Context(), a, input)
+	res, err := h.checkCode(r.Context(), a, input)
 	if err != nil {
 		return h.unavailable(w, err)
 	}
-	if !good {
+	h.recordCode(r, stepCode, &account{name: name, key: rec.User}, res)
+	if !res.ok {
 		h.limits.fail(f, rec.User, ip)
 		return h.render(w, http.StatusUnauthorized, "code", page{Title: "Enter code", Error: genericFailure})
 	}

@@ -17,7 +17,7 @@ import (
 )
 
 // pageNames are the page templates; each is parsed with layout.html.
-var pageNames = []string{"login", "code", "security", "enable", "disable", "backup_codes", "error"}
+var pageNames = []string{"login", "code", "security", "enable", "disable", "backup_codes", "error", "password"}
 
 // page is what every template gets.
 type page struct {
@@ -42,6 +42,11 @@ type page struct {
 	Retry            string
 	BackLink         string
 	BackText         string
+	// PasswordChangeable is true for a user kept in the store, who may
+	// change their password on the Security pages.
+	PasswordChangeable bool
+	// MinPassword is the least number of characters of a new password.
+	MinPassword int
 }
 
 // loadTemplates parses the embedded pages, each file replaced by the one of

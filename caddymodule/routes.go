@@ -78,6 +78,7 @@ var ownRoutes = map[string]route{
 	"/security/enable":       {get: (*Handler).enablePage, post: (*Handler).enable},
 	"/security/disable":      {get: (*Handler).disablePage, post: (*Handler).disable},
 	"/security/backup-codes": {post: (*Handler).newBackupCodes},
+	"/security/password":     {get: (*Handler).passwordPage, post: (*Handler).changePassword},
 	"/logout":                {post: (*Handler).logout},
 	"/me":                    {get: (*Handler).me},
 }
@@ -119,15 +120,20 @@ func clientIP(r *http.Request) string {
 }
 
 // current returns the request's live session and its user; a session of a
-// user no longer configured counts as none.
+// user no longer configured, or of another origin, counts as none. A store
+// user's account here has no hash: checking their password reads it anew.
 func (h *Handler) current(r *http.Request) (*store.Session, *account, error) {
 	rec, _, err := h.sessions.lookup(r, h.CookieName)
 	if err != nil || rec == nil {
 		return nil, nil, err
 	}
+	name, ok := h.sessionName(rec)
+	if !ok {
+		return nil, nil, nil
+	}
 	acct := h.users.lookup(rec.User)
 	if acct == nil {
-		return nil, nil, nil
+		acct = &account{name: name, key: rec.User, origin: store.OriginStore}
 	}
 	return rec, acct, nil
 }

@@ -8,6 +8,9 @@ import (
 	"net/url"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/backupcodes"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/otp"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
@@ -46,6 +49,7 @@ func (h *Handler) securityView(acct *account, a store.Account) page {
 	return page{
 		Title: "Security", User: acct.name, Enabled: a.Enabled(),
 		BackupLeft: len(a.BackupCodes), RequireTwoFactor: h.RequireTwoFactor,
+		PasswordChangeable: acct.origin == store.OriginStore,
 	}
 }
 
@@ -140,8 +144,11 @@ func (h *Handler) enable(w http.ResponseWriter, r *http.Request) error {
 		return h.seeOther(w, r, h.Prefix+"/security/enable")
 	}
 	ip := clientIP(r)
-	if wait := max(h.limits.wait(factorPassword, acct.key, ip), h.limits.wait(factorTOTP, acct.key, ip)); wait > 0 {
-		return h.throttled(w, wait)
+	for _, f := range []factor{factorPassword, factorTOTP} {
+		if wait := h.limits.wait(f, acct.key, ip); wait > 0 {
+			h.auditThrottled(r, f, acct.name, wait)
+			return h.throttled(w, wait)
+		}
 	}
 	wrong := func() error {
 		p, err := h.enableView(acct, secret)
@@ -151,14 +158,18 @@ func (h *Handler) enable(w http.ResponseWriter, r *http.Request) error {
 		p.Error = genericFailure
 		return h.render(w, http.StatusUnauthorized, "enable", p)
 	}
-	v, err := h.confirmPassword(r.Context(), acct, r.PostForm.Get("password"), ip)
+	v, err := h.confirmPassword(r, stepEnable, acct, r.PostForm.Get("password"))
 	if err != nil {
-		return err
+		if r.Context().Err() != nil {
+			return err
+		}
+		return h.unavailable(w, err)
 	}
 	if !v.ok {
 		return wrong()
 	}
 	step, good := otp.Match(secret, h.params, r.PostForm.Get("code"), h.now(), h.skew)
+	h.recordCode(r, stepEnable, acct, codeResult{ok: good, method: factorTOTP})
 	if !good {
 		h.limits.fail(factorTOTP, acct.key, ip)
 		return wrong()
@@ -194,6 +205,7 @@ func (h *Handler) enable(w http.ResponseWriter, r *http.Request) error {
 	if err := h.startSession(w, r, rec); err != nil {
 		return h.unavailable(w, err)
 	}
+	h.auditRequest(r, zapcore.InfoLevel, evEnabled, "two-factor authentication enabled", zap.String("user", acct.name))
 	return h.showCodes(w, acct, codes, "Two-factor authentication is on.")
 }
 
@@ -246,7 +258,7 @@ func (h *Handler) disable(w http.ResponseWriter, r *http.Request) error {
 	if !a.Enabled() {
 		return h.seeOther(w, r, h.Prefix+"/security")
 	}
-	v, err := h.confirmBoth(r.Context(), acct, a, r.PostForm.Get("password"), r.PostForm.Get("code"), clientIP(r))
+	v, err := h.confirmBoth(r, stepDisable, acct, a, r.PostForm.Get("password"), r.PostForm.Get("code"))
 	if err != nil {
 		return h.unavailable(w, err)
 	}
@@ -259,6 +271,7 @@ func (h *Handler) disable(w http.ResponseWriter, r *http.Request) error {
 	if err := h.db.DisableTOTP(r.Context(), acct.key, rec.Key); err != nil && !errors.Is(err, store.ErrNotEnabled) {
 		return h.unavailable(w, err)
 	}
+	h.auditRequest(r, zapcore.InfoLevel, evDisabled, "two-factor authentication disabled", zap.String("user", acct.name))
 	if h.RequireTwoFactor {
 		rec.Stage = store.StageEnrol
 	}
@@ -280,7 +293,7 @@ func (h *Handler) newBackupCodes(w http.ResponseWriter, r *http.Request) error {
 	if !a.Enabled() {
 		return h.seeOther(w, r, h.Prefix+"/security")
 	}
-	v, err := h.confirmBoth(r.Context(), acct, a, r.PostForm.Get("password"), r.PostForm.Get("code"), clientIP(r))
+	v, err := h.confirmBoth(r, stepBackupCodes, acct, a, r.PostForm.Get("password"), r.PostForm.Get("code"))
 	if err != nil {
 		return h.unavailable(w, err)
 	}
@@ -299,5 +312,6 @@ func (h *Handler) newBackupCodes(w http.ResponseWriter, r *http.Request) error {
 	if err := h.db.ReplaceBackupCodes(r.Context(), acct.key, hashes); err != nil {
 		return h.unavailable(w, err)
 	}
+	h.auditRequest(r, zapcore.InfoLevel, evCodesRegenerated, "backup codes replaced", zap.String("user", acct.name), zap.Int("backup_codes", len(codes)))
 	return h.showCodes(w, acct, codes, "Your new backup codes are ready. The old ones no longer work.")
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -20,15 +23,75 @@ import (
 // and closed when the last handler using it lets go.
 var stores = caddy.NewUsagePool()
 
-// pooledStore is an open store with the failure counts of its accounts,
+// sharedStore is an open store with the failure counts of its accounts,
 // which live as long as the store does, so that a reload does not reset
-// them.
-type pooledStore struct {
+// them, and the handlers using it, which the admin API works through.
+type sharedStore struct {
 	*store.Badger
+	dir    string
 	limits *limits
+
+	mu       sync.Mutex
+	handlers []*Handler // provisioned and not cleaned up, oldest first
 }
 
-func (p pooledStore) Destruct() error { return p.Close() }
+func (p *sharedStore) Destruct() error { return p.Close() }
+
+// attach records a handler that uses the store; detach forgets it.
+func (p *sharedStore) attach(h *Handler) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.handlers = append(p.handlers, h)
+}
+
+func (p *sharedStore) detach(h *Handler) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.handlers = slices.DeleteFunc(p.handlers, func(x *Handler) bool { return x == h })
+}
+
+// newest returns the handler provisioned last (the current config's), or
+// nil if none is attached.
+func (p *sharedStore) newest() *Handler {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.handlers) == 0 {
+		return nil
+	}
+	return p.handlers[len(p.handlers)-1]
+}
+
+// configured returns the configured user of that canonical name in any
+// handler using the store, or nil.
+func (p *sharedStore) configured(key string) *account {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := len(p.handlers) - 1; i >= 0; i-- {
+		if a := p.handlers[i].users.lookup(key); a != nil {
+			return a
+		}
+	}
+	return nil
+}
+
+// configuredUsers returns the configured users of every handler using the
+// store, one per canonical name.
+func (p *sharedStore) configuredUsers() []*account {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	seen := map[string]bool{}
+	var out []*account
+	for i := len(p.handlers) - 1; i >= 0; i-- {
+		for key, a := range p.handlers[i].users.byKey {
+			if !seen[key] {
+				seen[key] = true
+				out = append(out, a)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b *account) int { return strings.Compare(a.key, b.key) })
+	return out
+}
 
 // keyCheckMeta is the store's record of which key its secrets are
 // encrypted with.
@@ -53,19 +116,42 @@ func (h *Handler) openStore(ctx caddy.Context) error {
 		if err != nil {
 			return nil, err
 		}
-		return pooledStore{Badger: db, limits: newLimits(h.FreeFailures, time.Duration(h.MaxDelay), func() time.Time { return clock() })}, nil
+		return &sharedStore{Badger: db, dir: h.StorageDir, limits: newLimits(h.FreeFailures, time.Duration(h.MaxDelay), func() time.Time { return clock() })}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("storage_dir %s: %w", h.StorageDir, err)
 	}
 	h.dbKey = h.StorageDir
-	h.db = val.(pooledStore).Badger
-	h.limits = val.(pooledStore).limits
+	h.shared = val.(*sharedStore)
+	h.db = h.shared.Badger
+	h.limits = h.shared.limits
 	h.limits.configure(h.FreeFailures, time.Duration(h.MaxDelay))
 	if err := h.loadKey(ctx); err != nil {
 		_ = h.Cleanup()
 		h.dbKey = ""
 		return err
+	}
+	if err := h.warnShadowed(ctx); err != nil {
+		_ = h.Cleanup()
+		h.dbKey = ""
+		return err
+	}
+	h.shared.attach(h)
+	return nil
+}
+
+// warnShadowed logs each store user that a configured user of the same
+// name hides: the configuration wins.
+func (h *Handler) warnShadowed(ctx context.Context) error {
+	users, err := h.db.Users(ctx)
+	if err != nil {
+		return fmt.Errorf("storage_dir %s: reading the users: %w", h.StorageDir, err)
+	}
+	for _, u := range users {
+		if a := h.users.lookup(u.Name); a != nil {
+			h.logger.Warn("a user in the configuration has the name of a user in the store; the configuration wins, and the store user cannot log in",
+				zap.String("user", a.name), zap.String("store_user", u.Display))
+		}
 	}
 	return nil
 }

@@ -12,9 +12,13 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/text/cases"
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
 )
 
-// User is an account configured in the Caddyfile or JSON.
+// User is an account configured in the Caddyfile or JSON. More users can
+// be kept in the store (see `caddy two-factor user add`); a configured user
+// wins over a store user of the same name.
 type User struct {
 	// Username is the login name. Letter case and Unicode variants of it
 	// are the same account.
@@ -74,13 +78,19 @@ func parsePasswordHash(h string) (passwordHash, error) {
 
 // account is a user the gate knows, with a verifier for their password.
 type account struct {
-	name string // as configured; shown to the user and sent upstream
+	name string // as configured or added; shown to the user and sent upstream
 	key  string // canonical name; the store's key
 	hash passwordHash
+	// origin says where the user is defined. For a store user, stored is
+	// the hash as the store holds it, for a rehash over exactly that one.
+	origin store.Origin
+	stored string
 }
 
-// directory looks users up by any spelling of their name and checks
-// passwords, doing the same work for unknown names as for known ones.
+// directory looks users up by any spelling of their name, in the
+// configuration first and then in the store (the configuration wins on a
+// clash), and checks passwords, doing the same work for unknown names as
+// for known ones.
 type directory struct {
 	byKey map[string]*account
 	// decoy is compared against when the name is unknown, so that the
@@ -91,7 +101,10 @@ type directory struct {
 	hashing chan struct{}
 }
 
-func newDirectory(users []User, maxHashes int) (*directory, error) {
+// newDirectory indexes the configured users. The decoy is the first
+// configured user's hash, or, when every user is in the store, what
+// fallback returns (a hash with the parameters store users get).
+func newDirectory(users []User, maxHashes int, fallback func() (passwordHash, error)) (*directory, error) {
 	d := &directory{byKey: make(map[string]*account, len(users)), hashing: make(chan struct{}, maxHashes)}
 	for i, u := range users {
 		key, ok := canonicalName(u.Username)
@@ -105,39 +118,78 @@ func newDirectory(users []User, maxHashes int) (*directory, error) {
 		if err != nil {
 			return nil, fmt.Errorf("user %d (%s): %w", i, u.Username, err)
 		}
-		d.byKey[key] = &account{name: u.Username, key: key, hash: h}
+		d.byKey[key] = &account{name: u.Username, key: key, hash: h, origin: store.OriginConfig}
 		if i == 0 {
 			d.decoy = h
 		}
 	}
 	if d.decoy.compare == nil {
-		d.decoy = passwordHash{hash: caddyauth.BcryptHash{}.FakeHash(), compare: caddyauth.BcryptHash{}}
+		var err error
+		if d.decoy, err = fallback(); err != nil {
+			return nil, fmt.Errorf("making the decoy password hash: %w", err)
+		}
 	}
 	return d, nil
 }
 
-// lookup finds an account by its canonical name.
+// lookup finds a configured account by its canonical name.
 func (d *directory) lookup(key string) *account { return d.byKey[key] }
 
-// verify checks a password for the canonical name. An unknown name costs
-// one hash comparison like a known one, and fails.
-func (d *directory) verify(ctx context.Context, key, password string) (*account, bool, error) {
+// find returns the account of a canonical name: the configured user, else
+// the user kept in the store, else nil. The error is the store's.
+func (d *directory) find(ctx context.Context, db store.Store, key string) (*account, error) {
+	if a := d.byKey[key]; a != nil {
+		return a, nil
+	}
+	u, err := db.User(ctx, key)
+	if errors.Is(err, store.ErrNoUser) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	h, err := parsePasswordHash(u.PasswordHash)
+	if err != nil {
+		return nil, fmt.Errorf("the stored password hash of %s: %w", key, err)
+	}
+	return &account{name: u.Display, key: key, hash: h, origin: store.OriginStore, stored: u.PasswordHash}, nil
+}
+
+// acquire waits for a hashing slot; release gives it back.
+func (d *directory) acquire(ctx context.Context) error {
 	select {
 	case d.hashing <- struct{}{}:
-		defer func() { <-d.hashing }()
+		return nil
 	case <-ctx.Done():
-		return nil, false, ctx.Err()
+		return ctx.Err()
 	}
-	acct := d.byKey[key]
+}
+
+func (d *directory) release() { <-d.hashing }
+
+// verify checks a password for the canonical name. An unknown name costs
+// one hash comparison like a known one, and fails. The account is returned
+// when the name is known, even if the password is wrong. The error is the
+// store's, or the request's context ending while it waits for a slot.
+func (d *directory) verify(ctx context.Context, db store.Store, key, password string) (*account, bool, error) {
+	if err := d.acquire(ctx); err != nil {
+		return nil, false, err
+	}
+	defer d.release()
+	acct, err := d.find(ctx, db, key)
+	if err != nil {
+		return nil, false, err
+	}
 	h := d.decoy
 	if acct != nil {
 		h = acct.hash
 	}
-	// The hashes were checked at provisioning, so an error here comes from
-	// the input (bcrypt refuses passwords over 72 bytes): a wrong password.
+	// The hashes were checked when they were set, so an error here comes
+	// from the input (bcrypt refuses passwords over 72 bytes): a wrong
+	// password.
 	ok, err := h.compare.Compare(h.hash, []byte(password))
 	if err != nil || acct == nil || !ok {
-		return nil, false, nil
+		return acct, false, nil
 	}
 	return acct, true, nil
 }
