@@ -83,3 +83,25 @@ func (l *limits) succeed(f factor, account string) {
 func retryAfter(d time.Duration) string {
 	return strconv.FormatInt(int64(math.Ceil(d.Seconds())), 10)
 }
+
+// factors lists every separately counted factor.
+var factors = []factor{factorPassword, factorTOTP, factorBackup}
+
+// accountState returns the account's consecutive failures of the factor
+// and how long it must still wait.
+func (l *limits) accountState(f factor, account string) (int, time.Duration) {
+	k := limitKey(f, account)
+	return l.accounts.Failures(k), l.accounts.Wait(k)
+}
+
+// clearAccount forgets the account's failures of every factor and returns
+// how many there were. Client addresses keep theirs.
+func (l *limits) clearAccount(account string) int {
+	n := 0
+	for _, f := range factors {
+		k := limitKey(f, account)
+		n += l.accounts.Failures(k)
+		l.accounts.Reset(k)
+	}
+	return n
+}

@@ -74,7 +74,9 @@ func (c *enrolledCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc 
 func (c *enrolledCollector) Collect(ch chan<- prometheus.Metric) {
 	var open []*sharedStore
 	stores.Range(func(_, v any) bool {
-		open = append(open, v.(*sharedStore))
+		if s, ok := v.(*sharedStore); ok {
+			open = append(open, s)
+		}
 		return true
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -76,6 +76,16 @@ type restoreSet struct {
 	accts map[string][]byte
 }
 
+// CheckBackup reads and checks a whole backup without restoring it, and
+// summarises it.
+func CheckBackup(r io.Reader) (Snapshot, error) {
+	set, err := readBackup(r)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	return set.snap, nil
+}
+
 // readBackup reads and checks a whole backup. For each key only its newest
 // version counts; a key whose newest version is a deletion, or expired, is
 // not in the backup.
@@ -192,8 +202,6 @@ func (b *Badger) Restore(ctx context.Context, r io.Reader, accept func(Snapshot)
 	if b.closed {
 		return Snapshot{}, wrap(op, errClosed)
 	}
-	var keepMeta map[string]bool
-	var ended [][]byte
 	err = b.db.View(func(txn *badger.Txn) error {
 		for _, p := range []string{prefixUser, prefixAccount} {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(p)})
@@ -204,7 +212,19 @@ func (b *Badger) Restore(ctx context.Context, r io.Reader, accept func(Snapshot)
 				return fmt.Errorf("%w: it holds users or enrolments; restore into a new storage_dir, or delete them first", ErrNotEmpty)
 			}
 		}
-		keepMeta = map[string]bool{}
+		return nil
+	})
+	if err != nil {
+		return Snapshot{}, wrap(op, err)
+	}
+	if accept != nil {
+		if err := accept(set.snap); err != nil {
+			return Snapshot{}, err
+		}
+	}
+	keepMeta := map[string]bool{}
+	var ended [][]byte
+	err = b.db.View(func(txn *badger.Txn) error {
 		for name, v := range set.snap.Meta {
 			item, err := txn.Get(metaKey(name))
 			if errors.Is(err, badger.ErrKeyNotFound) {
@@ -233,11 +253,6 @@ func (b *Badger) Restore(ctx context.Context, r io.Reader, accept func(Snapshot)
 	})
 	if err != nil {
 		return Snapshot{}, wrap(op, err)
-	}
-	if accept != nil {
-		if err := accept(set.snap); err != nil {
-			return Snapshot{}, err
-		}
 	}
 	// A write batch splits the work into transactions of badger's size
 	// limit; each commit is synced. The store was empty, so an error part

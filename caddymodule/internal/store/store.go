@@ -223,10 +223,11 @@ type Store interface {
 	// meta values (not the sessions) to w.
 	Backup(ctx context.Context, w io.Writer) error
 	// Restore reads a backup into a store that holds no users and no
-	// enrolments, and ends every session. It reads and checks the whole
-	// backup first (ErrBadBackup), then calls accept, which may refuse,
-	// before writing anything. A meta value the store already holds with
-	// another value makes it fail with ErrNotEmpty, changing nothing.
+	// enrolments (else ErrNotEmpty), and ends every session. It reads and
+	// checks the whole backup first (ErrBadBackup), then calls accept,
+	// which may refuse, before writing anything. A meta value the store
+	// already holds with another value makes it fail with ErrNotEmpty,
+	// changing nothing.
 	Restore(ctx context.Context, r io.Reader, accept func(Snapshot) error) (Snapshot, error)
 
 	// Meta and PutMeta keep small values of the gate itself (such as the
