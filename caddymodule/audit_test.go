@@ -173,13 +173,13 @@ func TestAuditEventsAndMetrics(t *testing.T) {
 
 	after := scrape(t)
 	delta(t, before, after, map[string]float64{
-		`caddy_two_factor_logins_total{outcome="failed"}`:             8,
-		`caddy_two_factor_logins_total{outcome="ok"}`:                 3,
-		`caddy_two_factor_codes_total{method="totp",outcome="ok"}`:    4,
+		`caddy_two_factor_logins_total{outcome="failed"}`:              8,
+		`caddy_two_factor_logins_total{outcome="ok"}`:                  3,
+		`caddy_two_factor_codes_total{method="totp",outcome="ok"}`:     4,
 		`caddy_two_factor_codes_total{method="totp",outcome="failed"}`: 1,
-		`caddy_two_factor_codes_total{method="backup",outcome="ok"}`:  1,
-		`caddy_two_factor_backup_codes_used_total`:                    1,
-		`caddy_two_factor_throttled_total{factor="password"}`:         1,
+		`caddy_two_factor_codes_total{method="backup",outcome="ok"}`:   1,
+		`caddy_two_factor_backup_codes_used_total`:                     1,
+		`caddy_two_factor_throttled_total{factor="password"}`:          1,
 	})
 
 	lines, events := auditEvents(t, logFile)

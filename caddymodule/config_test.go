@@ -59,6 +59,9 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		{"two_factor {\n\tprefix\n}", "prefix: want exactly one value"},
 		{"two_factor {\n\trequire_two_factor yes\n}", "require_two_factor takes no arguments"},
 		{"two_factor extra {\n}", "takes no arguments"},
+		{"two_factor {\n\targon2id_memory 512\n}", "argon2id_memory: want a whole number from 1024 to 4194304"},
+		{"two_factor {\n\targon2id_time 0\n}", "argon2id_time: want a whole number from 1 to 100"},
+		{"two_factor {\n\targon2id_threads 256\n}", "argon2id_threads: want a whole number from 1 to 255"},
 	} {
 		src := "localhost {\n" + tc.body + "\n}\n"
 		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -111,7 +112,8 @@ func TestStoreUserLifecycle(t *testing.T) {
 // TestStoreUserShadowedByConfig: a configured user of the same name wins,
 // and a session of the store user does not carry over to it.
 func TestStoreUserShadowedByConfig(t *testing.T) {
-	g := newGate(t, gateOpts{extra: cheapArgon2})
+	logFile := filepath.Join(t.TempDir(), "module.log")
+	g := newGate(t, gateOpts{extra: cheapArgon2, global: strings.ReplaceAll(auditLog(logFile), ".audit", "")})
 	const pw = "store password 1"
 	g.cli(pw+"\n", "user", "add", "Dave")
 	b := g.browser()
@@ -126,6 +128,16 @@ func TestStoreUserShadowedByConfig(t *testing.T) {
 		t.Errorf("the hidden store user's password: got %d, want 401", r.status)
 	}
 	g.browser().login("dave", testPassword, "/")
+	_, events := auditEvents(t, logFile)
+	warned := false
+	for _, e := range events {
+		if e["level"] == "warn" && e["user"] == "dave" && e["store_user"] == "Dave" && strings.Contains(fmt.Sprint(e["msg"]), "the configuration wins") {
+			warned = true
+		}
+	}
+	if !warned {
+		t.Error("no warning in the log naming the store user hidden by the configuration")
+	}
 	var ul userList
 	_ = json.Unmarshal([]byte(g.cli("", "user", "list", "--json").out), &ul)
 	var shadowed bool
