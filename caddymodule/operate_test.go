@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
 )
 
 // cheapArgon2 keeps the argon2id hashes of store users fast under the race
@@ -319,6 +321,10 @@ func TestOperatorWithoutCaddy(t *testing.T) {
 	if r := runCLI(t, "", "unthrottle", "alice", "--address", addr, "--storage-dir", dir); r.code != 0 || !strings.Contains(r.out, "none to clear") {
 		t.Errorf("unthrottle without Caddy: exit %d %q %s", r.code, r.err, r.out)
 	}
+	offline := filepath.Join(t.TempDir(), "offline.backup")
+	if r := runCLI(t, "", "backup", offline, "--address", addr, "--storage-dir", dir); r.code != 0 || !strings.Contains(r.errOut, "1 second factor") {
+		t.Errorf("backup without Caddy: exit %d %q %s", r.code, r.err, r.errOut)
+	}
 
 	// Restore into a new folder; a wrong key is caught before anything is
 	// written.
@@ -421,4 +427,57 @@ func TestAdminAPIWithoutHandler(t *testing.T) {
 	g := newGate(t, gateOpts{})
 	unload(t)
 	g.cliFails("no two_factor handler is running", "", "status", "alice")
+}
+
+// TestOperatorSeveralStores: with two stores open, a command must say
+// which, and the error lists them.
+func TestOperatorSeveralStores(t *testing.T) {
+	up := newUpstream(t)
+	d1, d2 := filepath.Join(t.TempDir(), "one"), filepath.Join(t.TempDir(), "two")
+	cfg := `{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+}
+localhost:9443 {
+	tls internal
+	handle /one/* {
+		two_factor {
+			user alice ` + testHash + `
+			storage_dir ` + d1 + `
+			prefix /one/.auth
+		}
+		reverse_proxy ` + strings.TrimPrefix(up.srv.URL, "http://") + `
+	}
+	handle {
+		two_factor {
+			user bob ` + testHash + `
+			storage_dir ` + d2 + `
+		}
+		reverse_proxy ` + strings.TrimPrefix(up.srv.URL, "http://") + `
+	}
+}
+`
+	caddytest.NewTester(t).InitServer(cfg, "caddyfile")
+	t.Cleanup(func() { unload(t) })
+	g := &gate{t: t}
+	g.cliFails("several two_factor stores are open; choose one with storage_dir (--storage-dir): "+d1+", "+d2, "", "status", "alice")
+	if st := g.statusOf2("alice", d1); st.Source != sourceConfig {
+		t.Errorf("status of alice in %s: got %+v", d1, st)
+	}
+	g.cliFails("unknown user alice", "", "status", "alice", "--storage-dir", d2)
+	g.cli("", "status", "bob", "--storage-dir", d2)
+}
+
+// statusOf2 is status --json on the store in dir.
+func (g *gate) statusOf2(user, dir string) statusInfo {
+	g.t.Helper()
+	r := g.cli("", "status", user, "--json", "--storage-dir", dir)
+	var st statusInfo
+	if err := json.Unmarshal([]byte(r.out), &st); err != nil {
+		g.t.Fatalf("status --json: %v: %s", err, r.out)
+	}
+	return st
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
@@ -196,5 +197,42 @@ func TestRehashOnLogin(t *testing.T) {
 	g.browser().login("frank", testPassword, "/")
 	if r := g.browser().post("/.auth/login", url.Values{"username": {"frank"}, "password": {"wrong password"}}); r.status != http.StatusUnauthorized {
 		t.Errorf("a wrong password after the rehash: got %d, want 401", r.status)
+	}
+}
+
+// TestStoreOnlyUsers: with no user in the config, an unknown name is
+// checked against an argon2id hash with the configured parameters, the
+// kind of hash every store user ends up with.
+func TestStoreOnlyUsers(t *testing.T) {
+	h := &Handler{StorageDir: t.TempDir() + "/store", Argon2idMemory: 1024, Argon2idTime: 2}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	if err := h.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Cleanup() })
+	if d := string(h.users.decoy.hash); !strings.HasPrefix(d, "$argon2id$v=19$m=1024,t=2,p=1$") {
+		t.Errorf("decoy %.32s: want argon2id with the configured parameters", d)
+	}
+	login := func(user, pw string) int {
+		w, err, _ := serve(h, form("/.auth/login", url.Values{"username": {user}, "password": {pw}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w.Code
+	}
+	if got := login("nobody", "some password"); got != http.StatusUnauthorized {
+		t.Errorf("unknown name: got %d, want 401", got)
+	}
+	hash, _ := h.argon2.hash("store password")
+	at := clock()
+	if err := h.db.AddUser(context.Background(), store.User{Name: "gina", Display: "Gina", PasswordHash: hash, Created: at, PasswordChanged: at}); err != nil {
+		t.Fatal(err)
+	}
+	if got := login("GINA", "store password"); got != http.StatusSeeOther {
+		t.Errorf("store user: got %d, want 303", got)
+	}
+	if got := login("gina", "wrong password"); got != http.StatusUnauthorized {
+		t.Errorf("store user, wrong password: got %d, want 401", got)
 	}
 }
