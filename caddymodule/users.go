@@ -35,17 +35,28 @@ var folder = cases.Fold()
 // canonicalName maps every spelling of a name to one account key: Unicode
 // NFKC, then case folding, then NFKC again (folding can denormalise). It
 // returns false for names no account can have: empty, too long, not UTF-8,
-// or holding spaces or control characters.
+// or holding spaces or control characters, before or after normalising
+// (NFKC turns some characters, such as a spacing diaeresis, into a space
+// and a mark). The key is its own canonical form.
 func canonicalName(name string) (string, bool) {
-	if name == "" || len(name) > maxUsernameLen || !utf8.ValidString(name) {
+	if name == "" || len(name) > maxUsernameLen || !utf8.ValidString(name) || !nameChars(name) {
 		return "", false
 	}
-	for _, r := range name {
+	key := norm.NFKC.String(folder.String(norm.NFKC.String(name)))
+	if !nameChars(key) {
+		return "", false
+	}
+	return key, true
+}
+
+// nameChars reports whether s has no spaces or control characters.
+func nameChars(s string) bool {
+	for _, r := range s {
 		if unicode.IsControl(r) || unicode.IsSpace(r) {
-			return "", false
+			return false
 		}
 	}
-	return norm.NFKC.String(folder.String(norm.NFKC.String(name))), true
+	return true
 }
 
 // passwordHash is a parsed password hash and the comparer for its kind.
