@@ -340,7 +340,9 @@ func (b *Badger) Account(ctx context.Context, user string) (Account, error) {
 	return a, nil
 }
 
-// EnableTOTP turns the second factor on; ErrAlreadyEnabled if it is on.
+// EnableTOTP turns the second factor on and deletes the user's sessions,
+// in one transaction; ErrAlreadyEnabled if it is on. The same
+// transaction-size limit as for DisableTOTP applies.
 func (b *Badger) EnableTOTP(ctx context.Context, user string, t TOTP, backupCodes [][]byte) error {
 	const op = "enable TOTP"
 	if err := checkUser(user); err != nil {
@@ -365,7 +367,11 @@ func (b *Badger) EnableTOTP(ctx context.Context, user string, t TOTP, backupCode
 		tt := t
 		a.TOTP = &tt
 		a.BackupCodes = codes
-		return putAccount(txn, &a)
+		if err := putAccount(txn, &a); err != nil {
+			return err
+		}
+		_, err = deleteUserSessions(txn, user, nil)
+		return err
 	})
 	return wrap(op, err)
 }
