@@ -35,7 +35,9 @@ func TestFullDiskRefusesWrites(t *testing.T) {
 	free.Store(claim + diskReserve - 1)
 	time.Sleep(diskCheckEvery)
 	for name, write := range map[string]func() error{
-		"PutSession":    func() error { return b.PutSession(ctx, Session{Key: []byte("k"), User: "alice", Stage: StageFull, Expires: time.Now().Add(time.Hour)}) },
+		"PutSession": func() error {
+			return b.PutSession(ctx, Session{Key: []byte("k"), User: "alice", Stage: StageFull, Expires: time.Now().Add(time.Hour)})
+		},
 		"DeleteSession": func() error { return b.DeleteSession(ctx, []byte("a1")) },
 		"UseTOTPStep":   func() error { return b.UseTOTPStep(ctx, "alice", 1<<40) },
 		"DisableTOTP":   func() error { return b.DisableTOTP(ctx, "alice", nil) },
