@@ -2,6 +2,9 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -32,17 +35,28 @@ var folder = cases.Fold()
 // canonicalName maps every spelling of a name to one account key: Unicode
 // NFKC, then case folding, then NFKC again (folding can denormalise). It
 // returns false for names no account can have: empty, too long, not UTF-8,
-// or holding spaces or control characters.
+// or holding spaces or control characters, before or after normalising
+// (NFKC turns some characters, such as a spacing diaeresis, into a space
+// and a mark). The key is its own canonical form.
 func canonicalName(name string) (string, bool) {
-	if name == "" || len(name) > maxUsernameLen || !utf8.ValidString(name) {
+	if name == "" || len(name) > maxUsernameLen || !utf8.ValidString(name) || !nameChars(name) {
 		return "", false
 	}
-	for _, r := range name {
+	key := norm.NFKC.String(folder.String(norm.NFKC.String(name)))
+	if !nameChars(key) {
+		return "", false
+	}
+	return key, true
+}
+
+// nameChars reports whether s has no spaces or control characters.
+func nameChars(s string) bool {
+	for _, r := range s {
 		if unicode.IsControl(r) || unicode.IsSpace(r) {
-			return "", false
+			return false
 		}
 	}
-	return norm.NFKC.String(folder.String(norm.NFKC.String(name))), true
+	return true
 }
 
 // passwordHash is a parsed password hash and the comparer for its kind.
@@ -83,9 +97,13 @@ type account struct {
 // passwords, doing the same work for unknown names as for known ones.
 type directory struct {
 	byKey map[string]*account
-	// decoy is compared against when the name is unknown, so that the
-	// time taken does not tell whether an account exists.
-	decoy passwordHash
+	// decoys are the configured users' hashes, in order. An unknown name
+	// is compared against one of them, picked by a keyed hash of the name:
+	// the same one every time, and spread over all of them like the real
+	// names are, so that with hashes of different kinds or costs no
+	// timing belongs to known names alone.
+	decoys   []passwordHash
+	decoyKey [sha256.Size]byte
 	// hashing bounds how many password hashes run at once, so that a
 	// flood of logins cannot starve the proxied traffic of CPU.
 	hashing chan struct{}
@@ -106,14 +124,29 @@ func newDirectory(users []User, maxHashes int) (*directory, error) {
 			return nil, fmt.Errorf("user %d (%s): %w", i, u.Username, err)
 		}
 		d.byKey[key] = &account{name: u.Username, key: key, hash: h}
-		if i == 0 {
-			d.decoy = h
-		}
+		d.decoys = append(d.decoys, h)
 	}
-	if d.decoy.compare == nil {
-		d.decoy = passwordHash{hash: caddyauth.BcryptHash{}.FakeHash(), compare: caddyauth.BcryptHash{}}
+	if len(d.decoys) == 0 {
+		d.decoys = []passwordHash{{hash: caddyauth.BcryptHash{}.FakeHash(), compare: caddyauth.BcryptHash{}}}
 	}
+	// The key is derived from the hashes themselves: secret enough (they
+	// are not served), and stable across reloads of the same users, so
+	// that an unknown name keeps its timing.
+	mac := hmac.New(sha256.New, []byte("two_factor/decoy"))
+	for _, h := range d.decoys {
+		mac.Write(h.hash)
+		mac.Write([]byte{0})
+	}
+	copy(d.decoyKey[:], mac.Sum(nil))
 	return d, nil
+}
+
+// decoyFor picks the hash an unknown name is compared against.
+func (d *directory) decoyFor(key string) passwordHash {
+	mac := hmac.New(sha256.New, d.decoyKey[:])
+	mac.Write([]byte(key))
+	n := binary.BigEndian.Uint64(mac.Sum(nil))
+	return d.decoys[n%uint64(len(d.decoys))]
 }
 
 // lookup finds an account by its canonical name.
@@ -129,9 +162,11 @@ func (d *directory) verify(ctx context.Context, key, password string) (*account,
 		return nil, false, ctx.Err()
 	}
 	acct := d.byKey[key]
-	h := d.decoy
+	var h passwordHash
 	if acct != nil {
 		h = acct.hash
+	} else {
+		h = d.decoyFor(key)
 	}
 	// The hashes were checked at provisioning, so an error here comes from
 	// the input (bcrypt refuses passwords over 72 bytes): a wrong password.
