@@ -76,7 +76,7 @@ func (b *brokenStore) UseTOTPStep(ctx context.Context, u string, s int64) error 
 
 // provisionHandler provisions a handler outside of a server, on a
 // temporary store, for tests that call ServeHTTP directly.
-func provisionHandler(t *testing.T, h *Handler) {
+func provisionHandler(t testing.TB, h *Handler) {
 	t.Helper()
 	h.Users = []User{{Username: "alice", Password: testHash}}
 	h.StorageDir = t.TempDir() + "/store"

@@ -111,7 +111,7 @@ type Handler struct {
 
 	// UserHeader is the request header that carries the user's name to
 	// the next handler. Any copy sent by the client, in any letter case or
-	// with "_" for "-", is removed first. Default: Remote-User
+	// with "_" or "." for "-", is removed first. Default: Remote-User
 	UserHeader string `json:"user_header,omitempty"`
 
 	// CookieName is the name of the session cookie. Default:

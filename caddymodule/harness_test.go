@@ -101,6 +101,7 @@ type gateOpts struct {
 	extra  string // more lines inside two_factor
 	global string // more global options
 	dir    string // storage folder; a new temporary one when empty
+	hash   string // password hash of alice and Bob; testHash when empty
 }
 
 func newGate(t *testing.T, o gateOpts) *gate {
@@ -108,6 +109,10 @@ func newGate(t *testing.T, o gateOpts) *gate {
 	g := &gate{t: t, up: newUpstream(t), dir: o.dir, base: "https://localhost:9443"}
 	if g.dir == "" {
 		g.dir = t.TempDir()
+	}
+	hash := testHash
+	if o.hash != "" {
+		hash = o.hash
 	}
 	g.config = fmt.Sprintf(`{
 	skip_install_trust
@@ -130,7 +135,7 @@ localhost:9443 {
 		header_up X-Auth-Id {http.auth.user.id}
 	}
 }
-`, o.global, testHash, testHash, g.dir, o.extra, strings.TrimPrefix(g.up.srv.URL, "http://"))
+`, o.global, hash, hash, g.dir, o.extra, strings.TrimPrefix(g.up.srv.URL, "http://"))
 	g.tester = caddytest.NewTester(t)
 	g.tester.InitServer(g.config, "caddyfile")
 	// Unload the config before the temporary folder goes, so that the

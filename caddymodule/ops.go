@@ -255,6 +255,7 @@ func (t *target) addUser(ctx context.Context, name, password, hash string) (user
 	if err != nil {
 		return userInfo{}, storeError(err)
 	}
+	t.countUsers(ctx)
 	return userInfo{User: name, Source: sourceStore, Created: &at, PasswordChanged: &at}, nil
 }
 
@@ -323,6 +324,7 @@ func (t *target) deleteUser(ctx context.Context, name string) (changeResult, err
 	if t.shared != nil {
 		t.shared.limits.clearAccount(key)
 	}
+	t.countUsers(ctx)
 	on := a.Enabled()
 	return changeResult{User: u.Display, SessionsEnded: n, TwoFactorWasOn: &on}, nil
 }
@@ -478,5 +480,17 @@ func (t *target) restore(ctx context.Context, r io.Reader) (restoreResult, error
 	case err != nil:
 		return restoreResult{}, storeError(err)
 	}
+	t.countUsers(ctx)
 	return restoreResult{Users: snap.Users, Enrolments: snap.Accounts, SessionsSkipped: snap.Sessions}, nil
+}
+
+// countUsers updates the running handlers' count of store users, which
+// shapes the decoy hashes of unknown names.
+func (t *target) countUsers(ctx context.Context) {
+	if t.shared == nil {
+		return
+	}
+	if users, err := t.db.Users(ctx); err == nil {
+		t.shared.storeUsers.Store(int64(len(users)))
+	}
 }

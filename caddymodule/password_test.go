@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -211,8 +212,8 @@ func TestStoreOnlyUsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = h.Cleanup() })
-	if d := string(h.users.decoy.hash); !strings.HasPrefix(d, "$argon2id$v=19$m=1024,t=2,p=1$") {
-		t.Errorf("decoy %.32s: want argon2id with the configured parameters", d)
+	if d, err := h.users.decoyFor("nobody"); err != nil || !strings.HasPrefix(string(d.hash), "$argon2id$v=19$m=1024,t=2,p=1$") {
+		t.Errorf("decoy %.32s (%v): want argon2id with the configured parameters", d.hash, err)
 	}
 	login := func(user, pw string) int {
 		w, err, _ := serve(h, form("/.auth/login", url.Values{"username": {user}, "password": {pw}}))
@@ -234,5 +235,39 @@ func TestStoreOnlyUsers(t *testing.T) {
 	}
 	if got := login("gina", "wrong password"); got != http.StatusUnauthorized {
 		t.Errorf("store user, wrong password: got %d, want 401", got)
+	}
+}
+
+// noStoreUsers is a store without users, for directory tests.
+type noStoreUsers struct{ store.Store }
+
+func (noStoreUsers) User(context.Context, string) (store.User, error) { return store.User{}, store.ErrNoUser }
+
+// TestDecoysFollowStoreUsers: unknown names are compared against a hash
+// like the store users' as often as store users are among all users.
+func TestDecoysFollowStoreUsers(t *testing.T) {
+	p := argon2Params{time: 1, memory: 1024, threads: 1}
+	d, err := newDirectory([]User{{Username: "alice", Password: testHash}}, 1, p.decoy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func(storeUsers int) (argon int) {
+		d.storeUsers = func() int { return storeUsers }
+		for i := range 200 {
+			h, err := d.decoyFor("nobody" + strconv.Itoa(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.HasPrefix(string(h.hash), "$argon2id$") {
+				argon++
+			}
+		}
+		return argon
+	}
+	if n := count(0); n != 0 {
+		t.Errorf("no store users: %d of 200 unknown names compared against the store users' kind, want 0", n)
+	}
+	if n := count(3); n < 110 || n > 190 {
+		t.Errorf("3 store users and 1 configured: %d of 200 unknown names compared against the store users' kind, want about 150", n)
 	}
 }

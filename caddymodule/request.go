@@ -45,10 +45,14 @@ var commonIdentityHeaders = []string{
 	"X-Auth-Request-User", "X-Auth-Request-Email", "X-Webauth-User",
 }
 
+// identityFold maps the characters CGI-style backends (PHP's $_SERVER among
+// them) read as "-" in a header name.
+var identityFold = strings.NewReplacer("_", "-", ".", "-")
+
 // headerKey folds a header name the way servers and frameworks may read
-// it: any letter case, and "_" for "-".
+// it: any letter case, and "_" or "." for "-".
 func headerKey(name string) string {
-	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
+	return identityFold.Replace(strings.ToLower(name))
 }
 
 func identityHeaders(configured string) map[string]bool {

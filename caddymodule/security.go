@@ -195,13 +195,12 @@ func (h *Handler) enable(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return h.unavailable(w, err)
 	}
-	// Sessions that got in with the password alone end; this one goes on
-	// under a new ID.
+	// Every session of the user, this one included, ended with the
+	// enrolment, in its transaction: those that got in with the password
+	// alone are gone even if what follows fails. This one goes on under a
+	// new ID.
 	rec.Pending, rec.PendingAt = nil, time.Time{}
 	rec.Stage = store.StageFull
-	if _, err := h.db.DeleteUserSessions(r.Context(), acct.key, nil); err != nil {
-		return h.unavailable(w, err)
-	}
 	if err := h.startSession(w, r, rec); err != nil {
 		return h.unavailable(w, err)
 	}
@@ -248,8 +247,10 @@ func (h *Handler) disablePage(w http.ResponseWriter, r *http.Request) error {
 }
 
 // disable turns the second factor off ("Turn off"): it needs the password
-// and a current code or a backup code. Every other session of the user
-// ends; this one goes on under a new ID.
+// and a current code or a backup code. Every session of the user ends in
+// the same transaction, this one included, so that none keeps a stage it
+// no longer has (under require_two_factor, access to the site) if what
+// follows fails; this one then goes on under a new ID.
 func (h *Handler) disable(w http.ResponseWriter, r *http.Request) error {
 	rec, acct, a, ok, err := h.settingsSession(w, r)
 	if !ok {
@@ -268,7 +269,7 @@ func (h *Handler) disable(w http.ResponseWriter, r *http.Request) error {
 	if !v.ok {
 		return h.render(w, http.StatusUnauthorized, "disable", page{Title: "Disable two-factor authentication", User: acct.name, Error: genericFailure})
 	}
-	if err := h.db.DisableTOTP(r.Context(), acct.key, rec.Key); err != nil && !errors.Is(err, store.ErrNotEnabled) {
+	if err := h.db.DisableTOTP(r.Context(), acct.key, nil); err != nil && !errors.Is(err, store.ErrNotEnabled) {
 		return h.unavailable(w, err)
 	}
 	h.auditRequest(r, zapcore.InfoLevel, evDisabled, "two-factor authentication disabled", zap.String("user", acct.name))

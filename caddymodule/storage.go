@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -30,6 +31,10 @@ type sharedStore struct {
 	*store.Badger
 	dir    string
 	limits *limits
+	// storeUsers is how many users the store keeps: counted when a
+	// handler is provisioned, kept up to date by the admin API (nothing
+	// else writes users while Caddy holds the store).
+	storeUsers atomic.Int64
 
 	mu       sync.Mutex
 	handlers []*Handler // provisioned and not cleaned up, oldest first
@@ -147,6 +152,8 @@ func (h *Handler) warnShadowed(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("storage_dir %s: reading the users: %w", h.StorageDir, err)
 	}
+	h.shared.storeUsers.Store(int64(len(users)))
+	h.users.storeUsers = func() int { return int(h.shared.storeUsers.Load()) }
 	for _, u := range users {
 		if a := h.users.lookup(u.Name); a != nil {
 			h.logger.Warn("a user in the configuration has the name of a user in the store; the configuration wins, and the store user cannot log in",

@@ -2,10 +2,14 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
 	"unicode"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
@@ -36,17 +40,28 @@ var folder = cases.Fold()
 // canonicalName maps every spelling of a name to one account key: Unicode
 // NFKC, then case folding, then NFKC again (folding can denormalise). It
 // returns false for names no account can have: empty, too long, not UTF-8,
-// or holding spaces or control characters.
+// or holding spaces or control characters, before or after normalising
+// (NFKC turns some characters, such as a spacing diaeresis, into a space
+// and a mark). The key is its own canonical form.
 func canonicalName(name string) (string, bool) {
-	if name == "" || len(name) > maxUsernameLen || !utf8.ValidString(name) {
+	if name == "" || len(name) > maxUsernameLen || !utf8.ValidString(name) || !nameChars(name) {
 		return "", false
 	}
-	for _, r := range name {
+	key := norm.NFKC.String(folder.String(norm.NFKC.String(name)))
+	if !nameChars(key) {
+		return "", false
+	}
+	return key, true
+}
+
+// nameChars reports whether s has no spaces or control characters.
+func nameChars(s string) bool {
+	for _, r := range s {
 		if unicode.IsControl(r) || unicode.IsSpace(r) {
-			return "", false
+			return false
 		}
 	}
-	return norm.NFKC.String(folder.String(norm.NFKC.String(name))), true
+	return true
 }
 
 // passwordHash is a parsed password hash and the comparer for its kind.
@@ -93,19 +108,29 @@ type account struct {
 // for known ones.
 type directory struct {
 	byKey map[string]*account
-	// decoy is compared against when the name is unknown, so that the
-	// time taken does not tell whether an account exists.
-	decoy passwordHash
+	// decoys are the configured users' hashes, in order. An unknown name
+	// is compared against one of them, or against storeDecoy (a hash of
+	// the kind store users have) as often as store users are among all
+	// users, picked by a keyed hash of the name: the same one every time,
+	// and spread like the real names are, so that with hashes of different
+	// kinds or costs no timing belongs to known names alone.
+	decoys   []passwordHash
+	decoyKey [sha256.Size]byte
+	// storeDecoy makes (once, when first needed) a hash with the
+	// parameters store users' passwords get.
+	storeDecoy func() (passwordHash, error)
+	// storeUsers says how many users the store keeps; nil for none.
+	storeUsers func() int
 	// hashing bounds how many password hashes run at once, so that a
 	// flood of logins cannot starve the proxied traffic of CPU.
 	hashing chan struct{}
 }
 
-// newDirectory indexes the configured users. The decoy is the first
-// configured user's hash, or, when every user is in the store, what
-// fallback returns (a hash with the parameters store users get).
-func newDirectory(users []User, maxHashes int, fallback func() (passwordHash, error)) (*directory, error) {
-	d := &directory{byKey: make(map[string]*account, len(users)), hashing: make(chan struct{}, maxHashes)}
+// newDirectory indexes the configured users. storeDecoy makes a hash of
+// the kind store users have.
+func newDirectory(users []User, maxHashes int, storeDecoy func() (passwordHash, error)) (*directory, error) {
+	d := &directory{byKey: make(map[string]*account, len(users)), hashing: make(chan struct{}, maxHashes),
+		storeDecoy: sync.OnceValues(storeDecoy)}
 	for i, u := range users {
 		key, ok := canonicalName(u.Username)
 		if !ok {
@@ -119,17 +144,37 @@ func newDirectory(users []User, maxHashes int, fallback func() (passwordHash, er
 			return nil, fmt.Errorf("user %d (%s): %w", i, u.Username, err)
 		}
 		d.byKey[key] = &account{name: u.Username, key: key, hash: h, origin: store.OriginConfig}
-		if i == 0 {
-			d.decoy = h
-		}
+		d.decoys = append(d.decoys, h)
 	}
-	if d.decoy.compare == nil {
-		var err error
-		if d.decoy, err = fallback(); err != nil {
-			return nil, fmt.Errorf("making the decoy password hash: %w", err)
-		}
+	// The key is derived from the hashes themselves: secret enough (they
+	// are not served), and stable across reloads of the same users, so
+	// that an unknown name keeps its timing.
+	mac := hmac.New(sha256.New, []byte("two_factor/decoy"))
+	for _, h := range d.decoys {
+		mac.Write(h.hash)
+		mac.Write([]byte{0})
 	}
+	copy(d.decoyKey[:], mac.Sum(nil))
 	return d, nil
+}
+
+// decoyFor picks the hash an unknown name is compared against: one of the
+// configured users' hashes, or one like the store users', in proportion.
+func (d *directory) decoyFor(key string) (passwordHash, error) {
+	n := len(d.decoys)
+	if d.storeUsers != nil {
+		n += d.storeUsers()
+	}
+	if n == 0 {
+		return d.storeDecoy()
+	}
+	mac := hmac.New(sha256.New, d.decoyKey[:])
+	mac.Write([]byte(key))
+	i := binary.BigEndian.Uint64(mac.Sum(nil)) % uint64(n)
+	if i < uint64(len(d.decoys)) {
+		return d.decoys[i], nil
+	}
+	return d.storeDecoy()
 }
 
 // lookup finds a configured account by its canonical name.
@@ -180,9 +225,11 @@ func (d *directory) verify(ctx context.Context, db store.Store, key, password st
 	if err != nil {
 		return nil, false, err
 	}
-	h := d.decoy
+	var h passwordHash
 	if acct != nil {
 		h = acct.hash
+	} else if h, err = d.decoyFor(key); err != nil {
+		return nil, false, fmt.Errorf("making the decoy password hash: %w", err)
 	}
 	// The hashes were checked when they were set, so an error here comes
 	// from the input (bcrypt refuses passwords over 72 bytes): a wrong

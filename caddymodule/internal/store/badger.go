@@ -66,6 +66,8 @@ type Badger struct {
 	mu     sync.RWMutex
 	closed bool
 
+	space *spaceGuard // refuses writes on a (nearly) full file system
+
 	stopGC chan struct{} // closed by Close to stop runGC
 	gcDone chan struct{} // closed by runGC when it returns
 
@@ -81,6 +83,12 @@ func OpenBadger(dir string, opt Options) (*Badger, error) {
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open store: create folder: %w", err)
+	}
+	// Opening replays the write-ahead log through memory-mapped files:
+	// on a full file system that would be a SIGBUS, so refuse first.
+	space := newSpaceGuard(dir)
+	if err := space.measure(); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
 	}
 
 	bo := badger.DefaultOptions(dir).
@@ -123,6 +131,7 @@ func OpenBadger(dir string, opt Options) (*Badger, error) {
 	b := &Badger{
 		db:     db,
 		dir:    dir,
+		space:  space,
 		stopGC: make(chan struct{}),
 		gcDone: make(chan struct{}),
 	}
@@ -217,6 +226,9 @@ func (b *Badger) update(ctx context.Context, fn func(txn *badger.Txn) error) err
 	defer b.mu.RUnlock()
 	if b.closed {
 		return errClosed
+	}
+	if err := b.space.check(); err != nil {
+		return err
 	}
 	txnFn := fn
 	if hook := testHookBeforeCommit; hook != nil {
@@ -341,7 +353,9 @@ func (b *Badger) Account(ctx context.Context, user string) (Account, error) {
 	return a, nil
 }
 
-// EnableTOTP turns the second factor on; ErrAlreadyEnabled if it is on.
+// EnableTOTP turns the second factor on and deletes the user's sessions,
+// in one transaction; ErrAlreadyEnabled if it is on. The same
+// transaction-size limit as for DisableTOTP applies.
 func (b *Badger) EnableTOTP(ctx context.Context, user string, t TOTP, backupCodes [][]byte) error {
 	const op = "enable TOTP"
 	if err := checkUser(user); err != nil {
@@ -366,7 +380,11 @@ func (b *Badger) EnableTOTP(ctx context.Context, user string, t TOTP, backupCode
 		tt := t
 		a.TOTP = &tt
 		a.BackupCodes = codes
-		return putAccount(txn, &a)
+		if err := putAccount(txn, &a); err != nil {
+			return err
+		}
+		_, err = deleteUserSessions(txn, user, nil)
+		return err
 	})
 	return wrap(op, err)
 }

@@ -202,6 +202,9 @@ func (b *Badger) Restore(ctx context.Context, r io.Reader, accept func(Snapshot)
 	if b.closed {
 		return Snapshot{}, wrap(op, errClosed)
 	}
+	if err := b.space.check(); err != nil {
+		return Snapshot{}, wrap(op, err)
+	}
 	err = b.db.View(func(txn *badger.Txn) error {
 		for _, p := range []string{prefixUser, prefixAccount} {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(p)})

@@ -170,8 +170,16 @@ func TestEnableTOTP(t *testing.T) {
 	ctx := context.Background()
 	b := openTest(t)
 	codes := testCodes(3)
+	putSessions(t, b, "alice", "a1", "a2")
+	putSessions(t, b, "al", "b1")
 	enable(t, b, "alice", codes)
 	codes[0][0] = 'X' // the store must have kept its own copy
+	// Enabling ends every session of the user, in the same transaction.
+	for key, want := range map[string]bool{"a1": false, "a2": false, "b1": true} {
+		if got := sessionExists(t, b, key); got != want {
+			t.Errorf("after EnableTOTP: session %s exists = %v, want %v", key, got, want)
+		}
+	}
 
 	a, err := b.Account(ctx, "alice")
 	if err != nil {

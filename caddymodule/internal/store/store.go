@@ -164,7 +164,9 @@ type Store interface {
 	Account(ctx context.Context, user string) (Account, error)
 
 	// EnableTOTP turns the second factor on with the given enrolment and
-	// backup-code hashes, in one transaction. ErrAlreadyEnabled if it is on.
+	// backup-code hashes and deletes every session of the user (they got
+	// in without the second factor), in one transaction. ErrAlreadyEnabled
+	// if it is on.
 	EnableTOTP(ctx context.Context, user string, t TOTP, backupCodes [][]byte) error
 	// DisableTOTP turns the second factor off, drops its backup codes and
 	// deletes every session of the user except keepSession (may be nil), in

@@ -1,0 +1,141 @@
+package caddymodule
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// submission is one form post in a concurrent race.
+type submission struct {
+	b    *browser
+	path string
+	form []string
+}
+
+// race posts every submission at once and returns how many were accepted:
+// a redirect onwards from the code page, or the result page of a
+// settings form.
+func race(t *testing.T, subs []submission) (wins int, statuses []int, bodies []string) {
+	t.Helper()
+	statuses = make([]int, len(subs))
+	bodies = make([]string, len(subs))
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i, s := range subs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			r := s.b.post(s.path, formOf(s.form...))
+			statuses[i], bodies[i] = r.status, r.body
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, s := range subs {
+		switch {
+		case s.path == "/.auth/code" && statuses[i] == http.StatusSeeOther:
+			wins++
+		case s.path != "/.auth/code" && statuses[i] == http.StatusOK:
+			wins++
+		}
+	}
+	return wins, statuses, bodies
+}
+
+// fullSessions logs alice in n times with both factors, each with the
+// code of a new time step.
+func fullSessions(t *testing.T, g *gate, secret string, n int) []*browser {
+	t.Helper()
+	out := make([]*browser, n)
+	for i := range out {
+		nextStep()
+		b := g.browser()
+		b.login("alice", testPassword, "/.auth/code")
+		if r := b.post("/.auth/code", formOf("code", totpCode(t, secret, testNow()))); r.status != http.StatusSeeOther {
+			t.Fatalf("login %d: got %d", i, r.status)
+		}
+		out[i] = b
+	}
+	return out
+}
+
+// TestConcurrentReplayOnSettingsForms: one TOTP code, or one backup code,
+// sent at once from many sessions to the forms that take a code (new
+// backup codes, turn off, and the login's code page, mixed) is accepted
+// exactly once.
+func TestConcurrentReplayOnSettingsForms(t *testing.T) {
+	g := newGate(t, gateOpts{extra: "free_failures 50"})
+	owner := g.browser()
+	owner.login("alice", testPassword, "/")
+	enr := owner.enable()
+	const n = 8
+	sessions := fullSessions(t, g, enr.secret, n)
+	pw := testPassword
+
+	// One TOTP code to "new backup codes" from n sessions.
+	nextStep()
+	code := totpCode(t, enr.secret, testNow())
+	var subs []submission
+	for _, b := range sessions {
+		subs = append(subs, submission{b, "/.auth/security/backup-codes", []string{"password", pw, "code", code}})
+	}
+	wins, statuses, bodies := race(t, subs)
+	if wins != 1 {
+		t.Fatalf("one TOTP code to new backup codes from %d sessions: %d accepted (%v), want 1", n, wins, statuses)
+	}
+	var fresh []string
+	for i, s := range statuses {
+		if s == http.StatusOK {
+			fresh = backupCodesOn(t, bodies[i])
+		}
+	}
+	if len(fresh) != 10 {
+		t.Fatalf("the winner's page shows %d codes", len(fresh))
+	}
+
+	// One backup code to "new backup codes" from n sessions.
+	subs = subs[:0]
+	for _, b := range sessions {
+		subs = append(subs, submission{b, "/.auth/security/backup-codes", []string{"password", pw, "code", fresh[0]}})
+	}
+	if wins, statuses, _ := race(t, subs); wins != 1 {
+		t.Fatalf("one backup code to new backup codes from %d sessions: %d accepted (%v), want 1", n, wins, statuses)
+	}
+
+	// One TOTP code to the code page, to "new backup codes" and to "turn
+	// off", all at once.
+	nextStep()
+	code = totpCode(t, enr.secret, testNow())
+	subs = subs[:0]
+	for i := range 4 {
+		p := g.browser()
+		p.login("alice", testPassword, "/.auth/code")
+		subs = append(subs, submission{p, "/.auth/code", []string{"code", code}},
+			submission{sessions[i], "/.auth/security/backup-codes", []string{"password", pw, "code", code}})
+	}
+	subs = append(subs, submission{sessions[4], "/.auth/security/disable", []string{"password", pw, "code", code}})
+	wins, statuses, bodies = race(t, subs)
+	if wins != 1 {
+		t.Fatalf("one TOTP code to three forms from %d sessions: %d accepted (%v), want 1", len(subs), wins, statuses)
+	}
+	disabled := statuses[len(statuses)-1] == http.StatusOK && strings.Contains(bodies[len(bodies)-1], "Two-factor authentication is off")
+
+	// One TOTP code to "turn off" from n sessions.
+	if !disabled {
+		alive := fullSessions(t, g, enr.secret, n)
+		nextStep()
+		code = totpCode(t, enr.secret, testNow())
+		subs = subs[:0]
+		for _, b := range alive {
+			subs = append(subs, submission{b, "/.auth/security/disable", []string{"password", pw, "code", code}})
+		}
+		if wins, statuses, _ := race(t, subs); wins != 1 {
+			t.Fatalf("one TOTP code to turn off from %d sessions: %d accepted (%v), want 1", n, wins, statuses)
+		}
+	}
+	// Turned off exactly once: the password alone logs in now.
+	g.browser().login("alice", testPassword, "/")
+}

@@ -1,0 +1,242 @@
+package caddymodule
+
+// Fuzz tests: no input panics the process, and each input-facing function
+// keeps its promise whatever it is given. Seeds are in testdata/fuzz/<name>
+// and below; .ci/run runs each fuzzer for a few seconds, and
+// `go test -run '^$' -fuzz '^FuzzForms$' -fuzztime 10m ./caddymodule`
+// runs one for longer.
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/backupcodes"
+)
+
+// FuzzSafeNext: what safeNext keeps is the input itself, a path on this
+// site however a browser reads it, and never longer than the limit.
+func FuzzSafeNext(f *testing.F) {
+	for _, p := range redirectPayloads {
+		f.Add(p)
+	}
+	f.Add("/docs?a=1#x")
+	f.Fuzz(func(t *testing.T, in string) {
+		out := safeNext(in)
+		if out == "" {
+			return
+		}
+		if out != in {
+			t.Fatalf("safeNext(%q) = %q: changed the input", in, out)
+		}
+		if len(out) > maxNextLen {
+			t.Fatalf("safeNext kept %d bytes", len(out))
+		}
+		if !onThisSite(out) {
+			t.Fatalf("safeNext(%q) kept a next that leaves the site", in)
+		}
+	})
+}
+
+// FuzzCleanPath: the decided-on path is absolute, clean, without
+// backslashes or dot segments, and cleaning it again changes nothing.
+func FuzzCleanPath(f *testing.F) {
+	for _, p := range forcedTargets {
+		f.Add(p)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		out := cleanPath(in)
+		if !strings.HasPrefix(out, "/") || path.Clean(out) != out || strings.Contains(out, "\\") {
+			t.Fatalf("cleanPath(%q) = %q: not a clean absolute path", in, out)
+		}
+		for _, seg := range strings.Split(out, "/") {
+			if seg == ".." || seg == "." {
+				t.Fatalf("cleanPath(%q) = %q keeps a dot segment", in, out)
+			}
+		}
+		if again := cleanPath(out); again != out {
+			t.Fatalf("cleanPath is not idempotent: %q -> %q -> %q", in, out, again)
+		}
+	})
+}
+
+// FuzzCanonicalName: a name that is accepted maps to a non-empty UTF-8 key
+// that is its own canonical form, so every spelling of an account reaches
+// the same key in one step.
+func FuzzCanonicalName(f *testing.F) {
+	for _, s := range aliceSpellings {
+		f.Add(s.name)
+	}
+	f.Add("Straße")
+	f.Add("ǅemal")
+	f.Fuzz(func(t *testing.T, in string) {
+		key, ok := canonicalName(in)
+		if !ok {
+			return
+		}
+		if key == "" || !utf8.ValidString(key) {
+			t.Fatalf("canonicalName(%q) = %q", in, key)
+		}
+		if again, ok := canonicalName(key); !ok || again != key {
+			t.Fatalf("canonicalName(%q) = %q, but canonicalName(%q) = %q, %v", in, key, key, again, ok)
+		}
+	})
+}
+
+// FuzzParseSessionID: only a cookie value of the exact form of an ID is
+// looked up, under the hash of the value as sent.
+func FuzzParseSessionID(f *testing.F) {
+	f.Add(strings.Repeat("A", 43))
+	f.Add("98pzNPEtokQJ7UKk5K9UAUyt6f9OGszDy8hBONgxOXs")
+	f.Add("98pzNPEtokQJ7UKk5K9UAUyt6f9OGszDy8hBONgxOX+")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, v string) {
+		key, ok := parseSessionID(v)
+		if !ok {
+			return
+		}
+		if len(v) != 43 || len(key) != 32 || string(key) != string(keyOf(v)) {
+			t.Fatalf("parseSessionID(%q) accepted it with key %x", v, key)
+		}
+	})
+}
+
+// FuzzCodeInput: whatever is typed into a code field is classified
+// without panicking; what is read as a backup code normalises to a code
+// of the alphabet, and its display form normalises back to it.
+func FuzzCodeInput(f *testing.F) {
+	for _, s := range []string{"123456", "123 456", "12345678", "abcde-fghjk", "ABCDE FGHJK", "iloIL-01234", " 1-2-3-4-5-6 ", "\u0661\u0662\u0663\u0664\u0665\u0666", strings.Repeat("-", 70)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		c := compactCode(in)
+		fc := codeFactor(in)
+		norm, ok := backupcodes.Normalize(c)
+		switch backupcodes.Kind(c) {
+		case backupcodes.KindBackup:
+			if !ok || fc != factorBackup {
+				t.Fatalf("%q: a backup code that does not normalise (%v) or counts as %s", in, ok, fc)
+			}
+		default:
+			if fc != factorTOTP {
+				t.Fatalf("%q: not a backup code but counts as %s", in, fc)
+			}
+		}
+		if !ok {
+			return
+		}
+		if len(norm) != backupcodes.Length || strings.Trim(norm, backupcodes.Alphabet) != "" {
+			t.Fatalf("Normalize(%q) = %q: not %d symbols of the alphabet", c, norm, backupcodes.Length)
+		}
+		if again, ok := backupcodes.Normalize(backupcodes.Display(norm)); !ok || again != norm {
+			t.Fatalf("display form of %q normalises to %q, %v", norm, again, ok)
+		}
+	})
+}
+
+var fuzzPaths = []string{
+	"/.auth/login", "/.auth/code", "/.auth/security", "/.auth/security/enable", "/.auth/security/disable",
+	"/.auth/security/backup-codes", "/.auth/me", "/.auth/", "/app", "/.auth/assets/style.css",
+}
+
+// FuzzForms feeds the gate's routes arbitrary methods, bodies, content
+// types, queries and cookies, with and without a live session (not
+// logged out by the fuzzer: logout is left out). Nothing panics, nothing
+// is a server error, and only the live session's requests for the site
+// reach the next handler.
+func FuzzForms(f *testing.F) {
+	f.Add(uint8(0), "POST", "username=alice&password=x&next=%2F%2Fevil", "application/x-www-form-urlencoded", "", false)
+	f.Add(uint8(1), "POST", "code=123456", "application/x-www-form-urlencoded", "", true)
+	f.Add(uint8(3), "POST", "code=abcde-fghjk&password=correct+horse", "application/x-www-form-urlencoded", "x=1", true)
+	f.Add(uint8(4), "POST", "password=%ff%fe&code=%00", "application/x-www-form-urlencoded; charset=utf-16", "", true)
+	f.Add(uint8(5), "POST", "--x\r\nContent-Disposition: form-data; name=\"code\"\r\n\r\n1\r\n--x--", "multipart/form-data; boundary=x", "", true)
+	f.Add(uint8(2), "GET", "", "", "next=/x&a=%zz", true)
+	f.Add(uint8(8), "PUT", "{}", "application/json", "", true)
+	f.Add(uint8(0), "POST", strings.Repeat("a=b&", 5000), "application/x-www-form-urlencoded", "", false)
+	h := &Handler{FreeFailures: 50}
+	provisionHandler(f, h)
+	w, err, _ := serve(h, form("/.auth/login", formOf("username", "alice", "password", testPassword)))
+	if err != nil || len(w.Result().Cookies()) == 0 {
+		f.Fatalf("login: %d %v", w.Code, err)
+	}
+	cookie := w.Result().Cookies()[0]
+	f.Fuzz(func(t *testing.T, route uint8, method, body, contentType, query string, withSession bool) {
+		if !validMethod(method) {
+			return // net/http refuses such a request line before any handler
+		}
+		target := fuzzPaths[int(route)%len(fuzzPaths)]
+		r := httptest.NewRequest(http.MethodGet, target, nil)
+		r.Method = method
+		r.Body = io.NopCloser(strings.NewReader(body))
+		r.ContentLength = int64(len(body))
+		r.URL.RawQuery = query
+		if contentType != "" {
+			r.Header.Set("Content-Type", contentType)
+		}
+		if withSession {
+			r.AddCookie(cookie)
+		}
+		w, err, reached := serve(h, r)
+		if w.Code >= 500 {
+			t.Fatalf("%s %s?%s (%q, %q): got %d", method, target, query, contentType, body, w.Code)
+		}
+		var he caddyhttp.HandlerError
+		if err != nil && (!errors.As(err, &he) || he.StatusCode != http.StatusUnauthorized) {
+			t.Fatalf("%s %s: error %v, want none or a 401", method, target, err)
+		}
+		if reached && (!withSession || strings.HasPrefix(target, "/.auth")) {
+			t.Fatalf("%s %s with session %v reached the next handler", method, target, withSession)
+		}
+	})
+}
+
+func validMethod(m string) bool {
+	if m == "" {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		c := m[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// FuzzCaddyfile feeds the two_factor block arbitrary text: the parser and
+// the adapter return an error or a config, never panic; a config the
+// parser takes passes through the defaults and the checks without one too.
+func FuzzCaddyfile(f *testing.F) {
+	for _, s := range []string{
+		"user alice " + "$2a$04$abcdefghijklmnopqrstuu5Mxd.cVsFFcEmB0v4lRfC/A7wnWtRO",
+		"storage_dir /tmp/x\nprefix /auth\nissuer \"A B\"\nrequire_two_factor",
+		"session_idle 10m\nsession_lifetime 1h\ncode_timeout 1m\ntotp_period 30\ntotp_digits 8\ntotp_algorithm sha256\ntotp_skew 2",
+		"user_header X-User\ncookie_name sess\nfree_failures 3\nmax_delay 1m\nmax_concurrent_hashes 4",
+		"totp_skew eleven", "prefix", "user a", "{", "}", "user `a b` \"c\" {", "encryption_key {env.X}", "session_idle -1s",
+		"max_delay 99999999999999999999h", "totp_period 0x10", "templates_dir \"\"", "issuer \"\\\"\"",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		d := caddyfile.NewTestDispenser("two_factor {\n" + body + "\n}")
+		var h Handler
+		if err := h.UnmarshalCaddyfile(d); err == nil {
+			h.StorageDir = "" // never touch the disk
+			h.EncryptionKey = ""
+			if err := h.defaults(caddy.NewReplacer()); err == nil {
+				_ = h.validateConfig()
+			}
+		}
+		_, _, _ = caddyconfig.GetAdapter("caddyfile").Adapt([]byte("localhost {\n\ttwo_factor {\n"+body+"\n\t}\n}\n"), map[string]any{"filename": "Caddyfile"})
+	})
+}
