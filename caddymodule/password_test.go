@@ -241,7 +241,9 @@ func TestStoreOnlyUsers(t *testing.T) {
 // noStoreUsers is a store without users, for directory tests.
 type noStoreUsers struct{ store.Store }
 
-func (noStoreUsers) User(context.Context, string) (store.User, error) { return store.User{}, store.ErrNoUser }
+func (noStoreUsers) User(context.Context, string) (store.User, error) {
+	return store.User{}, store.ErrNoUser
+}
 
 // TestDecoysFollowStoreUsers: unknown names are compared against a hash
 // like the store users' as often as store users are among all users.
