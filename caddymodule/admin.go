@@ -293,10 +293,6 @@ func (o *adminOps) restore(w http.ResponseWriter, r *http.Request, t *target, au
 	}
 	res, err := t.restore(r.Context(), http.MaxBytesReader(w, r.Body, maxRestoreBytes))
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return refuse(http.StatusRequestEntityTooLarge, "the backup is larger than %d bytes", maxRestoreBytes)
-		}
 		return err
 	}
 	auditAdmin(audit, r, evRestored, "store restored from a backup; every session ended", zap.String("storage_dir", t.dir),

@@ -470,9 +470,12 @@ func (t *target) restore(ctx context.Context, r io.Reader) (restoreResult, error
 		return nil
 	})
 	var oe *opError
+	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &oe):
 		return restoreResult{}, err
+	case errors.As(err, &tooBig):
+		return restoreResult{}, refuse(http.StatusRequestEntityTooLarge, "the backup is larger than %d bytes", tooBig.Limit)
 	case errors.Is(err, store.ErrBadBackup):
 		return restoreResult{}, refuse(http.StatusBadRequest, "%s", strings.TrimPrefix(err.Error(), "store: restore: "))
 	case errors.Is(err, store.ErrNotEmpty):

@@ -104,7 +104,7 @@ func readBackup(r io.Reader) (*restoreSet, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: truncated frame header: %v", ErrBadBackup, err)
+			return nil, fmt.Errorf("%w: truncated frame header: %w", ErrBadBackup, err)
 		}
 		if size > maxBackupFrame {
 			return nil, fmt.Errorf("%w: frame of %d bytes (at most %d)", ErrBadBackup, size, maxBackupFrame)
@@ -114,7 +114,7 @@ func readBackup(r io.Reader) (*restoreSet, error) {
 		}
 		buf := make([]byte, size)
 		if _, err := io.ReadFull(br, buf); err != nil {
-			return nil, fmt.Errorf("%w: truncated frame: %v", ErrBadBackup, err)
+			return nil, fmt.Errorf("%w: truncated frame: %w", ErrBadBackup, err)
 		}
 		var list pb.KVList
 		if err := proto.Unmarshal(buf, &list); err != nil {
