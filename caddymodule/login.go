@@ -32,7 +32,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
 		}
 		return h.seeOther(w, r, next)
 	}
-	return h.render(w, http.StatusOK, "login", page{Title: "Log in", Next: next})
+	return h.render(w, http.StatusOK, "login", page{Title: "login.title", Next: next})
 }
 
 // login is the first factor. A wrong password and an unknown name take the
@@ -56,7 +56,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !ok {
 		h.limits.fail(factorPassword, key, ip)
-		return h.render(w, http.StatusUnauthorized, "login", page{Title: "Log in", Next: next, Error: genericFailure})
+		return h.render(w, http.StatusUnauthorized, "login", page{Title: "login.title", Next: next, Error: genericFailure})
 	}
 	h.limits.succeed(factorPassword, key)
 	a, err := h.db.Account(r.Context(), acct.key)
@@ -96,7 +96,7 @@ func (h *Handler) codePage(w http.ResponseWriter, r *http.Request) error {
 	if _, ok, err := h.pendingSession(w, r); !ok {
 		return err
 	}
-	return h.render(w, http.StatusOK, "code", page{Title: "Enter code"})
+	return h.render(w, http.StatusOK, "code", page{Title: "code.title"})
 }
 
 // code is the second factor: a TOTP code or one unused backup code.
@@ -128,7 +128,7 @@ func (h *Handler) code(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !good {
 		h.limits.fail(f, rec.User, ip)
-		return h.render(w, http.StatusUnauthorized, "code", page{Title: "Enter code", Error: genericFailure})
+		return h.render(w, http.StatusUnauthorized, "code", page{Title: "code.title", Error: genericFailure, BackupFailed: f == factorBackup})
 	}
 	h.limits.succeed(f, rec.User)
 	rec.Stage = store.StageFull
