@@ -353,8 +353,8 @@ func (p *languagePicker) pick(cookie, acceptLanguage string) *locale {
 	if acceptLanguage == "" || len(acceptLanguage) > maxAcceptLanguage {
 		return p.offered[0]
 	}
-	prefs, _, err := language.ParseAcceptLanguage(acceptLanguage)
-	if err != nil || len(prefs) == 0 {
+	prefs := parseAcceptLanguage(acceptLanguage)
+	if len(prefs) == 0 {
 		return p.offered[0]
 	}
 	_, i, conf := p.matcher.Match(prefs...)
@@ -362,6 +362,44 @@ func (p *languagePicker) pick(cookie, acceptLanguage string) *locale {
 		return p.offered[0]
 	}
 	return p.offered[i]
+}
+
+// maxLanguageRanges bounds how many entries of Accept-Language are read.
+const maxLanguageRanges = 32
+
+// parseAcceptLanguage reads the language ranges of an Accept-Language
+// header, best first. An entry that does not parse is skipped rather than
+// spoiling the others.
+func parseAcceptLanguage(header string) []language.Tag {
+	type weighted struct {
+		tag language.Tag
+		q   float32
+	}
+	var ranges []weighted
+	for i, entry := range strings.Split(header, ",") {
+		if i == maxLanguageRanges {
+			break
+		}
+		tags, q, err := language.ParseAcceptLanguage(entry)
+		if err != nil || len(tags) != 1 || q[0] <= 0 {
+			continue
+		}
+		ranges = append(ranges, weighted{tags[0], q[0]})
+	}
+	slices.SortStableFunc(ranges, func(a, b weighted) int {
+		switch {
+		case a.q > b.q:
+			return -1
+		case a.q < b.q:
+			return 1
+		}
+		return 0
+	})
+	tags := make([]language.Tag, len(ranges))
+	for i, r := range ranges {
+		tags[i] = r.tag
+	}
+	return tags
 }
 
 // templateKeys returns the message keys that the t calls in the trees

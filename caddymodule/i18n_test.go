@@ -229,6 +229,9 @@ func TestLanguagePicker(t *testing.T) {
 		{"a choice not offered is ignored", both, "de", "ru", ru},
 		{"a forged choice is ignored", both, "ru\r\nX: y", "", en},
 		{"garbage Accept-Language", both, "", ";;;q=x,,==", en},
+		{"a bad entry does not spoil the rest", both, "", "ru-RU,ru;q=0.9;q=0.9,en;q=0.1", ru},
+		{"q=0 means not wanted", both, "", "ru;q=0, en;q=0.1", en},
+		{"the wildcard", ruFirst, "", "*", ru},
 		{"an overlong Accept-Language is ignored", both, "", "ru," + strings.Repeat("x-", 600), en},
 		{"one language offered: forced", onlyRu, "en", "en", ru},
 	} {
