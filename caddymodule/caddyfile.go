@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -43,7 +44,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		templates_dir <path>
 //		product_name <name>                 # default: the issuer
 //		logo_url <path or https URL>
-//		primary_color <#rrggbb>
+//		primary_color "#rrggbb"             # quoted, or without the #
 //		languages <tag>...                  # default: all (en ru); one forces it
 //		free_failures <n>                   # default 5
 //		max_delay <duration>                # default 15m
@@ -151,12 +152,25 @@ func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "primary_color":
-			if err := oneArg(d, &t.PrimaryColor); err != nil {
-				return err
+			// A # starts a comment in a Caddyfile, so the colour is
+			// written quoted ("#1d5fd1") or without its # (1d5fd1).
+			if !d.NextArg() {
+				return d.Errf(`primary_color: want a colour such as "#1d5fd1" (quoted: a # starts a comment) or 1d5fd1`)
 			}
-			if !hexColour.MatchString(t.PrimaryColor) {
-				return d.Errf("primary_color: want a hex colour such as #1d5fd1, got '%s'", t.PrimaryColor)
+			c := d.Val()
+			if !strings.HasPrefix(c, "#") {
+				c = "#" + c
 			}
+			if d.NextArg() {
+				return d.Errf("primary_color: want exactly one value")
+			}
+			if t.PrimaryColor != "" {
+				return d.Errf("primary_color: set more than once")
+			}
+			if !hexColour.MatchString(c) {
+				return d.Errf("primary_color: want a hex colour such as \"#1d5fd1\", got '%s'", d.Val())
+			}
+			t.PrimaryColor = c
 		case "languages":
 			if t.Languages != nil {
 				return d.Errf("languages: set more than once")
