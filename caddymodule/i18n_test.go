@@ -1,6 +1,9 @@
 package caddymodule
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"html"
 	"html/template"
 	"io/fs"
@@ -309,5 +312,102 @@ func TestTemplateKeysNeedQuotedKeys(t *testing.T) {
 	}
 	if _, err := templateKeys(trees); err == nil || !strings.Contains(err.Error(), "x.html:2") {
 		t.Errorf("got %v, want an error naming x.html:2", err)
+	}
+}
+
+// messageFields are the page fields that hold message keys.
+var messageFields = map[string]bool{"Title": true, "Error": true, "Notice": true, "Message": true, "BackText": true}
+
+// TestGoCodeUsesOnlyKnownKeys reads the package's Go source for the
+// message keys it hands to pages (page fields that hold keys, errorPage,
+// showCodes, T) and checks each is in the catalogue, so that a page whose
+// text is not translated is caught even if no test renders it.
+func TestGoCodeUsesOnlyKnownKeys(t *testing.T) {
+	en := embeddedCatalogues(t).byTag["en"]
+	fset := token.NewFileSet()
+	files, _ := filepath.Glob("*.go")
+	consts := map[string]string{}
+	var parsed []*ast.File
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		af, err := parser.ParseFile(fset, f, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parsed = append(parsed, af)
+		for _, d := range af.Decls {
+			if gd, ok := d.(*ast.GenDecl); ok && gd.Tok == token.CONST {
+				for _, s := range gd.Specs {
+					vs := s.(*ast.ValueSpec)
+					for i, n := range vs.Names {
+						if i < len(vs.Values) {
+							if bl, ok := vs.Values[i].(*ast.BasicLit); ok && bl.Kind == token.STRING {
+								consts[n.Name], _ = strconv.Unquote(bl.Value)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	found := 0
+	check := func(e ast.Expr) {
+		var key string
+		switch v := e.(type) {
+		case *ast.BasicLit:
+			if v.Kind != token.STRING {
+				return
+			}
+			key, _ = strconv.Unquote(v.Value)
+		case *ast.Ident:
+			var ok bool
+			if key, ok = consts[v.Name]; !ok {
+				return
+			}
+		default:
+			return
+		}
+		found++
+		if _, ok := en.messages[key]; !ok {
+			t.Errorf("%s: %q is not a key of en.json: put the words in the catalogues", fset.Position(e.Pos()), key)
+		}
+	}
+	for _, af := range parsed {
+		ast.Inspect(af, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.CompositeLit:
+				if id, ok := n.Type.(*ast.Ident); ok && id.Name == "page" {
+					for _, el := range n.Elts {
+						if kv, ok := el.(*ast.KeyValueExpr); ok && messageFields[kv.Key.(*ast.Ident).Name] {
+							check(kv.Value)
+						}
+					}
+				}
+			case *ast.AssignStmt:
+				for i, lhs := range n.Lhs {
+					if sel, ok := lhs.(*ast.SelectorExpr); ok && messageFields[sel.Sel.Name] && i < len(n.Rhs) {
+						check(n.Rhs[i])
+					}
+				}
+			case *ast.CallExpr:
+				if sel, ok := n.Fun.(*ast.SelectorExpr); ok {
+					switch {
+					case sel.Sel.Name == "errorPage" && len(n.Args) == 4:
+						check(n.Args[2])
+						check(n.Args[3])
+					case sel.Sel.Name == "showCodes" && len(n.Args) == 4:
+						check(n.Args[3])
+					case sel.Sel.Name == "T" && len(n.Args) >= 1:
+						check(n.Args[0])
+					}
+				}
+			}
+			return true
+		})
+	}
+	if found < 20 {
+		t.Errorf("found only %d message keys in the Go code; the test no longer sees them", found)
 	}
 }
