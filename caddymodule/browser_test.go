@@ -98,6 +98,7 @@ type tab struct {
 	noScript  bool
 	downloads string
 	loc       *locale // the language the pages should be in
+	product   string
 }
 
 type tabOptions struct {
@@ -106,6 +107,9 @@ type tabOptions struct {
 	// weights: Chromium adds them.
 	acceptLanguage string
 	noScript       bool
+	// branding is extra two_factor lines; product the product name
+	// they give (Test Cloud, the issuer, without).
+	branding, product string
 }
 
 func newTab(t *testing.T, g *gate, o tabOptions) *tab {
@@ -131,6 +135,11 @@ func newTab(t *testing.T, g *gate, o tabOptions) *tab {
 	// folder is removed.
 	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
 	tb := &tab{t: t, ctx: ctx, base: g.base, run: o.run, axe: axeSource(t), noScript: o.noScript, downloads: downloads}
+	// Screenshots of an earlier run of this walk would mislead.
+	old, _ := filepath.Glob(filepath.Join(screenshotDir, o.run+"-*.png"))
+	for _, f := range append(old, filepath.Join(screenshotDir, "FAILED-"+o.run+".png")) {
+		_ = os.Remove(f)
+	}
 	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
 		t.Fatalf("starting Chromium: %v", err)
 	}
@@ -293,6 +302,7 @@ func (tb *tab) page(name, h1 string) {
 	tb.t.Helper()
 	tb.want(name+": <html lang>", eval[string](tb, "document.documentElement.lang"), tb.loc.tag.String())
 	tb.want(name+": heading", tb.text("h1"), h1)
+	tb.want(name+": product", tb.text(".brand"), tb.product)
 	tb.screenshots(name)
 	tb.accessibility(name)
 }
@@ -383,9 +393,11 @@ func (tb *tab) accessibility(name string) {
 var groupedKey = regexp.MustCompile(`^[A-Z2-7 ]+$`)
 
 // TestBrowserRussian walks through every page in Russian, the language the
-// browser asks for.
+// browser asks for, with the operator's product name and colour (which
+// must pass the accessibility checks too).
 func TestBrowserRussian(t *testing.T) {
-	walkThrough(t, tabOptions{run: "ru", acceptLanguage: "ru-RU,ru,en-US,en"}, "ru", "")
+	walkThrough(t, tabOptions{run: "ru", acceptLanguage: "ru-RU,ru,en-US,en",
+		branding: "product_name \"Тестовое облако\"\n\t\tprimary_color \"#0b6e4f\"", product: "Тестовое облако"}, "ru", "")
 }
 
 // TestBrowserEnglishBySwitch starts in a browser that asks for Russian and
@@ -409,8 +421,12 @@ func walkThrough(t *testing.T, o tabOptions, lang, switchTo string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := newGate(t, gateOpts{})
+	g := newGate(t, gateOpts{extra: o.branding})
+	if o.product == "" {
+		o.product = "Test Cloud"
+	}
 	tb := newTab(t, g, o)
+	tb.product = o.product
 	tb.loc = cats.byTag[lang]
 	T := tb.loc.T
 
@@ -598,7 +614,7 @@ func checkDownload(tb *tab, codes []string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	lines := strings.Split(string(body), "\n")
-	tb.want("file: first line", lines[0], tb.loc.T("codes_file.heading", "user", "alice", "product", "Test Cloud"))
+	tb.want("file: first line", lines[0], tb.loc.T("codes_file.heading", "user", "alice", "product", tb.product))
 	for _, c := range codes {
 		if !strings.Contains(string(body), "\n"+c+"\n") {
 			tb.t.Errorf("%s: the downloaded file lacks the code %s", tb.run, c)
@@ -633,7 +649,7 @@ func checkCopyAndPrint(tb *tab, codes []string, visible string) {
 			tb.t.Errorf("%s: printed, %s visible: got %v, want %v", tb.run, sel, got, want)
 		}
 	}
-	tb.want("printed heading", tb.text(".print-only"), tb.loc.T("codes_file.heading", "user", "alice", "product", "Test Cloud"))
+	tb.want("printed heading", tb.text(".print-only"), tb.loc.T("codes_file.heading", "user", "alice", "product", tb.product))
 	ctx, cancel := context.WithTimeout(tb.ctx, stepTimeout)
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	cancel()
