@@ -303,6 +303,11 @@ func (tb *tab) page(name, h1 string) {
 	tb.want(name+": <html lang>", eval[string](tb, "document.documentElement.lang"), tb.loc.tag.String())
 	tb.want(name+": heading", tb.text("h1"), h1)
 	tb.want(name+": product", tb.text(".brand"), tb.product)
+	// The CSP allows no inline script or style; none is there to break.
+	if inline := eval[[]string](tb, `[...document.querySelectorAll('script:not([src]), [style], *')].flatMap(e =>
+		e.matches('script:not([src]), [style]') ? [e.outerHTML.slice(0, 80)] : [...e.attributes].filter(a => a.name.startsWith('on')).map(a => e.tagName + ' ' + a.name))`); len(inline) > 0 {
+		tb.t.Errorf("%s: %s has inline script or style: %v", tb.run, name, inline)
+	}
 	tb.screenshots(name)
 	tb.accessibility(name)
 }
