@@ -323,11 +323,12 @@ type languagePicker struct {
 	offered []*locale
 	byTag   map[string]*locale
 	matcher language.Matcher
-	cookie  string
 }
 
-func newLanguagePicker(offered []*locale, cookie string) *languagePicker {
-	p := &languagePicker{offered: offered, byTag: map[string]*locale{}, cookie: cookie}
+// newLanguagePicker picks among the offered languages, the first the
+// default.
+func newLanguagePicker(offered []*locale) *languagePicker {
+	p := &languagePicker{offered: offered, byTag: map[string]*locale{}}
 	tags := make([]language.Tag, len(offered))
 	for i, l := range offered {
 		tags[i] = l.tag

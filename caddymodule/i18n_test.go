@@ -211,9 +211,9 @@ func TestMessages(t *testing.T) {
 func TestLanguagePicker(t *testing.T) {
 	cats := embeddedCatalogues(t)
 	en, ru := cats.byTag["en"], cats.byTag["ru"]
-	both := newLanguagePicker([]*locale{en, ru}, "")
-	ruFirst := newLanguagePicker([]*locale{ru, en}, "")
-	onlyRu := newLanguagePicker([]*locale{ru}, "")
+	both := newLanguagePicker([]*locale{en, ru})
+	ruFirst := newLanguagePicker([]*locale{ru, en})
+	onlyRu := newLanguagePicker([]*locale{ru})
 	for _, tc := range []struct {
 		name           string
 		p              *languagePicker

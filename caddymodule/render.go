@@ -119,7 +119,7 @@ func (h *Handler) loadPages() (*pageSet, error) {
 	for _, tag := range tags {
 		ps.langs = append(ps.langs, cats.byTag[tag])
 	}
-	ps.picker = newLanguagePicker(ps.langs, "")
+	ps.picker = newLanguagePicker(ps.langs)
 
 	layout, err := read("layout.html")
 	if err != nil {
