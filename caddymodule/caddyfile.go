@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -41,6 +42,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		user_header <name>                  # default Remote-User
 //		cookie_name <name>                  # default __Host-two_factor
 //		templates_dir <path>
+//		product_name <name>                 # default: the issuer
+//		logo_url <path or https URL>
+//		primary_color "#rrggbb"             # quoted, or without the #
+//		languages <tag>...                  # default: all (en ru); one forces it
 //		free_failures <n>                   # default 5
 //		max_delay <duration>                # default 15m
 //		max_concurrent_hashes <n>           # default: number of CPUs
@@ -158,6 +163,42 @@ func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "templates_dir":
 			if err := oneArg(d, &t.TemplatesDir); err != nil {
 				return err
+			}
+		case "product_name":
+			if err := oneArg(d, &t.ProductName); err != nil {
+				return err
+			}
+		case "logo_url":
+			if err := oneArg(d, &t.LogoURL); err != nil {
+				return err
+			}
+		case "primary_color":
+			// A # starts a comment in a Caddyfile, so the colour is
+			// written quoted ("#1d5fd1") or without its # (1d5fd1).
+			if !d.NextArg() {
+				return d.Errf(`primary_color: want a colour such as "#1d5fd1" (quoted: a # starts a comment) or 1d5fd1`)
+			}
+			c := d.Val()
+			if !strings.HasPrefix(c, "#") {
+				c = "#" + c
+			}
+			if d.NextArg() {
+				return d.Errf("primary_color: want exactly one value")
+			}
+			if t.PrimaryColor != "" {
+				return d.Errf("primary_color: set more than once")
+			}
+			if !hexColour.MatchString(c) {
+				return d.Errf("primary_color: want a hex colour such as \"#1d5fd1\", got '%s'", d.Val())
+			}
+			t.PrimaryColor = c
+		case "languages":
+			if t.Languages != nil {
+				return d.Errf("languages: set more than once")
+			}
+			t.Languages = d.RemainingArgs()
+			if len(t.Languages) == 0 {
+				return d.Errf("languages: want one or more language tags, such as en ru")
 			}
 		default:
 			return d.Errf("unrecognized subdirective '%s'", opt)

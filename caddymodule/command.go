@@ -468,7 +468,7 @@ func onOff(on bool) string {
 	return "off"
 }
 
-func plural(n int, one, many string) string {
+func countNoun(n int, one, many string) string {
 	if n == 1 {
 		return "1 " + one
 	}
@@ -499,7 +499,7 @@ func cliUserPasswd(c *cli) error {
 	if err != nil || printed {
 		return err
 	}
-	_, err = fmt.Fprintf(c.out, "Changed the password of %s and ended %s.\n", res.User, plural(res.SessionsEnded, "session", "sessions"))
+	_, err = fmt.Fprintf(c.out, "Changed the password of %s and ended %s.\n", res.User, countNoun(res.SessionsEnded, "session", "sessions"))
 	return err
 }
 
@@ -513,7 +513,7 @@ func cliUserDelete(c *cli) error {
 	if res.TwoFactorWasOn != nil && *res.TwoFactorWasOn {
 		what = " with their second factor"
 	}
-	_, err = fmt.Fprintf(c.out, "Deleted %s from the store%s, and ended %s.\n", res.User, what, plural(res.SessionsEnded, "session", "sessions"))
+	_, err = fmt.Fprintf(c.out, "Deleted %s from the store%s, and ended %s.\n", res.User, what, countNoun(res.SessionsEnded, "session", "sessions"))
 	return err
 }
 
@@ -568,7 +568,7 @@ func cliStatus(c *cli) error {
 		for _, f := range factors {
 			ft := st.Throttle.Factors[string(f)]
 			if ft.Failures > 0 || ft.RetryAfterSeconds > 0 {
-				p := fmt.Sprintf("%s: %s", f, plural(ft.Failures, "failure", "failures"))
+				p := fmt.Sprintf("%s: %s", f, countNoun(ft.Failures, "failure", "failures"))
 				if ft.RetryAfterSeconds > 0 {
 					p += fmt.Sprintf(", wait %ds", ft.RetryAfterSeconds)
 				}
@@ -603,7 +603,7 @@ func cliReset(c *cli) error {
 		was = "its enrolment and backup codes are gone"
 	}
 	_, err = fmt.Fprintf(c.out, "Two-factor authentication of %s is off (%s); ended %s. %s logs in with the password alone and can enable it again.\n",
-		res.User, was, plural(res.SessionsEnded, "session", "sessions"), res.User)
+		res.User, was, countNoun(res.SessionsEnded, "session", "sessions"), res.User)
 	return err
 }
 
@@ -613,7 +613,7 @@ func cliRevoke(c *cli) error {
 	if err != nil || printed {
 		return err
 	}
-	_, err = fmt.Fprintf(c.out, "Ended %s of %s.\n", plural(res.SessionsEnded, "session", "sessions"), res.User)
+	_, err = fmt.Fprintf(c.out, "Ended %s of %s.\n", countNoun(res.SessionsEnded, "session", "sessions"), res.User)
 	return err
 }
 
@@ -627,7 +627,7 @@ func cliUnthrottle(c *cli) error {
 	if res.FailuresCleared != nil {
 		n = *res.FailuresCleared
 	}
-	_, err = fmt.Fprintf(c.out, "Cleared %s of %s.\n", plural(n, "failed attempt", "failed attempts"), res.User)
+	_, err = fmt.Fprintf(c.out, "Cleared %s of %s.\n", countNoun(n, "failed attempt", "failed attempts"), res.User)
 	if err == nil && res.Note != "" {
 		_, err = fmt.Fprintf(c.out, "(%s)\n", res.Note)
 	}
@@ -662,7 +662,7 @@ func cliBackup(c *cli) error {
 		return err
 	}
 	fmt.Fprintf(c.errOut, "Wrote the backup to %s: %s and %s (sessions are not backed up). The TOTP secrets in it are encrypted: keep the store's encryption key with it, in another place.\n",
-		file, plural(snap.Users, "store user", "store users"), plural(snap.Accounts, "second factor", "second factors"))
+		file, countNoun(snap.Users, "store user", "store users"), countNoun(snap.Accounts, "second factor", "second factors"))
 	return nil
 }
 
@@ -716,6 +716,6 @@ func cliRestore(c *cli) error {
 		return err
 	}
 	_, err = fmt.Fprintf(c.out, "Restored %s and %s; every session in the store ended.\n",
-		plural(res.Users, "store user", "store users"), plural(res.Enrolments, "second factor", "second factors"))
+		countNoun(res.Users, "store user", "store users"), countNoun(res.Enrolments, "second factor", "second factors"))
 	return err
 }

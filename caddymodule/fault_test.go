@@ -281,7 +281,7 @@ func (e *faultEnv) account() store.Account {
 }
 
 // subset reports whether every code of a is in b.
-func subset(a, b [][]byte) bool {
+func hashSubset(a, b [][]byte) bool {
 	for _, x := range a {
 		if !slices.ContainsFunc(b, func(y []byte) bool { return bytes.Equal(x, y) }) {
 			return false
@@ -449,7 +449,7 @@ func TestStoreFaultMatrix(t *testing.T) {
 			switch {
 			case (m == "UseTOTPStep" || m == "UseBackupCode") && !reflect.DeepEqual(after, before):
 				t.Errorf("%s: the account changed from %+v to %+v", what, before, after)
-			case committing[m] && (after.Enabled() != before.Enabled() || !subset(after.BackupCodes, before.BackupCodes) || len(before.BackupCodes)-len(after.BackupCodes) > 1):
+			case committing[m] && (after.Enabled() != before.Enabled() || !hashSubset(after.BackupCodes, before.BackupCodes) || len(before.BackupCodes)-len(after.BackupCodes) > 1):
 				t.Errorf("%s: the account changed from %+v to %+v", what, before, after)
 			}
 			mustEnd := r.others

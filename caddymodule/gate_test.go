@@ -110,7 +110,7 @@ func TestLoginFailuresLookAlike(t *testing.T) {
 		if c := r.header.Values("Set-Cookie"); len(c) != 0 {
 			t.Errorf("%s: got Set-Cookie %q, want none", a.name, c)
 		}
-		if !strings.Contains(r.body, genericFailure) {
+		if !strings.Contains(r.body, catalogueText(t, "en", genericFailure)) {
 			t.Errorf("%s: page lacks the generic message", a.name)
 		}
 		bodies = append(bodies, r.body)

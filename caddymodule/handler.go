@@ -8,7 +8,6 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
-	"html/template"
 	"net/http"
 	"path"
 	"path/filepath"
@@ -119,8 +118,31 @@ type Handler struct {
 	CookieName string `json:"cookie_name,omitempty"`
 
 	// TemplatesDir is a folder whose files replace the embedded page
-	// templates and stylesheet of the same name.
+	// templates, stylesheet and script of the same name; its locales
+	// folder may change messages (locales/en.json) or add a language
+	// (locales/<tag>.json).
 	TemplatesDir string `json:"templates_dir,omitempty"`
+
+	// ProductName is the name on the pages' header and in their titles.
+	// Default: Issuer.
+	ProductName string `json:"product_name,omitempty"`
+
+	// LogoURL is an image shown beside the product name: a path on this
+	// site, reachable without logging in, or an https:// URL (its origin
+	// is added to the pages' Content-Security-Policy).
+	LogoURL string `json:"logo_url,omitempty"`
+
+	// PrimaryColor is the colour of buttons, links and focus rings, as
+	// #rrggbb. It must have a contrast of at least 4.5:1 with white (WCAG
+	// AA); a lighter shade for dark mode is derived from it.
+	PrimaryColor string `json:"primary_color,omitempty"`
+
+	// Languages are the languages the pages are offered in, as BCP 47
+	// tags, the default first: a user's choice on the page wins, then the
+	// best match for the browser's Accept-Language, then the first. One
+	// entry forces that language. Default: every language there is a
+	// catalogue for (English first).
+	Languages []string `json:"languages,omitempty"`
 
 	// FreeFailures is how many consecutive failures of one factor an
 	// account (or a client address) has before each further attempt must
@@ -158,8 +180,7 @@ type Handler struct {
 	sealer    *secrets.Sealer
 	codes     *backupcodes.Hasher
 	sessions  *sessionStore
-	pages     map[string]*template.Template
-	css       []byte
+	ui        *pageSet
 	limits    *limits
 	params    otp.Params
 	skew      int
@@ -194,7 +215,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	registerMetrics(ctx.GetMetricsRegistry())
-	if h.pages, h.css, err = loadTemplates(h.TemplatesDir); err != nil {
+	if h.ui, err = h.loadPages(); err != nil {
 		return err
 	}
 	h.identity = identityHeaders(h.UserHeader)
@@ -244,6 +265,9 @@ func (h *Handler) defaults(repl *caddy.Replacer) error {
 	}
 	if h.Issuer == "" {
 		h.Issuer = DefaultIssuer
+	}
+	if h.ProductName == "" {
+		h.ProductName = h.Issuer
 	}
 	if h.SessionIdle == 0 {
 		h.SessionIdle = caddy.Duration(DefaultSessionIdle)
@@ -336,7 +360,7 @@ func (h *Handler) validateConfig() error {
 	if strings.TrimSpace(h.Issuer) == "" || strings.Contains(h.Issuer, ":") || len(h.Issuer) > 100 {
 		return fmt.Errorf("issuer %q: must be non-empty, at most 100 bytes, without ':' (authenticator apps use it as the separator)", h.Issuer)
 	}
-	return nil
+	return checkProductName(h.ProductName)
 }
 
 // Validate is called after Provision; the checks are all done there.

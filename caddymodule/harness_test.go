@@ -46,7 +46,14 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	testHash = string(h)
-	os.Exit(m.Run())
+	var missing missingKeys
+	onMissingMessage = missing.add
+	code := m.Run()
+	if keys := missing.list(); len(keys) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: pages asked for message keys that no catalogue has:\n  %s\n", strings.Join(keys, "\n  "))
+		code = 1
+	}
+	os.Exit(code)
 }
 
 // upstream is the protected application: it records what reaches it.

@@ -35,7 +35,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
 		}
 		return h.seeOther(w, r, next)
 	}
-	return h.render(w, http.StatusOK, "login", page{Title: "Log in", Next: next})
+	return h.render(w, http.StatusOK, "login", page{Title: "login.title", Next: next})
 }
 
 // login is the first factor. A wrong password and an unknown name take the
@@ -69,7 +69,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 		} else {
 			h.auditRequest(r, zapcore.WarnLevel, evLoginFailed, "login failed", zap.String("user", acct.name), zap.String("step", stepLogin), zap.String("reason", "wrong_password"))
 		}
-		return h.render(w, http.StatusUnauthorized, "login", page{Title: "Log in", Next: next, Error: genericFailure})
+		return h.render(w, http.StatusUnauthorized, "login", page{Title: "login.title", Next: next, Error: genericFailure})
 	}
 	h.limits.succeed(factorPassword, key)
 	h.rehash(r.Context(), acct, password)
@@ -116,7 +116,7 @@ func (h *Handler) codePage(w http.ResponseWriter, r *http.Request) error {
 	if _, ok, err := h.pendingSession(w, r); !ok {
 		return err
 	}
-	return h.render(w, http.StatusOK, "code", page{Title: "Enter code"})
+	return h.render(w, http.StatusOK, "code", page{Title: "code.title"})
 }
 
 // code is the second factor: a TOTP code or one unused backup code.
@@ -151,7 +151,7 @@ func (h *Handler) code(w http.ResponseWriter, r *http.Request) error {
 	h.recordCode(r, stepCode, &account{name: name, key: rec.User}, res)
 	if !res.ok {
 		h.limits.fail(f, rec.User, ip)
-		return h.render(w, http.StatusUnauthorized, "code", page{Title: "Enter code", Error: genericFailure})
+		return h.render(w, http.StatusUnauthorized, "code", page{Title: "code.title", Error: genericFailure, BackupFailed: f == factorBackup})
 	}
 	h.limits.succeed(f, rec.User)
 	rec.Stage = store.StageFull

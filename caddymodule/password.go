@@ -99,6 +99,18 @@ func checkNewPassword(pw string) error {
 	return nil
 }
 
+// newPasswordErrorKey is the catalogue key that explains why a new
+// password was refused.
+func newPasswordErrorKey(err error) string {
+	switch err {
+	case errPasswordShort:
+		return "password.error_short"
+	case errPasswordLong:
+		return "password.error_long"
+	}
+	return "password.error_utf8"
+}
+
 // hashPassword hashes a new password with the configured parameters,
 // taking a hashing slot like a login does.
 func (h *Handler) hashPassword(ctx context.Context, password string) (string, error) {
@@ -134,7 +146,7 @@ func (h *Handler) rehash(ctx context.Context, acct *account, password string) {
 // passwordView is the change-password page.
 func (h *Handler) passwordView(acct *account, a store.Account) page {
 	return page{
-		Title: "Change password", User: acct.name, Enabled: a.Enabled(),
+		Title: "password.title", User: acct.name, Enabled: a.Enabled(),
 		PasswordChangeable: acct.origin == store.OriginStore, MinPassword: minPasswordChars,
 	}
 }
@@ -163,11 +175,11 @@ func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request) error {
 	}
 	newPassword := r.PostForm.Get("new_password")
 	if err := checkNewPassword(newPassword); err != nil {
-		p.Error = "The new password is not accepted: " + err.Error() + "."
+		p.Error = newPasswordErrorKey(err)
 		return h.render(w, http.StatusBadRequest, "password", p)
 	}
 	if newPassword != r.PostForm.Get("confirm_password") {
-		p.Error = "The new password and its confirmation do not match."
+		p.Error = "password.error_mismatch"
 		return h.render(w, http.StatusBadRequest, "password", p)
 	}
 	var v verdict
@@ -213,6 +225,6 @@ func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request) error {
 	h.auditRequest(r, zapcore.InfoLevel, evPasswordChanged, "password changed", zap.String("user", acct.name),
 		zap.String("by", "user"), zap.Int("sessions_ended", ended))
 	view := h.securityView(acct, a)
-	view.Notice = "Your password has been changed. Any other sessions of your account have been logged out."
+	view.Notice = "password.changed"
 	return h.render(w, http.StatusOK, "security", view)
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/gorilla/sessions"
@@ -17,17 +18,28 @@ import (
 // maxFormBytes bounds the body of a POST to the gate's pages.
 const maxFormBytes = 16 << 10
 
-// genericFailure is the one message for a wrong name, password or code, so
-// that no answer tells which one was wrong or whether the account exists.
-const genericFailure = "The details you entered are not correct. Check them and try again."
+// genericFailure is (the catalogue key of) the one message for a wrong
+// name, password or code, so that no answer tells which one was wrong or
+// whether the account exists.
+const genericFailure = "error.wrong_details"
 
 // serveOwn dispatches the gate's own routes (sub is the path under the
 // prefix). Nothing here is ever passed to the next handler.
 func (h *Handler) serveOwn(w http.ResponseWriter, r *http.Request, sub string) error {
-	securityHeaders(w)
+	h.securityHeaders(w)
 	route, ok := ownRoutes[sub]
+	back := h.Prefix + "/security"
+	if ok && r.Method == http.MethodGet {
+		back = h.Prefix + sub
+		if r.URL.RawQuery != "" {
+			back += "?" + r.URL.RawQuery
+		}
+	} else if ok && route.get != nil {
+		back = h.Prefix + sub
+	}
+	w = h.pageWriterFor(w, r, back)
 	if !ok {
-		return h.errorPage(w, http.StatusNotFound, "Page not found", "There is no such page.")
+		return h.errorPage(w, http.StatusNotFound, "error.not_found_title", "error.not_found")
 	}
 	var serve func(*Handler, http.ResponseWriter, *http.Request) error
 	switch r.Method {
@@ -38,7 +50,7 @@ func (h *Handler) serveOwn(w http.ResponseWriter, r *http.Request, sub string) e
 	}
 	if serve == nil {
 		w.Header().Set("Allow", route.allow())
-		return h.errorPage(w, http.StatusMethodNotAllowed, "Method not allowed", "This page does not accept that kind of request.")
+		return h.errorPage(w, http.StatusMethodNotAllowed, "error.method_title", "error.method")
 	}
 	if r.Method == http.MethodPost {
 		if err := h.crossSite.Check(r); err != nil {
@@ -47,7 +59,7 @@ func (h *Handler) serveOwn(w http.ResponseWriter, r *http.Request, sub string) e
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 		if err := r.ParseForm(); err != nil {
-			return h.errorPage(w, http.StatusBadRequest, "Bad request", "The form could not be read. Go back and try again.")
+			return h.errorPage(w, http.StatusBadRequest, "error.bad_request_title", "error.bad_request")
 		}
 	}
 	return serve(h, w, r)
@@ -72,6 +84,8 @@ var ownRoutes = map[string]route{
 	"":                       {get: (*Handler).home},
 	"/":                      {get: (*Handler).home},
 	"/assets/style.css":      {get: (*Handler).stylesheet},
+	"/assets/app.js":         {get: (*Handler).script},
+	"/language":              {post: (*Handler).setLanguage},
 	"/login":                 {get: (*Handler).loginPage, post: (*Handler).login},
 	"/code":                  {get: (*Handler).codePage, post: (*Handler).code},
 	"/security":              {get: (*Handler).securityPage},
@@ -90,8 +104,39 @@ func (h *Handler) home(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) stylesheet(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "text/css; charset=utf-8")
 	w.Header().Set("Cache-Control", "public, max-age=3600")
-	_, err := w.Write(h.css)
+	_, err := w.Write(h.ui.css)
 	return err
+}
+
+// script serves the pages' one script file. Every page works without it;
+// it adds copy and print buttons to the backup codes.
+func (h *Handler) script(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	_, err := w.Write(h.ui.js)
+	return err
+}
+
+// languageCookieAge is how long the language switch's choice is kept.
+const languageCookieAge = 365 * 24 * time.Hour
+
+// setLanguage is the language switch: it keeps the chosen language in a
+// cookie and goes back to the page it was on. It is a POST, under the
+// same cross-site protection as every other form, so no other site can
+// change a user's language with a link.
+func (h *Handler) setLanguage(w http.ResponseWriter, r *http.Request) error {
+	back := safeNext(r.PostForm.Get("back"))
+	if back == "" {
+		back = h.Prefix + "/login"
+	}
+	tag := r.PostForm.Get("lang")
+	if _, ok := h.ui.picker.byTag[tag]; ok {
+		http.SetCookie(w, &http.Cookie{
+			Name: h.ui.cookie, Value: tag, Path: "/",
+			MaxAge: int(languageCookieAge.Seconds()), Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode,
+		})
+	}
+	return h.seeOther(w, r, back)
 }
 
 // seeOther redirects to a path on this site. Locations are always built

@@ -47,7 +47,7 @@ func (h *Handler) settingsSession(w http.ResponseWriter, r *http.Request) (*stor
 
 func (h *Handler) securityView(acct *account, a store.Account) page {
 	return page{
-		Title: "Security", User: acct.name, Enabled: a.Enabled(),
+		Title: "security.title", User: acct.name, Enabled: a.Enabled(),
 		BackupLeft: len(a.BackupCodes), RequireTwoFactor: h.RequireTwoFactor,
 		PasswordChangeable: acct.origin == store.OriginStore,
 	}
@@ -97,7 +97,7 @@ func (h *Handler) enableView(acct *account, secret []byte) (page, error) {
 		return page{}, err
 	}
 	return page{
-		Title: "Enable two-factor authentication", User: acct.name,
+		Title: "enable.title", User: acct.name,
 		QRCode:      template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png)),
 		Secret:      otp.GroupKey(otp.EncodeSecret(secret)),
 		AccountName: acct.name,
@@ -205,7 +205,7 @@ func (h *Handler) enable(w http.ResponseWriter, r *http.Request) error {
 		return h.unavailable(w, err)
 	}
 	h.auditRequest(r, zapcore.InfoLevel, evEnabled, "two-factor authentication enabled", zap.String("user", acct.name))
-	return h.showCodes(w, acct, codes, "Two-factor authentication is on.")
+	return h.showCodes(w, acct, codes, "notice.enabled")
 }
 
 // newCodes makes a set of backup codes and their hashes.
@@ -226,11 +226,20 @@ func (h *Handler) newCodes(user string) ([]string, [][]byte, error) {
 }
 
 // showCodes shows a new set of backup codes, once, with a text file of
-// them to download.
+// them to download, in the page's language. The page offers no way off it
+// but its own "I have saved them" (notice is a message key).
 func (h *Handler) showCodes(w http.ResponseWriter, acct *account, codes []string, notice string) error {
-	text := backupcodes.Text(h.Issuer, acct.name, codes, h.now())
+	loc := h.localeOf(w)
+	text := backupcodes.Text(
+		[]string{
+			loc.T("codes_file.heading", "user", acct.name, "product", h.ProductName),
+			loc.T("codes_file.generated", "time", h.now().UTC().Format("2006-01-02 15:04 UTC")),
+		},
+		codes,
+		[]string{loc.T("codes_file.once"), loc.T("codes_file.keep_safe")},
+	)
 	return h.render(w, http.StatusOK, "backup_codes", page{
-		Title: "Backup codes", User: acct.name, Notice: notice, BackupCodes: codes,
+		Title: "codes.title", User: acct.name, Notice: notice, BackupCodes: codes, HideNav: true,
 		BackupText: template.URL("data:text/plain;charset=utf-8;base64," + base64.StdEncoding.EncodeToString([]byte(text))),
 	})
 }
@@ -243,7 +252,7 @@ func (h *Handler) disablePage(w http.ResponseWriter, r *http.Request) error {
 	if !a.Enabled() {
 		return h.seeOther(w, r, h.Prefix+"/security")
 	}
-	return h.render(w, http.StatusOK, "disable", page{Title: "Disable two-factor authentication", User: acct.name})
+	return h.render(w, http.StatusOK, "disable", page{Title: "disable.title", User: acct.name})
 }
 
 // disable turns the second factor off ("Turn off"): it needs the password
@@ -267,7 +276,7 @@ func (h *Handler) disable(w http.ResponseWriter, r *http.Request) error {
 		return h.throttled(w, v.wait)
 	}
 	if !v.ok {
-		return h.render(w, http.StatusUnauthorized, "disable", page{Title: "Disable two-factor authentication", User: acct.name, Error: genericFailure})
+		return h.render(w, http.StatusUnauthorized, "disable", page{Title: "disable.title", User: acct.name, Error: genericFailure})
 	}
 	if err := h.db.DisableTOTP(r.Context(), acct.key, nil); err != nil && !errors.Is(err, store.ErrNotEnabled) {
 		return h.unavailable(w, err)
@@ -280,7 +289,7 @@ func (h *Handler) disable(w http.ResponseWriter, r *http.Request) error {
 		return h.unavailable(w, err)
 	}
 	p := h.securityView(acct, store.Account{Name: acct.key})
-	p.Notice = "Two-factor authentication is off."
+	p.Notice = "notice.disabled"
 	return h.render(w, http.StatusOK, "security", p)
 }
 
@@ -314,5 +323,5 @@ func (h *Handler) newBackupCodes(w http.ResponseWriter, r *http.Request) error {
 		return h.unavailable(w, err)
 	}
 	h.auditRequest(r, zapcore.InfoLevel, evCodesRegenerated, "backup codes replaced", zap.String("user", acct.name), zap.Int("backup_codes", len(codes)))
-	return h.showCodes(w, acct, codes, "Your new backup codes are ready. The old ones no longer work.")
+	return h.showCodes(w, acct, codes, "notice.new_codes")
 }

@@ -5,7 +5,8 @@ package templates
 
 import "embed"
 
-// FS holds every page template (*.html) and stylesheet (*.css).
+// FS holds every page template (*.html), the stylesheet (*.css), the
+// script (*.js) and the message catalogues (locales/<language>.json).
 //
-//go:embed *.html *.css
+//go:embed *.html *.css *.js locales/*.json
 var FS embed.FS

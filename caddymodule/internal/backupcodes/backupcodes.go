@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"hash"
 	"strings"
-	"time"
 )
 
 // Alphabet is the set of symbols a code is made of: digits and lower-case
@@ -237,19 +236,27 @@ func writeField(h hash.Hash, s string) {
 }
 
 // Text returns the content of the downloadable text file of a set of codes:
-// a header naming issuer and user, the date, one code per line, and how the
-// codes are to be used. Line breaks and other control characters in issuer
-// and user are replaced by spaces, so they cannot forge lines in the file.
-func Text(issuer, user string, codes []string, generated time.Time) string {
+// the header lines (which name the user and the site, and the date), a
+// blank line, one code per line, a blank line and the footer lines (how
+// the codes are to be used). The caller writes header and footer in the
+// reader's language. Line breaks and other control characters in them are
+// replaced by spaces, so that a name cannot forge lines in the file.
+func Text(header, codes, footer []string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Backup codes for %s at %s\n", oneLine(user), oneLine(issuer))
-	fmt.Fprintf(&b, "Generated %s\n\n", generated.UTC().Format("2006-01-02 15:04 UTC"))
+	for _, l := range header {
+		b.WriteString(oneLine(l))
+		b.WriteByte('\n')
+	}
+	b.WriteByte('\n')
 	for _, c := range codes {
 		b.WriteString(c)
 		b.WriteByte('\n')
 	}
-	b.WriteString("\nEach code works only once. Use one to log in when your authenticator app is unavailable.\n")
-	b.WriteString("Keep this file somewhere safe; anyone who has it and your password can log in as you.\n")
+	b.WriteByte('\n')
+	for _, l := range footer {
+		b.WriteString(oneLine(l))
+		b.WriteByte('\n')
+	}
 	return b.String()
 }
 
