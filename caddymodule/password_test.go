@@ -147,7 +147,7 @@ func TestPasswordChangeConfigUser(t *testing.T) {
 	g := newGate(t, gateOpts{})
 	b := g.browser()
 	b.login("alice", testPassword, "/")
-	const why = "set in the server's configuration"
+	const why = "configuration, so it cannot be changed here"
 	if r := b.get("/.auth/security"); !strings.Contains(r.body, why) || strings.Contains(r.body, "/security/password") {
 		t.Errorf("the Security page of a configured user does not explain that the password is in the configuration")
 	}
