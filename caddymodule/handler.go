@@ -347,9 +347,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	stripIdentity(r, h.identity)
 	removeCookie(r, h.CookieName)
 	r.Header.Set(h.UserHeader, acct.name)
-	caddyhttp.SetVar(r.Context(), "two_factor.user", acct.name)
+	var user any = acct.name // boxed once for both
+	caddyhttp.SetVar(r.Context(), "two_factor.user", user)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.auth.user.id", acct.name)
+		repl.Set("http.auth.user.id", user)
 	}
 	return next.ServeHTTP(w, r)
 }

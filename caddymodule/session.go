@@ -96,11 +96,11 @@ func (s *sessionStore) Save(r *http.Request, w http.ResponseWriter, sess *sessio
 // read and no write. It returns a nil record for anything but a live
 // session.
 func (s *sessionStore) lookup(r *http.Request, name string) (*store.Session, string, error) {
-	c, err := r.Cookie(name)
-	if err != nil {
+	id, ok := cookieValue(r.Header, name)
+	if !ok {
 		return nil, "", nil
 	}
-	key, ok := parseSessionID(c.Value)
+	key, ok := parseSessionID(id)
 	if !ok {
 		return nil, "", nil
 	}
@@ -114,7 +114,7 @@ func (s *sessionStore) lookup(r *http.Request, name string) (*store.Session, str
 	if !s.live(rec) {
 		return nil, "", nil
 	}
-	return &rec, c.Value, nil
+	return &rec, id, nil
 }
 
 // live applies the timeouts on the server: the absolute lifetime, the idle
@@ -180,6 +180,9 @@ func parseSessionID(v string) ([]byte, bool) {
 
 // keyOf is the store key of a session ID: its SHA-256.
 func keyOf(id string) []byte {
-	sum := sha256.Sum256([]byte(id))
+	// Hash a copy on the stack: the conversion of a string this long
+	// would otherwise allocate.
+	var buf [64]byte
+	sum := sha256.Sum256(append(buf[:0], id...))
 	return sum[:]
 }
