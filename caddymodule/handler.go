@@ -148,7 +148,7 @@ type Handler struct {
 	limits    *limits
 	params    otp.Params
 	skew      int
-	identity  map[string]bool // lower-case identity header names, "_" as "-"
+	identity  identitySet // identity header names, folded by headerKey
 	crossSite *http.CrossOriginProtection
 	now       func() time.Time
 }

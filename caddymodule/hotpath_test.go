@@ -174,12 +174,13 @@ func TestRemoveCookieDoesNotWriteThroughSharedSlice(t *testing.T) {
 
 func FuzzIsIdentity(f *testing.F) {
 	for _, n := range append(commonIdentityHeaders, "REMOTE_USER", "x_forwarded_user", "Accept", "X-User-Custom",
-		"Remote-Us\u212Ar", strings.Repeat("a", 70), "Remote-User\x00") {
+		"Remote-Us\u212Ar", strings.Repeat("a", 70), "Remote-User\x00", "X-O\u212Ata-User", "x-okta-user") {
 		f.Add(n)
 	}
-	identity := identityHeaders("X-User-Custom")
+	// A configured name with a "k", which the Kelvin sign folds to.
+	identity := identityHeaders("X-Okta-User")
 	f.Fuzz(func(t *testing.T, name string) {
-		if got, want := isIdentity(name, identity), identity[headerKey(name)]; got != want {
+		if got, want := isIdentity(name, identity), identity.names[headerKey(name)]; got != want {
 			t.Errorf("isIdentity(%q): got %v, want %v", name, got, want)
 		}
 	})

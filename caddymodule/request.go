@@ -53,17 +53,29 @@ func headerKey(name string) string {
 	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
 }
 
-func identityHeaders(configured string) map[string]bool {
-	m := make(map[string]bool, len(commonIdentityHeaders)+1)
+// identitySet holds the identity header names folded by headerKey, with a
+// cheap filter in front: most of a request's headers (Accept-*, Sec-*,
+// User-Agent, Cookie) differ from every identity header in the first letter.
+type identitySet struct {
+	names map[string]bool
+	first [256]bool // first bytes of the folded names
+}
+
+func identityHeaders(configured string) identitySet {
+	s := identitySet{names: make(map[string]bool, len(commonIdentityHeaders)+1)}
 	for _, n := range append(commonIdentityHeaders, configured) {
-		m[headerKey(n)] = true
+		k := headerKey(n)
+		s.names[k] = true
+		if k != "" {
+			s.first[k[0]] = true
+		}
 	}
-	return m
+	return s
 }
 
 // stripIdentity deletes every client-sent copy of an identity header, in
 // any spelling, before the gate sets its own.
-func stripIdentity(r *http.Request, identity map[string]bool) {
+func stripIdentity(r *http.Request, identity identitySet) {
 	for name := range r.Header {
 		if isIdentity(name, identity) {
 			delete(r.Header, name)
@@ -74,26 +86,39 @@ func stripIdentity(r *http.Request, identity map[string]bool) {
 // isIdentity reports whether identity holds headerKey(name). It runs for
 // every header of every request that passes, so it folds ASCII names in a
 // buffer on the stack rather than allocating.
-func isIdentity(name string, identity map[string]bool) bool {
+func isIdentity(name string, identity identitySet) bool {
 	var buf [64]byte
 	if len(name) > len(buf) {
-		return identity[headerKey(name)]
+		return identity.names[headerKey(name)]
+	}
+	if len(name) == 0 || name[0] >= 0x80 {
+		return identity.names[headerKey(name)]
+	}
+	// headerKey folds an ASCII first byte by itself, whatever follows.
+	if !identity.first[foldByte(name[0])] {
+		return false
 	}
 	b := buf[:len(name)]
 	for i := 0; i < len(name); i++ {
 		c := name[i]
-		switch {
-		case c >= 0x80:
+		if c >= 0x80 {
 			// Not a valid header name; fold it as Unicode, as before.
-			return identity[headerKey(name)]
-		case 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
-		case c == '_':
-			c = '-'
+			return identity.names[headerKey(name)]
 		}
-		b[i] = c
+		b[i] = foldByte(c)
 	}
-	return identity[string(b)]
+	return identity.names[string(b)]
+}
+
+// foldByte is headerKey for one ASCII byte.
+func foldByte(c byte) byte {
+	switch {
+	case 'A' <= c && c <= 'Z':
+		return c + 'a' - 'A'
+	case c == '_':
+		return '-'
+	}
+	return c
 }
 
 // removeCookie drops the gate's own cookie from the Cookie header(s), so
