@@ -24,6 +24,10 @@ var now = time.Now
 // transaction after its work is done and before it commits.
 var testHookBeforeCommit func(b *Badger)
 
+// testHookSessionRead, when set by a test, runs in Session after a record
+// was read from disk and before it is put in the cache.
+var testHookSessionRead func()
+
 // Compile-time check that Badger implements Store.
 var _ Store = (*Badger)(nil)
 
@@ -53,6 +57,10 @@ type Options struct {
 	// GCInterval is how often the value log is garbage collected: zero
 	// means every 10 minutes, a negative value turns the collector off.
 	GCInterval time.Duration
+	// SessionCache is how many sessions are kept decoded in memory for
+	// Session (see cache.go): zero means DefaultSessionCache, a negative
+	// value turns the cache off.
+	SessionCache int
 }
 
 // Badger is the embedded Store, kept in a badger database in one folder.
@@ -71,6 +79,12 @@ type Badger struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// sessions caches session records for Session. Every write goes
+	// through write (update, updateAccount, or a session method), which
+	// invalidates it; a write that went around it would have to call
+	// sessions.clear() itself.
+	sessions *sessionCache
 }
 
 // OpenBadger opens (creating it if needed, with mode 0700) the store in dir.
@@ -120,11 +134,16 @@ func OpenBadger(dir string, opt Options) (*Badger, error) {
 		return nil, fmt.Errorf("open store in %s: %w", dir, err)
 	}
 
+	cacheSize := opt.SessionCache
+	if cacheSize == 0 {
+		cacheSize = DefaultSessionCache
+	}
 	b := &Badger{
-		db:     db,
-		dir:    dir,
-		stopGC: make(chan struct{}),
-		gcDone: make(chan struct{}),
+		db:       db,
+		dir:      dir,
+		stopGC:   make(chan struct{}),
+		gcDone:   make(chan struct{}),
+		sessions: newSessionCache(cacheSize),
 	}
 	interval := opt.GCInterval
 	if interval == 0 {
@@ -186,6 +205,7 @@ func (b *Badger) Close() error {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		b.closed = true
+		b.sessions.clear()
 		if err := b.db.Close(); err != nil {
 			b.closeErr = fmt.Errorf("close store in %s: %w", b.dir, err)
 		}
@@ -208,8 +228,24 @@ func (b *Badger) view(ctx context.Context, fn func(txn *badger.Txn) error) error
 
 // update runs fn in a read-write transaction and commits it, retrying from
 // the start when the commit conflicts with a concurrent one. fn must not
-// keep state across calls.
+// keep state across calls. Not knowing which sessions fn changes, it drops
+// every cached session afterwards; updateAccount and the session methods
+// say more precisely what they change.
 func (b *Badger) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	return b.write(ctx, fn, b.sessions.clear)
+}
+
+// updateAccount is update for a transaction that writes no session record
+// and no index entry (accounts and meta values only), so no cached session
+// needs to go.
+func (b *Badger) updateAccount(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	return b.write(ctx, fn, nil)
+}
+
+// write is update with the cache invalidation given: invalidate runs once
+// the transaction has committed or failed, before write returns, so no
+// caller sees a session it changed or ended served from the cache.
+func (b *Badger) write(ctx context.Context, fn func(txn *badger.Txn) error, invalidate func()) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -217,6 +253,9 @@ func (b *Badger) update(ctx context.Context, fn func(txn *badger.Txn) error) err
 	defer b.mu.RUnlock()
 	if b.closed {
 		return errClosed
+	}
+	if invalidate != nil {
+		defer invalidate()
 	}
 	txnFn := fn
 	if hook := testHookBeforeCommit; hook != nil {
@@ -354,7 +393,7 @@ func (b *Badger) EnableTOTP(ctx context.Context, user string, t TOTP, backupCode
 		return wrap(op, err)
 	}
 	t.SealedSecret = bytes.Clone(t.SealedSecret)
-	err = b.update(ctx, func(txn *badger.Txn) error {
+	err = b.updateAccount(ctx, func(txn *badger.Txn) error {
 		a, err := getAccount(txn, user)
 		if err != nil {
 			return err
@@ -382,7 +421,7 @@ func (b *Badger) DisableTOTP(ctx context.Context, user string, keepSession []byt
 	if err := checkUser(user); err != nil {
 		return wrap(op, err)
 	}
-	err := b.update(ctx, func(txn *badger.Txn) error {
+	err := b.write(ctx, func(txn *badger.Txn) error {
 		a, err := getAccount(txn, user)
 		if err != nil {
 			return err
@@ -397,7 +436,7 @@ func (b *Badger) DisableTOTP(ctx context.Context, user string, keepSession []byt
 		}
 		_, err = deleteUserSessions(txn, user, keepSession)
 		return err
-	})
+	}, func() { b.sessions.dropUser(user) })
 	return wrap(op, err)
 }
 
@@ -412,7 +451,7 @@ func (b *Badger) ReplaceBackupCodes(ctx context.Context, user string, backupCode
 	if err != nil {
 		return wrap(op, err)
 	}
-	err = b.update(ctx, func(txn *badger.Txn) error {
+	err = b.updateAccount(ctx, func(txn *badger.Txn) error {
 		a, err := getAccount(txn, user)
 		if err != nil {
 			return err
@@ -433,7 +472,7 @@ func (b *Badger) UseTOTPStep(ctx context.Context, user string, step int64) error
 	if err := checkUser(user); err != nil {
 		return wrap(op, err)
 	}
-	err := b.update(ctx, func(txn *badger.Txn) error {
+	err := b.updateAccount(ctx, func(txn *badger.Txn) error {
 		a, err := getAccount(txn, user)
 		if err != nil {
 			return err
@@ -459,7 +498,7 @@ func (b *Badger) UseBackupCode(ctx context.Context, user string, hash []byte) (i
 		return 0, wrap(op, err)
 	}
 	var left int
-	err := b.update(ctx, func(txn *badger.Txn) error {
+	err := b.updateAccount(ctx, func(txn *badger.Txn) error {
 		a, err := getAccount(txn, user)
 		if err != nil {
 			return err
@@ -497,7 +536,16 @@ func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 	if len(key) == 0 {
 		return Session{}, wrap("read session", errors.New("empty session key"))
 	}
-	var s Session
+	s, cached, gen := b.sessions.get(key)
+	if cached {
+		if !now().Before(s.Expires) {
+			b.sessions.drop(key)
+			return Session{}, ErrNotFound
+		}
+		s.Key = bytes.Clone(key)
+		s.Pending = bytes.Clone(s.Pending)
+		return s, nil
+	}
 	err := b.view(ctx, func(txn *badger.Txn) error {
 		item, err := txn.Get(sessionKey(key))
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -517,7 +565,12 @@ func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 	if !now().Before(s.Expires) {
 		return Session{}, ErrNotFound
 	}
+	if hook := testHookSessionRead; hook != nil {
+		hook()
+	}
+	b.sessions.put(key, s, gen)
 	s.Key = bytes.Clone(key)
+	s.Pending = bytes.Clone(s.Pending)
 	return s, nil
 }
 
@@ -553,7 +606,7 @@ func (b *Badger) PutSession(ctx context.Context, s Session) error {
 	rec := encodeSession(nil, &s)
 	sk := sessionKey(s.Key)
 	ik := indexKey(s.User, s.Key)
-	err := b.update(ctx, func(txn *badger.Txn) error {
+	err := b.write(ctx, func(txn *badger.Txn) error {
 		// A record being replaced under another user leaves that
 		// user's index entry behind; drop it.
 		item, err := txn.Get(sk)
@@ -581,7 +634,7 @@ func (b *Badger) PutSession(ctx context.Context, s Session) error {
 			return err
 		}
 		return txn.SetEntry(sessionEntry(ik, nil, s.Expires))
-	})
+	}, func() { b.sessions.drop(s.Key) })
 	return wrap(op, err)
 }
 
@@ -592,7 +645,7 @@ func (b *Badger) DeleteSession(ctx context.Context, key []byte) error {
 		return wrap(op, errors.New("empty session key"))
 	}
 	sk := sessionKey(key)
-	err := b.update(ctx, func(txn *badger.Txn) error {
+	err := b.write(ctx, func(txn *badger.Txn) error {
 		item, err := txn.Get(sk)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
@@ -614,7 +667,7 @@ func (b *Badger) DeleteSession(ctx context.Context, key []byte) error {
 			}
 		}
 		return txn.Delete(sk)
-	})
+	}, func() { b.sessions.drop(key) })
 	return wrap(op, err)
 }
 
@@ -627,11 +680,11 @@ func (b *Badger) DeleteUserSessions(ctx context.Context, user string, keepSessio
 		return 0, wrap(op, err)
 	}
 	var n int
-	err := b.update(ctx, func(txn *badger.Txn) error {
+	err := b.write(ctx, func(txn *badger.Txn) error {
 		var err error
 		n, err = deleteUserSessions(txn, user, keepSession)
 		return err
-	})
+	}, func() { b.sessions.dropUser(user) })
 	if err != nil {
 		return 0, wrap(op, err)
 	}
@@ -714,7 +767,7 @@ func (b *Badger) PutMeta(ctx context.Context, name string, value []byte) error {
 		return wrap("write meta", errors.New("empty name"))
 	}
 	v := bytes.Clone(value)
-	err := b.update(ctx, func(txn *badger.Txn) error {
+	err := b.updateAccount(ctx, func(txn *badger.Txn) error {
 		return txn.Set(metaKey(name), v)
 	})
 	return wrap("write meta", err)
