@@ -43,7 +43,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		templates_dir <path>
 //		free_failures <n>                   # default 5
 //		max_delay <duration>                # default 15m
-//		max_concurrent_hashes <n>           # default: number of CPUs
+//		max_concurrent_hashes <n>           # default: a quarter of the CPUs, at least 1
 //	}
 func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive's name

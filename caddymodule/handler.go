@@ -133,7 +133,8 @@ type Handler struct {
 	MaxDelay caddy.Duration `json:"max_delay,omitempty"`
 
 	// MaxConcurrentHashes bounds how many password hashes are computed at
-	// once. Default: the number of CPUs.
+	// once, so that a flood of logins cannot take the CPUs from the proxied
+	// traffic. Default: a quarter of the CPUs, at least 1.
 	MaxConcurrentHashes int `json:"max_concurrent_hashes,omitempty"`
 
 	logger    *zap.Logger
@@ -264,11 +265,17 @@ func (h *Handler) defaults(repl *caddy.Replacer) error {
 		h.MaxDelay = caddy.Duration(DefaultMaxDelay)
 	}
 	if h.MaxConcurrentHashes == 0 {
-		h.MaxConcurrentHashes = runtime.NumCPU()
+		h.MaxConcurrentHashes = defaultMaxHashes()
 	}
 	h.params = otp.Params{Algorithm: h.TOTPAlgorithm, Digits: h.TOTPDigits, Period: h.TOTPPeriod}
 	return nil
 }
+
+// defaultMaxHashes leaves most of the CPUs to the proxied traffic while
+// wrong-password logins flood in: with a hash on every CPU, proxied
+// throughput fell to 40% on 2 CPUs; with one, it kept about 90% (see
+// docs/benchmarks.md).
+func defaultMaxHashes() int { return max(1, runtime.NumCPU()/4) }
 
 // validateConfig checks every option and names the one that is wrong.
 func (h *Handler) validateConfig() error {
