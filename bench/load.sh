@@ -22,7 +22,8 @@
 # Settings (environment): ROUNDS (5), DURATION (10s), CONNS (32),
 # THREADS (1), LOGINS (10000), HASHES (max_concurrent_hashes; default:
 # the module's), OUT (bench/out: binaries and results),
-# SCALE_STORE (a store folder made by bench/scale.sh), SCALE_KEY.
+# SCALE_STORE (a store folder made by bench/scale.sh), SCALE_KEY, CADDY (a
+# Caddy binary to measure instead of building ./cmd/caddy).
 #
 # Needs: go, wrk (apt-get install wrk), curl. Ports: 127.0.0.1:18080-18084
 # and the admin API on 127.0.0.1:18019 (none of them used by the tests or
@@ -68,7 +69,12 @@ log() { printf '%s\n' "$*" >&2; }
 
 build() {
 	log "building into $OUT"
-	go build -o "$OUT/caddy" ./cmd/caddy
+	if [[ -n ${CADDY:-} ]]; then
+		log "using the Caddy binary $CADDY"
+		cp "$CADDY" "$OUT/caddy"
+	else
+		go build -o "$OUT/caddy" ./cmd/caddy
+	fi
 	go build -o "$OUT/upstream" ./bench/upstream
 	go build -o "$OUT/fwdauth" ./bench/fwdauth
 	go build -o "$OUT/login" ./bench/login
@@ -183,6 +189,9 @@ stop_caddy() {
 }
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# rss_split PID: the resident memory that is the process's own (anonymous:
+# heap, stacks) and the part that maps files (the binary, badger's tables).
+rss_split() { awk '/^RssAnon:/ {a = $2} /^RssFile:/ {f = $2} END {printf "anon %d MiB, file %d MiB", a / 1024, f / 1024}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
@@ -364,7 +373,7 @@ memory() {
 	sleep 5
 	local plain
 	plain=$(rss_kb "$CADDY_PID")
-	echo "plain Caddy (reverse_proxy only), idle:      $((plain / 1024)) MiB   startup ${STARTUP_MS} ms"
+	echo "plain Caddy (reverse_proxy only), idle:      $((plain / 1024)) MiB ($(rss_split "$CADDY_PID"))   startup ${STARTUP_MS} ms"
 	stop_caddy
 
 	rm -rf "$WORK/store-mem"
@@ -372,13 +381,13 @@ memory() {
 	sleep 5
 	local idle
 	idle=$(rss_kb "$CADDY_PID")
-	echo "with two_factor, new store, idle:            $((idle / 1024)) MiB (+$(((idle - plain) / 1024)))   startup ${STARTUP_MS} ms"
+	echo "with two_factor, new store, idle:            $((idle / 1024)) MiB (+$(((idle - plain) / 1024))) ($(rss_split "$CADDY_PID"))   startup ${STARTUP_MS} ms"
 	"$OUT/login" -base "http://$SITE_B" -user bob -password "$PASSWORD" -logins "$LOGINS" -concurrency 8 >"$WORK/logins.txt"
 	sleep 5
 	local after
 	after=$(rss_kb "$CADDY_PID")
 	echo "after $(cat "$WORK/logins.txt"):"
-	echo "                                             $((after / 1024)) MiB (+$(((after - plain) / 1024))), peak $(($(hwm_kb "$CADDY_PID") / 1024)) MiB"
+	echo "                                             $((after / 1024)) MiB (+$(((after - plain) / 1024))) ($(rss_split "$CADDY_PID")), peak $(($(hwm_kb "$CADDY_PID") / 1024)) MiB"
 	echo "store on disk: $(du -sh "$WORK/store-mem" | cut -f1)"
 	stop_caddy
 
@@ -390,12 +399,12 @@ memory() {
 		local big
 		big=$(rss_kb "$CADDY_PID")
 		echo "with $users enrolled users ($SCALE_STORE, $(du -sh "$SCALE_STORE" | cut -f1) on disk), idle:"
-		echo "                                             $((big / 1024)) MiB (+$(((big - plain) / 1024)))   startup ${STARTUP_MS} ms"
+		echo "                                             $((big / 1024)) MiB (+$(((big - plain) / 1024))) ($(rss_split "$CADDY_PID"))   startup ${STARTUP_MS} ms"
 		"$OUT/login" -base "http://$SITE_B" -user bob -password "$PASSWORD" -logins 1000 -concurrency 8 >"$WORK/logins.txt"
 		sleep 5
 		big=$(rss_kb "$CADDY_PID")
 		echo "  after $(cat "$WORK/logins.txt"):"
-		echo "                                             $((big / 1024)) MiB (+$(((big - plain) / 1024))), peak $(($(hwm_kb "$CADDY_PID") / 1024)) MiB"
+		echo "                                             $((big / 1024)) MiB (+$(((big - plain) / 1024))) ($(rss_split "$CADDY_PID")), peak $(($(hwm_kb "$CADDY_PID") / 1024)) MiB"
 		stop_caddy
 	fi
 }
