@@ -22,7 +22,8 @@
 # Settings (environment): ROUNDS (5), DURATION (10s), CONNS (32),
 # THREADS (1), LOGINS (10000), HASHES (max_concurrent_hashes; default:
 # the module's), OUT (bench/out: binaries and results),
-# SCALE_STORE (a store folder made by bench/scale.sh), SCALE_KEY, CADDY (a
+# SCALE_STORE (a store folder made by bench/scale.sh), SETTLE (150: seconds
+# to wait on it before measuring again), SCALE_KEY, CADDY (a
 # Caddy binary to measure instead of building ./cmd/caddy).
 #
 # Needs: go, wrk (apt-get install wrk), curl. Ports: 127.0.0.1:18080-18084
@@ -365,46 +366,58 @@ flood() {
 	stop_caddy
 }
 
+# mem_line LABEL PID [PLAIN_KB]: one line of the memory table.
+mem_line() {
+	local rss
+	rss=$(rss_kb "$2")
+	if [[ -n ${3:-} ]]; then
+		printf '%-52s %5d MiB  %+5d MiB  (%s)\n' "$1" $((rss / 1024)) $(((rss - $3) / 1024)) "$(rss_split "$2")"
+	else
+		printf '%-52s %5d MiB  %9s  (%s)\n' "$1" $((rss / 1024)) "" "$(rss_split "$2")"
+	fi
+}
+
 memory() {
 	echo
-	echo "== memory (VmRSS of the Caddy process)"
+	echo "== memory: VmRSS of the Caddy process, and its difference to plain Caddy"
 	machine
 	start_caddy A "$WORK/unused"
 	sleep 5
 	local plain
 	plain=$(rss_kb "$CADDY_PID")
-	echo "plain Caddy (reverse_proxy only), idle:      $((plain / 1024)) MiB ($(rss_split "$CADDY_PID"))   startup ${STARTUP_MS} ms"
+	mem_line "plain Caddy (reverse_proxy only), idle" "$CADDY_PID"
+	echo "  startup: ${STARTUP_MS} ms"
 	stop_caddy
 
 	rm -rf "$WORK/store-mem"
 	start_caddy AB "$WORK/store-mem"
 	sleep 5
-	local idle
-	idle=$(rss_kb "$CADDY_PID")
-	echo "with two_factor, new store, idle:            $((idle / 1024)) MiB (+$(((idle - plain) / 1024))) ($(rss_split "$CADDY_PID"))   startup ${STARTUP_MS} ms"
+	mem_line "with two_factor, new store, idle" "$CADDY_PID" "$plain"
+	echo "  startup: ${STARTUP_MS} ms"
 	"$OUT/login" -base "http://$SITE_B" -user bob -password "$PASSWORD" -logins "$LOGINS" -concurrency 8 >"$WORK/logins.txt"
 	sleep 5
-	local after
-	after=$(rss_kb "$CADDY_PID")
-	echo "after $(cat "$WORK/logins.txt"):"
-	echo "                                             $((after / 1024)) MiB (+$(((after - plain) / 1024))) ($(rss_split "$CADDY_PID")), peak $(($(hwm_kb "$CADDY_PID") / 1024)) MiB"
-	echo "store on disk: $(du -sh "$WORK/store-mem" | cut -f1)"
+	mem_line "after $LOGINS logins" "$CADDY_PID" "$plain"
+	echo "  $(cat "$WORK/logins.txt"); peak $(($(hwm_kb "$CADDY_PID") / 1024)) MiB; store on disk $(du -sh "$WORK/store-mem" | cut -f1)"
 	stop_caddy
 
 	if [[ -n ${SCALE_STORE:-} ]]; then
-		local users
+		local users settle=${SETTLE:-150}
 		users=$(cat "$SCALE_STORE.users" 2>/dev/null || echo "?")
+		echo "store of $users enrolled users: $SCALE_STORE, $(du -sh "$SCALE_STORE" | cut -f1) on disk"
 		start_caddy AB "$SCALE_STORE"
+		echo "  startup: ${STARTUP_MS} ms"
 		sleep 5
-		local big
-		big=$(rss_kb "$CADDY_PID")
-		echo "with $users enrolled users ($SCALE_STORE, $(du -sh "$SCALE_STORE" | cut -f1) on disk), idle:"
-		echo "                                             $((big / 1024)) MiB (+$(((big - plain) / 1024))) ($(rss_split "$CADDY_PID"))   startup ${STARTUP_MS} ms"
+		mem_line "with $users users, 5 s after start" "$CADDY_PID" "$plain"
+		# Badger may be compacting (after a bulk import it rewrites much
+		# of the store), and Go returns freed memory after its periodic GC
+		# (every 2 minutes when idle): wait, then measure again.
+		sleep "$settle"
+		mem_line "with $users users, $((settle + 5)) s after start" "$CADDY_PID" "$plain"
+		echo "  peak so far: $(($(hwm_kb "$CADDY_PID") / 1024)) MiB; on disk now $(du -sh "$SCALE_STORE" | cut -f1)"
 		"$OUT/login" -base "http://$SITE_B" -user bob -password "$PASSWORD" -logins 1000 -concurrency 8 >"$WORK/logins.txt"
 		sleep 5
-		big=$(rss_kb "$CADDY_PID")
-		echo "  after $(cat "$WORK/logins.txt"):"
-		echo "                                             $((big / 1024)) MiB (+$(((big - plain) / 1024))) ($(rss_split "$CADDY_PID")), peak $(($(hwm_kb "$CADDY_PID") / 1024)) MiB"
+		mem_line "with $users users, after 1000 logins" "$CADDY_PID" "$plain"
+		echo "  $(cat "$WORK/logins.txt"); peak $(($(hwm_kb "$CADDY_PID") / 1024)) MiB"
 		stop_caddy
 	fi
 }
