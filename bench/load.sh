@@ -11,7 +11,9 @@
 #            B  two_factor + reverse_proxy, logged in          :18082
 #            C  forward_auth to a cookie checker + reverse_proxy :18083
 #          req/s, p50, p99 per setup, the paired ratios to A (median of
-#          the rounds), and the CPU time of the Caddy process per request.
+#          the rounds), and the CPU time of the Caddy process per request;
+#          then one long run of B under Caddy's CPU profiler, for the share
+#          of Caddy's CPU spent in the gate itself.
 # flood    B alone, then B while wrong-password logins flood in (from many
 #          addresses and user names, so throttling lets the hashes run),
 #          interleaved; the ratio of B's throughput under flood to without.
@@ -22,6 +24,7 @@
 # Settings (environment): ROUNDS (5), DURATION (10s), CONNS (32),
 # THREADS (1), LOGINS (10000), HASHES (max_concurrent_hashes; default:
 # the module's), OUT (bench/out: binaries and results),
+# PROFILE (30: seconds of the profiled run of B; 0 skips it),
 # SCALE_STORE (a store folder made by bench/scale.sh), SETTLE (150: seconds
 # to wait on it before measuring again), SCALE_KEY, CADDY (a
 # Caddy binary to measure instead of building ./cmd/caddy).
@@ -302,7 +305,28 @@ compare() {
 	echo "  C/A throughput:          $(pair 3 A C ratio | median)"
 	echo "  B/C throughput:          $(pair 3 C B ratio | median)   (target >= 1.8)"
 	echo "  C checker CPU µs/req:    $(awk '$2 == "C" {print $8}' "$res" | median)   (the forward-auth server, besides Caddy's)"
+	gate_profile
 	stop_caddy
+}
+
+# gate_profile: one more run of B with Caddy's CPU profile, to tell the
+# gate's own CPU apart from the proxy's. Unlike throughput, a profile's
+# shares barely move when other processes load the machine.
+gate_profile() {
+	local secs=${PROFILE:-30} prof=$WORK/b.pprof out own
+	[[ $secs -ge 6 ]] || return 0
+	(sleep 1 && curl -s -o "$prof" "http://$ADMIN/debug/pprof/profile?seconds=$((secs - 2))") &
+	local cpid=$!
+	out=$(DURATION=${secs}s run_wrk B "http://$SITE_B/")
+	wait "$cpid"
+	# Samples in the gate's ServeHTTP but not in the proxy it calls.
+	own=$(go tool pprof -top -cum -focus 'caddymodule\.\(\*Handler\)\.ServeHTTP' -ignore 'reverseproxy' \
+		"$OUT/caddy" "$prof" 2>/dev/null | awk '/caddymodule\.\(\*Handler\)\.ServeHTTP$/ {print $5; exit}' | tr -d '%')
+	echo
+	echo "B profiled ($((secs - 2)) s of a run at $(cut -d' ' -f2 <<<"$out") req/s, Caddy CPU $(cut -d' ' -f6 <<<"$out") µs/req):"
+	awk -v own="${own:-0}" -v cpu="$(cut -d' ' -f6 <<<"$out")" \
+		'BEGIN { printf "  the gate'"'"'s own share of Caddy'"'"'s CPU: %.2f%%, about %.1f µs per request (target <= 5)\n", own, own / 100 * cpu }'
+	cp "$prof" "$OUT/b.pprof"
 }
 
 flood() {
