@@ -345,9 +345,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.refuse(w, r, nil)
 	}
 	if h.now().Sub(rec.Seen) > h.sessions.touchInterval() {
-		rec.Seen = h.now()
-		rec.Expires = h.sessions.expiry(*rec)
-		if err := h.db.PutSession(r.Context(), *rec); err != nil {
+		switch err := h.sessions.touch(r.Context(), rec); {
+		case errors.Is(err, store.ErrNotFound):
+			return h.refuse(w, r, nil) // ended meanwhile, by a logout
+		case err != nil:
 			return h.storeFailed(err)
 		}
 	}

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/sessions"
@@ -32,6 +34,10 @@ type sessionStore struct {
 	// lifetime, and the lifetime of a session that still owes a factor.
 	idle, lifetime, pending time.Duration
 	now                     func() time.Time
+	// touching holds the keys of the sessions whose last-seen time a
+	// request is refreshing, so that the many requests of one page arriving
+	// when the refresh is due write once, not all at once.
+	touching sync.Map
 }
 
 var _ sessions.Store = (*sessionStore)(nil)
@@ -137,6 +143,20 @@ func (s *sessionStore) expiry(rec store.Session) time.Time {
 		return idleEnd
 	}
 	return end
+}
+
+// touch refreshes the session's last-seen time if no other request is
+// doing so already. ErrNotFound means the session ended meanwhile (a logout
+// between this request's read and its refresh): the request has no session.
+func (s *sessionStore) touch(ctx context.Context, rec *store.Session) error {
+	k := string(rec.Key)
+	if _, busy := s.touching.LoadOrStore(k, struct{}{}); busy {
+		return nil
+	}
+	defer s.touching.Delete(k)
+	rec.Seen = s.now()
+	rec.Expires = s.expiry(*rec)
+	return s.db.TouchSession(ctx, rec.Key, rec.Seen, rec.Expires)
 }
 
 // touchInterval is how stale a session's last-seen time may get before a

@@ -644,6 +644,48 @@ func (b *Badger) PutSession(ctx context.Context, s Session) error {
 	return wrap(op, err)
 }
 
+// TouchSession moves a live session's last-seen time and expiry forward;
+// ErrNotFound if it is gone or expired. It never creates a record.
+func (b *Badger) TouchSession(ctx context.Context, key []byte, seen, expires time.Time) error {
+	const op = "touch session"
+	switch {
+	case len(key) == 0:
+		return wrap(op, errors.New("empty session key"))
+	case expires.Unix() <= 0:
+		return wrap(op, fmt.Errorf("expiry time %v out of range", expires))
+	}
+	sk := sessionKey(key)
+	err := b.write(ctx, func(txn *badger.Txn) error {
+		item, err := txn.Get(sk)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		var s Session
+		err = item.Value(func(v []byte) error {
+			s, err = decodeSession(v)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if !now().Before(s.Expires) {
+			return ErrNotFound
+		}
+		if !s.Seen.Before(seen) {
+			return nil // a concurrent request refreshed it already
+		}
+		s.Seen, s.Expires = seen, expires
+		if err := txn.SetEntry(sessionEntry(sk, encodeSession(nil, &s), expires)); err != nil {
+			return err
+		}
+		return txn.SetEntry(sessionEntry(indexKey(s.User, key), nil, expires))
+	}, func() { b.sessions.drop(key) })
+	return wrap(op, err)
+}
+
 // DeleteSession removes one session; no error if it is already gone.
 func (b *Badger) DeleteSession(ctx context.Context, key []byte) error {
 	const op = "delete session"

@@ -81,6 +81,10 @@ func TestSessionCacheInvalidation(t *testing.T) {
 			return b.PutSession(ctx, s)
 		}, false},
 		{"PutSession to another user", func(b *Badger) error { return b.PutSession(ctx, testSession("k", "bob")) }, false},
+		{"TouchSession", func(b *Badger) error {
+			s := testSession("k", "alice")
+			return b.TouchSession(ctx, s.Key, s.Seen.Add(time.Minute), s.Expires.Add(time.Minute))
+		}, false},
 		{"any other update", func(b *Badger) error {
 			return b.update(ctx, func(txn *badger.Txn) error { return txn.Delete(sessionKey([]byte("k"))) })
 		}, true},
@@ -102,7 +106,7 @@ func TestSessionCacheInvalidation(t *testing.T) {
 				t.Errorf("after %s: got %+v %v, want ErrNotFound", tc.name, after, err)
 			case !tc.gone && err != nil:
 				t.Errorf("after %s: %v", tc.name, err)
-			case !tc.gone && after.Next == before.Next && after.User == before.User:
+			case !tc.gone && after.Next == before.Next && after.User == before.User && after.Seen.Equal(before.Seen):
 				t.Errorf("after %s: got the old record %+v", tc.name, after)
 			}
 			if !sessionExists(t, b, "other") {
@@ -284,5 +288,71 @@ func TestSessionCacheClosed(t *testing.T) {
 	}
 	if _, err := b.Session(ctx, []byte("k")); !errors.Is(err, errClosed) {
 		t.Errorf("Session on a closed store: got %v, want errClosed", err)
+	}
+}
+
+func TestTouchSession(t *testing.T) {
+	ctx := context.Background()
+	b := openTest(t)
+	s := testSession("k", "alice")
+	s.Next, s.Pending, s.PendingAt = "/next", []byte("pending"), s.Seen
+	if err := b.PutSession(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Session(ctx, s.Key); err != nil { // cached now
+		t.Fatal(err)
+	}
+	seen, expires := s.Seen.Add(time.Minute), s.Expires.Add(time.Minute)
+	if err := b.TouchSession(ctx, s.Key, seen, expires); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Session(ctx, s.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Seen.Equal(seen) || !got.Expires.Equal(expires) {
+		t.Errorf("after touch: got seen %v expires %v, want %v %v", got.Seen, got.Expires, seen, expires)
+	}
+	if got.User != s.User || got.Stage != s.Stage || got.Next != s.Next || string(got.Pending) != "pending" || !got.Created.Equal(s.Created) {
+		t.Errorf("touch changed more than the times: got %+v, had %+v", got, s)
+	}
+	// An older refresh arriving late leaves the newer one.
+	if err := b.TouchSession(ctx, s.Key, s.Seen, s.Expires); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b.Session(ctx, s.Key); !got.Seen.Equal(seen) {
+		t.Errorf("a late, older touch moved seen back to %v", got.Seen)
+	}
+	// The index entry moved with it: the session is still the user's.
+	setClock(t, s.Expires.Add(time.Second))
+	if n, err := b.DeleteUserSessions(ctx, "alice", nil); err != nil || n != 1 {
+		t.Errorf("DeleteUserSessions after the old expiry: got %d %v, want 1", n, err)
+	}
+}
+
+func TestTouchSessionNeverCreates(t *testing.T) {
+	ctx := context.Background()
+	b := openTest(t)
+	s := testSession("k", "alice")
+	if err := b.TouchSession(ctx, s.Key, s.Seen, s.Expires); !errors.Is(err, ErrNotFound) {
+		t.Errorf("touch of a missing session: got %v, want ErrNotFound", err)
+	}
+	if sessionExists(t, b, "k") {
+		t.Error("touch created a session")
+	}
+	putSessions(t, b, "alice", "k")
+	if err := b.DeleteSession(ctx, s.Key); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.TouchSession(ctx, s.Key, s.Seen.Add(time.Minute), s.Expires); !errors.Is(err, ErrNotFound) {
+		t.Errorf("touch of a deleted session: got %v, want ErrNotFound", err)
+	}
+	if sessionExists(t, b, "k") {
+		t.Error("touch brought a deleted session back")
+	}
+	putSessions(t, b, "alice", "k")
+	setClock(t, s.Expires)
+	if err := b.TouchSession(ctx, s.Key, s.Expires, s.Expires.Add(time.Hour)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("touch of an expired session: got %v, want ErrNotFound", err)
 	}
 }
