@@ -263,16 +263,17 @@ compare() {
 	expect "http://$SITE_B/" "" 401
 	expect "http://$SITE_C/" "" 401
 	log "warming up"
-	DURATION=3s run_wrk warm "http://$SITE_A/" >/dev/null
-	DURATION=3s run_wrk warm "http://$SITE_B/" >/dev/null
-	DURATION=3s run_wrk warm "http://$SITE_C/" >/dev/null
+	DURATION=3s run_wrk warm "http://$SITE_A/" >/dev/null || exit 1
+	DURATION=3s run_wrk warm "http://$SITE_B/" >/dev/null || exit 1
+	DURATION=3s run_wrk warm "http://$SITE_C/" >/dev/null || exit 1
 	local res=$WORK/compare.txt
 	: >"$res"
 	for r in $(seq 1 "$ROUNDS"); do
 		for s in A B C; do
 			local site=SITE_$s
 			log "round $r: $s"
-			echo "$r $(run_wrk "$s" "http://${!site}/")" >>"$res"
+			line=$(run_wrk "$s" "http://${!site}/") || exit 1
+			echo "$r $line" >>"$res"
 		done
 	done
 	cp "$res" "$OUT/compare-raw.txt"
@@ -317,7 +318,7 @@ gate_profile() {
 	[[ $secs -ge 6 ]] || return 0
 	(sleep 1 && curl -s -o "$prof" "http://$ADMIN/debug/pprof/profile?seconds=$((secs - 2))") &
 	local cpid=$!
-	out=$(DURATION=${secs}s run_wrk B "http://$SITE_B/")
+	out=$(DURATION=${secs}s run_wrk B "http://$SITE_B/") || exit 1
 	wait "$cpid"
 	# Samples in the gate's ServeHTTP but not in the proxy it calls.
 	own=$(go tool pprof -top -cum -focus 'caddymodule\.\(\*Handler\)\.ServeHTTP' -ignore 'reverseproxy' \
@@ -360,19 +361,21 @@ flood() {
 		for s, n in pairs(total) do io.write(string.format("status %d: %d\n", s, n)) end
 	end
 	EOF
-	DURATION=3s run_wrk warm "http://$SITE_B/" >/dev/null
+	DURATION=3s run_wrk warm "http://$SITE_B/" >/dev/null || exit 1
 	local res=$WORK/flood.txt
 	: >"$res"
 	local secs=${DURATION%s}
 	for r in $(seq 1 "$ROUNDS"); do
 		log "round $r: normal"
-		echo "$r $(run_wrk normal "http://$SITE_B/")" >>"$res"
+		line=$(run_wrk normal "http://$SITE_B/") || exit 1
+		echo "$r $line" >>"$res"
 		log "round $r: flood"
 		# The flood starts first and outlasts the measured run.
 		wrk -t1 -c16 -d$((secs + 4))s --timeout 120s -s "$WORK/flood.lua" "http://$SITE_B/" >"$WORK/flood-wrk-$r.txt" 2>&1 &
 		local fpid=$!
 		sleep 2
-		echo "$r $(run_wrk flood "http://$SITE_B/")" >>"$res"
+		line=$(run_wrk flood "http://$SITE_B/") || exit 1
+		echo "$r $line" >>"$res"
 		wait "$fpid" || true
 		grep -e '^status' -e 'requests in' "$WORK/flood-wrk-$r.txt" | tr '\n' ' ' | sed "s/^/  flood round $r: /" >>"$WORK/flood-logins.txt"
 		echo >>"$WORK/flood-logins.txt"
