@@ -48,7 +48,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		languages <tag>...                  # default: all (en ru); one forces it
 //		free_failures <n>                   # default 5
 //		max_delay <duration>                # default 15m
-//		max_concurrent_hashes <n>           # default: number of CPUs
+//		max_concurrent_hashes <n>           # default: a quarter of the CPUs, at least 1
 //		argon2id_time <n>                   # default 1; for store users' passwords
 //		argon2id_memory <KiB>               # default 47104
 //		argon2id_threads <n>                # default 1

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -51,6 +52,13 @@ func (b *brokenStore) PutSession(ctx context.Context, s store.Session) error {
 		return err
 	}
 	return b.Store.PutSession(ctx, s)
+}
+
+func (b *brokenStore) TouchSession(ctx context.Context, key []byte, seen, expires time.Time) error {
+	if err := b.fail(); err != nil {
+		return err
+	}
+	return b.Store.TouchSession(ctx, key, seen, expires)
 }
 
 func (b *brokenStore) UpdateSession(ctx context.Context, s store.Session) error {

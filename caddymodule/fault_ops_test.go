@@ -13,7 +13,7 @@ import (
 // to fail like the others (TestFaultyStoreWrapsEveryMethod), and the
 // requests of store users in the fault matrix.
 func init() {
-	wrappedMethods = append(wrappedMethods, "UpdateSession", "User", "Users", "AddUser", "SetPassword",
+	wrappedMethods = append(wrappedMethods, "UpdateSession", "TouchSession", "User", "Users", "AddUser", "SetPassword",
 		"RehashPassword", "DeleteUser", "UserSessions", "CountEnrolled", "Backup", "Restore")
 	committing["SetPassword"] = true
 	faultScenarios = append(faultScenarios,
@@ -58,6 +58,13 @@ func (e *faultEnv) storeUserLogin() *http.Cookie {
 	e.t.Helper()
 	e.storeUser()
 	return e.must(e.post("/.auth/login", nil, "username", "dave", "password", testPassword), http.StatusSeeOther).cookie()
+}
+
+func (f *faultyStore) TouchSession(ctx context.Context, key []byte, seen, expires time.Time) error {
+	if err := f.call("TouchSession"); err != nil {
+		return err
+	}
+	return f.Store.TouchSession(ctx, key, seen, expires)
 }
 
 func (f *faultyStore) UpdateSession(ctx context.Context, s store.Session) error {

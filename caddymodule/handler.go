@@ -155,7 +155,8 @@ type Handler struct {
 	MaxDelay caddy.Duration `json:"max_delay,omitempty"`
 
 	// MaxConcurrentHashes bounds how many password hashes are computed at
-	// once. Default: the number of CPUs.
+	// once, so that a flood of logins cannot take the CPUs from the proxied
+	// traffic. Default: a quarter of the CPUs, at least 1.
 	MaxConcurrentHashes int `json:"max_concurrent_hashes,omitempty"`
 
 	// Argon2idTime is the number of argon2id passes for the passwords of
@@ -184,7 +185,7 @@ type Handler struct {
 	limits    *limits
 	params    otp.Params
 	skew      int
-	identity  map[string]bool // lower-case identity header names, "_" as "-"
+	identity  identitySet // identity header names, folded by headerKey
 	crossSite *http.CrossOriginProtection
 	now       func() time.Time
 }
@@ -305,7 +306,7 @@ func (h *Handler) defaults(repl *caddy.Replacer) error {
 		h.MaxDelay = caddy.Duration(DefaultMaxDelay)
 	}
 	if h.MaxConcurrentHashes == 0 {
-		h.MaxConcurrentHashes = runtime.NumCPU()
+		h.MaxConcurrentHashes = defaultMaxHashes()
 	}
 	if h.Argon2idTime == 0 {
 		h.Argon2idTime = DefaultArgon2idTime
@@ -320,6 +321,12 @@ func (h *Handler) defaults(repl *caddy.Replacer) error {
 	h.params = otp.Params{Algorithm: h.TOTPAlgorithm, Digits: h.TOTPDigits, Period: h.TOTPPeriod}
 	return nil
 }
+
+// defaultMaxHashes leaves most of the CPUs to the proxied traffic while
+// wrong-password logins flood in: with a hash on every CPU, proxied
+// throughput fell to 40% on 2 CPUs; with one, it kept about 90% (see
+// docs/benchmarks.md).
+func defaultMaxHashes() int { return max(1, runtime.NumCPU()/4) }
 
 // validateConfig checks every option and names the one that is wrong.
 func (h *Handler) validateConfig() error {
@@ -399,22 +406,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.refuse(w, r, nil)
 	}
 	if h.now().Sub(rec.Seen) > h.sessions.touchInterval() {
-		rec.Seen = h.now()
-		err := h.updateSession(r, rec)
-		if errors.Is(err, store.ErrNotFound) {
-			// Ended meanwhile (logout, revoke): it stays ended.
-			return h.refuse(w, r, nil)
-		}
-		if err != nil {
+		switch err := h.sessions.touch(r.Context(), rec); {
+		case errors.Is(err, store.ErrNotFound):
+			return h.refuse(w, r, nil) // ended meanwhile, by a logout
+		case err != nil:
 			return h.storeFailed(err)
 		}
 	}
 	stripIdentity(r, h.identity)
 	removeCookie(r, h.CookieName)
 	r.Header.Set(h.UserHeader, name)
-	caddyhttp.SetVar(r.Context(), "two_factor.user", name)
+	var user any = name // boxed once for both
+	caddyhttp.SetVar(r.Context(), "two_factor.user", user)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.auth.user.id", name)
+		repl.Set("http.auth.user.id", user)
 	}
 	return next.ServeHTTP(w, r)
 }

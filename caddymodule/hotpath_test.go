@@ -61,6 +61,11 @@ func (c *countingStore) PutSession(ctx context.Context, s store.Session) error {
 	return c.Store.PutSession(ctx, s)
 }
 
+func (c *countingStore) TouchSession(ctx context.Context, key []byte, seen, expires time.Time) error {
+	c.writes.Add(1)
+	return c.Store.TouchSession(ctx, key, seen, expires)
+}
+
 func (c *countingStore) UpdateSession(ctx context.Context, s store.Session) error {
 	c.writes.Add(1)
 	return c.Store.UpdateSession(ctx, s)

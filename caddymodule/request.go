@@ -1,7 +1,9 @@
 package caddymodule
 
 import (
+	"bytes"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"path"
 	"strings"
@@ -55,57 +57,188 @@ func headerKey(name string) string {
 	return identityFold.Replace(strings.ToLower(name))
 }
 
-func identityHeaders(configured string) map[string]bool {
-	m := make(map[string]bool, len(commonIdentityHeaders)+1)
+// identitySet holds the identity header names folded by headerKey, with a
+// cheap filter in front: most of a request's headers (Accept-*, Sec-*,
+// User-Agent, Cookie) differ from every identity header in the first letter.
+type identitySet struct {
+	names map[string]bool
+	first [256]bool // first bytes of the folded names
+}
+
+func identityHeaders(configured string) identitySet {
+	s := identitySet{names: make(map[string]bool, len(commonIdentityHeaders)+1)}
 	for _, n := range append(commonIdentityHeaders, configured) {
-		m[headerKey(n)] = true
+		k := headerKey(n)
+		s.names[k] = true
+		if k != "" {
+			s.first[k[0]] = true
+		}
 	}
-	return m
+	return s
 }
 
 // stripIdentity deletes every client-sent copy of an identity header, in
 // any spelling, before the gate sets its own.
-func stripIdentity(r *http.Request, identity map[string]bool) {
+func stripIdentity(r *http.Request, identity identitySet) {
 	for name := range r.Header {
-		if identity[headerKey(name)] {
+		if isIdentity(name, identity) {
 			delete(r.Header, name)
 		}
 	}
 }
 
+// isIdentity reports whether identity holds headerKey(name). It runs for
+// every header of every request that passes, so it folds ASCII names in a
+// buffer on the stack rather than allocating.
+func isIdentity(name string, identity identitySet) bool {
+	var buf [64]byte
+	if len(name) > len(buf) {
+		return identity.names[headerKey(name)]
+	}
+	if len(name) == 0 || name[0] >= 0x80 {
+		return identity.names[headerKey(name)]
+	}
+	// headerKey folds an ASCII first byte by itself, whatever follows.
+	if !identity.first[foldByte(name[0])] {
+		return false
+	}
+	b := buf[:len(name)]
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c >= 0x80 {
+			// Not a valid header name; fold it as Unicode, as before.
+			return identity.names[headerKey(name)]
+		}
+		b[i] = foldByte(c)
+	}
+	return identity.names[string(b)]
+}
+
+// foldByte is headerKey for one ASCII byte.
+func foldByte(c byte) byte {
+	switch {
+	case 'A' <= c && c <= 'Z':
+		return c + 'a' - 'A'
+	case c == '_':
+		return '-'
+	}
+	return c
+}
+
 // removeCookie drops the gate's own cookie from the Cookie header(s), so
 // the upstream never sees the session ID. Other cookies are kept as sent.
+// A request that carries only the gate's cookie (the usual case) costs no
+// allocation.
 func removeCookie(r *http.Request, name string) {
-	lines := r.Header.Values("Cookie")
-	if len(lines) == 0 {
-		return
-	}
-	kept := make([]string, 0, len(lines))
+	lines := r.Header["Cookie"]
 	changed := false
 	for _, line := range lines {
-		parts := strings.Split(line, ";")
-		out := parts[:0]
-		for _, part := range parts {
-			n, _, _ := strings.Cut(part, "=")
-			if strings.TrimSpace(n) == name {
-				changed = true
-				continue
-			}
-			out = append(out, part)
-		}
-		if len(out) > 0 {
-			kept = append(kept, strings.TrimLeft(strings.Join(out, ";"), " "))
+		if _, ok := withoutCookie(line, name, nil); ok {
+			changed = true
+			break
 		}
 	}
 	if !changed {
 		return
 	}
-	r.Header.Del("Cookie")
-	for _, line := range kept {
-		if strings.TrimSpace(line) != "" {
-			r.Header.Add("Cookie", line)
+	var kept []string
+	for _, line := range lines {
+		var buf [256]byte // longer lines spill to the heap
+		out, _ := withoutCookie(line, name, buf[:0])
+		if strings.TrimSpace(out) != "" {
+			kept = append(kept, out)
 		}
 	}
+	if len(kept) == 0 {
+		delete(r.Header, "Cookie")
+		return
+	}
+	r.Header["Cookie"] = kept
+}
+
+// withoutCookie returns line with every ";"-separated part named name left
+// out (the rest joined by ";" and stripped of leading spaces), and whether
+// there was such a part. With a nil buf it only reports.
+func withoutCookie(line, name string, buf []byte) (string, bool) {
+	found, first := false, true
+	for rest := line; ; {
+		part, more, ok := strings.Cut(rest, ";")
+		n, _, _ := strings.Cut(part, "=")
+		if strings.TrimSpace(n) == name {
+			found = true
+			if buf == nil {
+				return "", true
+			}
+		} else if buf != nil {
+			if !first {
+				buf = append(buf, ';')
+			}
+			buf = append(buf, part...)
+			first = false
+		}
+		if !ok {
+			break
+		}
+		rest = more
+	}
+	if buf == nil {
+		return "", found
+	}
+	return string(bytes.TrimLeft(buf, " ")), found
+}
+
+// maxCookies is net/http's default limit on the cookies it reads from a
+// request (GODEBUG httpcookiemaxnum); past it, r.Cookie finds none.
+const maxCookies = 3000
+
+// cookieValue returns the value of the request's first cookie called name,
+// exactly as r.Cookie(name) would find it, without allocating: the gate
+// reads its cookie on every request. The value has any surrounding double
+// quotes removed.
+func cookieValue(h http.Header, name string) (string, bool) {
+	lines := h["Cookie"]
+	if len(lines) == 0 {
+		return "", false
+	}
+	count := 0
+	for _, line := range lines {
+		count += strings.Count(line, ";") + 1
+	}
+	if count > maxCookies {
+		return "", false
+	}
+	for _, line := range lines {
+		line = textproto.TrimString(line)
+		for len(line) > 0 {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			part = textproto.TrimString(part)
+			if part == "" {
+				continue
+			}
+			n, val, _ := strings.Cut(part, "=")
+			if textproto.TrimString(n) != name {
+				continue
+			}
+			if len(val) > 1 && val[0] == '"' && val[len(val)-1] == '"' {
+				val = val[1 : len(val)-1]
+			}
+			if validCookieValue(val) {
+				return val, true
+			}
+		}
+	}
+	return "", false
+}
+
+// validCookieValue is net/http's test of a cookie value's bytes.
+func validCookieValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 func validHeaderName(n string) bool { return n != "" && httpguts.ValidHeaderFieldName(n) }

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/sessions"
@@ -32,6 +34,10 @@ type sessionStore struct {
 	// lifetime, and the lifetime of a session that still owes a factor.
 	idle, lifetime, pending time.Duration
 	now                     func() time.Time
+	// touching holds the keys of the sessions whose last-seen time a
+	// request is refreshing, so that the many requests of one page arriving
+	// when the refresh is due write once, not all at once.
+	touching sync.Map
 }
 
 var _ sessions.Store = (*sessionStore)(nil)
@@ -96,11 +102,11 @@ func (s *sessionStore) Save(r *http.Request, w http.ResponseWriter, sess *sessio
 // read and no write. It returns a nil record for anything but a live
 // session.
 func (s *sessionStore) lookup(r *http.Request, name string) (*store.Session, string, error) {
-	c, err := r.Cookie(name)
-	if err != nil {
+	id, ok := cookieValue(r.Header, name)
+	if !ok {
 		return nil, "", nil
 	}
-	key, ok := parseSessionID(c.Value)
+	key, ok := parseSessionID(id)
 	if !ok {
 		return nil, "", nil
 	}
@@ -114,7 +120,7 @@ func (s *sessionStore) lookup(r *http.Request, name string) (*store.Session, str
 	if !s.live(rec) {
 		return nil, "", nil
 	}
-	return &rec, c.Value, nil
+	return &rec, id, nil
 }
 
 // live applies the timeouts on the server: the absolute lifetime, the idle
@@ -137,6 +143,20 @@ func (s *sessionStore) expiry(rec store.Session) time.Time {
 		return idleEnd
 	}
 	return end
+}
+
+// touch refreshes the session's last-seen time if no other request is
+// doing so already. ErrNotFound means the session ended meanwhile (a logout
+// between this request's read and its refresh): the request has no session.
+func (s *sessionStore) touch(ctx context.Context, rec *store.Session) error {
+	k := string(rec.Key)
+	if _, busy := s.touching.LoadOrStore(k, struct{}{}); busy {
+		return nil
+	}
+	defer s.touching.Delete(k)
+	rec.Seen = s.now()
+	rec.Expires = s.expiry(*rec)
+	return s.db.TouchSession(ctx, rec.Key, rec.Seen, rec.Expires)
 }
 
 // touchInterval is how stale a session's last-seen time may get before a
@@ -180,6 +200,9 @@ func parseSessionID(v string) ([]byte, bool) {
 
 // keyOf is the store key of a session ID: its SHA-256.
 func keyOf(id string) []byte {
-	sum := sha256.Sum256([]byte(id))
+	// Hash a copy on the stack: the conversion of a string this long
+	// would otherwise allocate.
+	var buf [64]byte
+	sum := sha256.Sum256(append(buf[:0], id...))
 	return sum[:]
 }

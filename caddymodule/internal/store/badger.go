@@ -24,6 +24,10 @@ var now = time.Now
 // transaction after its work is done and before it commits.
 var testHookBeforeCommit func(b *Badger)
 
+// testHookSessionRead, when set by a test, runs in Session after a record
+// was read from disk and before it is put in the cache.
+var testHookSessionRead func()
+
 // Compile-time check that Badger implements Store.
 var _ Store = (*Badger)(nil)
 
@@ -53,6 +57,10 @@ type Options struct {
 	// GCInterval is how often the value log is garbage collected: zero
 	// means every 10 minutes, a negative value turns the collector off.
 	GCInterval time.Duration
+	// SessionCache is how many sessions are kept decoded in memory for
+	// Session (see cache.go): zero means DefaultSessionCache, a negative
+	// value turns the cache off.
+	SessionCache int
 }
 
 // Badger is the embedded Store, kept in a badger database in one folder.
@@ -73,6 +81,12 @@ type Badger struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// sessions caches session records for Session. Every write goes
+	// through write (update, updateAccount, or a session method), which
+	// invalidates it; a write that went around it would have to call
+	// sessions.clear() itself.
+	sessions *sessionCache
 }
 
 // OpenBadger opens (creating it if needed, with mode 0700) the store in dir.
@@ -119,6 +133,12 @@ func OpenBadger(dir string, opt Options) (*Badger, error) {
 		// No expvar metrics: nothing reads them.
 		WithMetricsEnabled(false).
 		WithLogger(newBadgerLogger(opt.Logger))
+	// Tables of every level stay at the base size (2 MiB) instead of
+	// doubling with each level. A compaction builds up to 13 tables at once
+	// per compactor, each in a buffer of twice the table size: with
+	// 1,000,000 users the deepest levels' tables grew big enough for a
+	// compaction to take over a GB of RSS (docs/benchmarks.md).
+	bo.TableSizeMultiplier = 1
 
 	db, err := badger.Open(bo)
 	if err != nil {
@@ -128,12 +148,17 @@ func OpenBadger(dir string, opt Options) (*Badger, error) {
 		return nil, fmt.Errorf("open store in %s: %w", dir, err)
 	}
 
+	cacheSize := opt.SessionCache
+	if cacheSize == 0 {
+		cacheSize = DefaultSessionCache
+	}
 	b := &Badger{
-		db:     db,
-		dir:    dir,
-		space:  space,
-		stopGC: make(chan struct{}),
-		gcDone: make(chan struct{}),
+		db:       db,
+		dir:      dir,
+		space:    space,
+		stopGC:   make(chan struct{}),
+		gcDone:   make(chan struct{}),
+		sessions: newSessionCache(cacheSize),
 	}
 	interval := opt.GCInterval
 	if interval == 0 {
@@ -195,6 +220,7 @@ func (b *Badger) Close() error {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		b.closed = true
+		b.sessions.clear()
 		if err := b.db.Close(); err != nil {
 			b.closeErr = fmt.Errorf("close store in %s: %w", b.dir, err)
 		}
@@ -217,8 +243,24 @@ func (b *Badger) view(ctx context.Context, fn func(txn *badger.Txn) error) error
 
 // update runs fn in a read-write transaction and commits it, retrying from
 // the start when the commit conflicts with a concurrent one. fn must not
-// keep state across calls.
+// keep state across calls. Not knowing which sessions fn changes, it drops
+// every cached session afterwards; updateAccount and the session methods
+// say more precisely what they change.
 func (b *Badger) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	return b.write(ctx, fn, b.sessions.clear)
+}
+
+// updateAccount is update for a transaction that writes no session record
+// and no index entry (accounts and meta values only), so no cached session
+// needs to go.
+func (b *Badger) updateAccount(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	return b.write(ctx, fn, nil)
+}
+
+// write is update with the cache invalidation given: invalidate runs once
+// the transaction has committed or failed, before write returns, so no
+// caller sees a session it changed or ended served from the cache.
+func (b *Badger) write(ctx context.Context, fn func(txn *badger.Txn) error, invalidate func()) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -226,6 +268,9 @@ func (b *Badger) update(ctx context.Context, fn func(txn *badger.Txn) error) err
 	defer b.mu.RUnlock()
 	if b.closed {
 		return errClosed
+	}
+	if invalidate != nil {
+		defer invalidate()
 	}
 	if err := b.space.check(); err != nil {
 		return err
@@ -369,7 +414,7 @@ func (b *Badger) EnableTOTP(ctx context.Context, user string, t TOTP, backupCode
 		return wrap(op, err)
 	}
 	t.SealedSecret = bytes.Clone(t.SealedSecret)
-	err = b.update(ctx, func(txn *badger.Txn) error {
+	err = b.updateAccount(ctx, func(txn *badger.Txn) error {
 		a, err := getAccount(txn, user)
 		if err != nil {
 			return err
@@ -401,7 +446,7 @@ func (b *Badger) DisableTOTP(ctx context.Context, user string, keepSession []byt
 	if err := checkUser(user); err != nil {
 		return wrap(op, err)
 	}
-	err := b.update(ctx, func(txn *badger.Txn) error {
+	err := b.write(ctx, func(txn *badger.Txn) error {
 		a, err := getAccount(txn, user)
 		if err != nil {
 			return err
@@ -416,7 +461,7 @@ func (b *Badger) DisableTOTP(ctx context.Context, user string, keepSession []byt
 		}
 		_, err = deleteUserSessions(txn, user, keepSession)
 		return err
-	})
+	}, func() { b.sessions.dropUser(user) })
 	return wrap(op, err)
 }
 
@@ -431,7 +476,7 @@ func (b *Badger) ReplaceBackupCodes(ctx context.Context, user string, backupCode
 	if err != nil {
 		return wrap(op, err)
 	}
-	err = b.update(ctx, func(txn *badger.Txn) error {
+	err = b.updateAccount(ctx, func(txn *badger.Txn) error {
 		a, err := getAccount(txn, user)
 		if err != nil {
 			return err
@@ -452,7 +497,7 @@ func (b *Badger) UseTOTPStep(ctx context.Context, user string, step int64) error
 	if err := checkUser(user); err != nil {
 		return wrap(op, err)
 	}
-	err := b.update(ctx, func(txn *badger.Txn) error {
+	err := b.updateAccount(ctx, func(txn *badger.Txn) error {
 		a, err := getAccount(txn, user)
 		if err != nil {
 			return err
@@ -478,7 +523,7 @@ func (b *Badger) UseBackupCode(ctx context.Context, user string, hash []byte) (i
 		return 0, wrap(op, err)
 	}
 	var left int
-	err := b.update(ctx, func(txn *badger.Txn) error {
+	err := b.updateAccount(ctx, func(txn *badger.Txn) error {
 		a, err := getAccount(txn, user)
 		if err != nil {
 			return err
@@ -516,7 +561,16 @@ func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 	if len(key) == 0 {
 		return Session{}, wrap("read session", errors.New("empty session key"))
 	}
-	var s Session
+	s, cached, gen := b.sessions.get(key)
+	if cached {
+		if !now().Before(s.Expires) {
+			b.sessions.drop(key)
+			return Session{}, ErrNotFound
+		}
+		s.Key = bytes.Clone(key)
+		s.Pending = bytes.Clone(s.Pending)
+		return s, nil
+	}
 	err := b.view(ctx, func(txn *badger.Txn) error {
 		item, err := txn.Get(sessionKey(key))
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -536,7 +590,12 @@ func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 	if !now().Before(s.Expires) {
 		return Session{}, ErrNotFound
 	}
+	if hook := testHookSessionRead; hook != nil {
+		hook()
+	}
+	b.sessions.put(key, s, gen)
 	s.Key = bytes.Clone(key)
+	s.Pending = bytes.Clone(s.Pending)
 	return s, nil
 }
 
@@ -585,7 +644,7 @@ func (b *Badger) writeSession(ctx context.Context, s Session, mustExist bool) er
 	rec := encodeSession(nil, &s)
 	sk := sessionKey(s.Key)
 	ik := indexKey(s.User, s.Key)
-	err := b.update(ctx, func(txn *badger.Txn) error {
+	err := b.write(ctx, func(txn *badger.Txn) error {
 		// A record being replaced under another user leaves that
 		// user's index entry behind; drop it.
 		item, err := txn.Get(sk)
@@ -619,7 +678,49 @@ func (b *Badger) writeSession(ctx context.Context, s Session, mustExist bool) er
 			return err
 		}
 		return txn.SetEntry(sessionEntry(ik, nil, s.Expires))
-	})
+	}, func() { b.sessions.drop(s.Key) })
+	return wrap(op, err)
+}
+
+// TouchSession moves a live session's last-seen time and expiry forward;
+// ErrNotFound if it is gone or expired. It never creates a record.
+func (b *Badger) TouchSession(ctx context.Context, key []byte, seen, expires time.Time) error {
+	const op = "touch session"
+	switch {
+	case len(key) == 0:
+		return wrap(op, errors.New("empty session key"))
+	case expires.Unix() <= 0:
+		return wrap(op, fmt.Errorf("expiry time %v out of range", expires))
+	}
+	sk := sessionKey(key)
+	err := b.write(ctx, func(txn *badger.Txn) error {
+		item, err := txn.Get(sk)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		var s Session
+		err = item.Value(func(v []byte) error {
+			s, err = decodeSession(v)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if !now().Before(s.Expires) {
+			return ErrNotFound
+		}
+		if !s.Seen.Before(seen) {
+			return nil // a concurrent request refreshed it already
+		}
+		s.Seen, s.Expires = seen, expires
+		if err := txn.SetEntry(sessionEntry(sk, encodeSession(nil, &s), expires)); err != nil {
+			return err
+		}
+		return txn.SetEntry(sessionEntry(indexKey(s.User, key), nil, expires))
+	}, func() { b.sessions.drop(key) })
 	return wrap(op, err)
 }
 
@@ -630,7 +731,7 @@ func (b *Badger) DeleteSession(ctx context.Context, key []byte) error {
 		return wrap(op, errors.New("empty session key"))
 	}
 	sk := sessionKey(key)
-	err := b.update(ctx, func(txn *badger.Txn) error {
+	err := b.write(ctx, func(txn *badger.Txn) error {
 		item, err := txn.Get(sk)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
@@ -652,7 +753,7 @@ func (b *Badger) DeleteSession(ctx context.Context, key []byte) error {
 			}
 		}
 		return txn.Delete(sk)
-	})
+	}, func() { b.sessions.drop(key) })
 	return wrap(op, err)
 }
 
@@ -665,11 +766,11 @@ func (b *Badger) DeleteUserSessions(ctx context.Context, user string, keepSessio
 		return 0, wrap(op, err)
 	}
 	var n int
-	err := b.update(ctx, func(txn *badger.Txn) error {
+	err := b.write(ctx, func(txn *badger.Txn) error {
 		var err error
 		n, err = deleteUserSessions(txn, user, keepSession)
 		return err
-	})
+	}, func() { b.sessions.dropUser(user) })
 	if err != nil {
 		return 0, wrap(op, err)
 	}
@@ -752,7 +853,7 @@ func (b *Badger) PutMeta(ctx context.Context, name string, value []byte) error {
 		return wrap("write meta", errors.New("empty name"))
 	}
 	v := bytes.Clone(value)
-	err := b.update(ctx, func(txn *badger.Txn) error {
+	err := b.updateAccount(ctx, func(txn *badger.Txn) error {
 		return txn.Set(metaKey(name), v)
 	})
 	return wrap("write meta", err)

@@ -20,7 +20,14 @@ import (
 // commit (except where a test needs it) and without the value log GC.
 func openTest(t testing.TB) *Badger {
 	t.Helper()
-	b, err := OpenBadger(t.TempDir(), Options{NoSync: true, GCInterval: -1})
+	return openTestWith(t, Options{})
+}
+
+// openTestWith opens a throwaway store with opt, unsynced and without GC.
+func openTestWith(t testing.TB, opt Options) *Badger {
+	t.Helper()
+	opt.NoSync, opt.GCInterval = true, -1
+	b, err := OpenBadger(t.TempDir(), opt)
 	if err != nil {
 		t.Fatalf("OpenBadger: %v", err)
 	}
@@ -541,7 +548,9 @@ func TestSessionExpiry(t *testing.T) {
 // its index entry (TTLs are whole seconds, so this sleeps about a second).
 func TestSessionBadgerTTL(t *testing.T) {
 	ctx := context.Background()
-	b := openTest(t)
+	// Without the session cache, which checks expiry by the store's clock
+	// only (the same time as badger's, in production).
+	b := openTestWith(t, Options{SessionCache: -1})
 	s := testSession("k", "alice")
 	s.Expires = time.Now().Add(time.Second)
 	if err := b.PutSession(ctx, s); err != nil {
@@ -888,22 +897,25 @@ func TestValueLogGCAndLogger(t *testing.T) {
 }
 
 func BenchmarkSessionGet(b *testing.B) {
-	s, err := OpenBadger(b.TempDir(), Options{NoSync: true, GCInterval: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	ctx := context.Background()
-	sess := testSession("0123456789abcdef0123456789abcdef", "alice@example.com")
-	sess.Next = "/dashboard"
-	if err := s.PutSession(ctx, sess); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := s.Session(ctx, sess.Key); err != nil {
-			b.Fatal(err)
-		}
+	for _, tc := range []struct {
+		name  string
+		cache int
+	}{{"cached", 0}, {"uncached", -1}} {
+		b.Run(tc.name, func(b *testing.B) {
+			s := openTestWith(b, Options{SessionCache: tc.cache})
+			ctx := context.Background()
+			sess := testSession("0123456789abcdef0123456789abcdef", "alice@example.com")
+			sess.Next = "/dashboard"
+			if err := s.PutSession(ctx, sess); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.Session(ctx, sess.Key); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

@@ -192,6 +192,12 @@ type Store interface {
 	// returns ErrNotFound if it has gone (logged out, revoked, expired)
 	// meanwhile: an update never brings a session back.
 	UpdateSession(ctx context.Context, s Session) error
+	// TouchSession moves a live session's last-seen time to seen and its
+	// expiry to expires, leaving the rest of the record as it is, in one
+	// atomic step: ErrNotFound if the session is gone or has expired, so
+	// that a refresh racing a logout cannot bring the session back. A
+	// record already seen at seen or later is left alone.
+	TouchSession(ctx context.Context, key []byte, seen, expires time.Time) error
 	// DeleteSession removes one session; no error if it is already gone.
 	DeleteSession(ctx context.Context, key []byte) error
 	// DeleteUserSessions removes every session of the user except
