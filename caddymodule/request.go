@@ -119,7 +119,7 @@ func foldByte(c byte) byte {
 	switch {
 	case 'A' <= c && c <= 'Z':
 		return c + 'a' - 'A'
-	case c == '_':
+	case c == '_', c == '.':
 		return '-'
 	}
 	return c

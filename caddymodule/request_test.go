@@ -58,7 +58,7 @@ func TestStripIdentity(t *testing.T) {
 	r := httptest.NewRequest("GET", "/", nil)
 	r.Header = http.Header{
 		"Remote-User": {"a"}, "Remote_user": {"b"}, "REMOTE_USER": {"c"}, "remote-user": {"d"},
-		"X-Forwarded-User": {"e"}, "X_forwarded_user": {"f"}, "X-User-Custom": {"g"}, "Accept": {"text/html"},
+		"X-Forwarded-User": {"e"}, "X_forwarded_user": {"f"}, "Remote.User": {"h"}, "X-User-Custom": {"g"}, "Accept": {"text/html"},
 	}
 	stripIdentity(r, identityHeaders("X-User-Custom"))
 	if len(r.Header) != 1 || r.Header.Get("Accept") != "text/html" {

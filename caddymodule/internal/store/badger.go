@@ -414,7 +414,7 @@ func (b *Badger) EnableTOTP(ctx context.Context, user string, t TOTP, backupCode
 		return wrap(op, err)
 	}
 	t.SealedSecret = bytes.Clone(t.SealedSecret)
-	err = b.updateAccount(ctx, func(txn *badger.Txn) error {
+	err = b.update(ctx, func(txn *badger.Txn) error {
 		a, err := getAccount(txn, user)
 		if err != nil {
 			return err

@@ -263,6 +263,9 @@ func (b *Badger) Restore(ctx context.Context, r io.Reader, accept func(Snapshot)
 	// other data.
 	wb := b.db.NewWriteBatch()
 	defer wb.Cancel()
+	// The batch ends sessions behind the session cache's back: drop the
+	// cache once it is done, whatever happened.
+	defer b.sessions.clear()
 	for _, k := range ended {
 		if err := wb.Delete(k); err != nil {
 			return Snapshot{}, wrap(op, err)
