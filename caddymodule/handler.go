@@ -389,7 +389,7 @@ func (h *Handler) Cleanup() error {
 // other request through only with a complete session.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	p := cleanPath(r.URL.Path)
-	if p == h.Prefix || strings.HasPrefix(p, h.Prefix+"/") {
+	if strings.HasPrefix(p, h.Prefix) && (len(p) == len(h.Prefix) || p[len(h.Prefix)] == '/') {
 		return h.serveOwn(w, r, strings.TrimPrefix(p, h.Prefix))
 	}
 	rec, _, err := h.sessions.lookup(r, h.CookieName)

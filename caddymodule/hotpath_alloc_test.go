@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"bytes"
+	"encoding/base64"
 	"net/http"
 	"slices"
 	"strings"
@@ -215,4 +217,35 @@ func TestHotPathAllocations(t *testing.T) {
 			t.Errorf("%s: got %v allocations, want 0", tc.name, n)
 		}
 	}
+}
+
+// parseSessionIDReference is the decoding check parseSessionID replaced.
+func parseSessionIDReference(v string) ([]byte, bool) {
+	if len(v) != base64.RawURLEncoding.EncodedLen(sessionIDSize) || strings.ContainsAny(v, "=+/") {
+		return nil, false
+	}
+	var raw [sessionIDSize]byte
+	n, err := base64.RawURLEncoding.Decode(raw[:], []byte(v))
+	if err != nil || n != sessionIDSize {
+		return nil, false
+	}
+	return keyOf(v), true
+}
+
+func FuzzParseSessionIDMatchesReference(f *testing.F) {
+	for _, s := range []string{
+		"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA_",
+		"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA+",
+		"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+		"", "short", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		got, gotOK := parseSessionID(v)
+		want, wantOK := parseSessionIDReference(v)
+		if gotOK != wantOK || !bytes.Equal(got, want) {
+			t.Errorf("parseSessionID(%q): got %x %v, want %x %v", v, got, gotOK, want, wantOK)
+		}
+	})
 }

@@ -131,6 +131,18 @@ func foldByte(c byte) byte {
 // allocation.
 func removeCookie(r *http.Request, name string) {
 	lines := r.Header["Cookie"]
+	if len(lines) == 1 { // HTTP/1.1, and HTTP/2 (Go joins its cookie fields)
+		var buf [256]byte // longer lines spill to the heap
+		out, found := withoutCookie(lines[0], name, buf[:0])
+		switch {
+		case !found:
+		case strings.TrimSpace(out) == "":
+			delete(r.Header, "Cookie")
+		default:
+			r.Header["Cookie"] = []string{out}
+		}
+		return
+	}
 	changed := false
 	for _, line := range lines {
 		if _, ok := withoutCookie(line, name, nil); ok {
@@ -144,7 +156,10 @@ func removeCookie(r *http.Request, name string) {
 	var kept []string
 	for _, line := range lines {
 		var buf [256]byte // longer lines spill to the heap
-		out, _ := withoutCookie(line, name, buf[:0])
+		out, found := withoutCookie(line, name, buf[:0])
+		if !found {
+			out = strings.TrimLeft(line, " ") // as rebuilt from its parts
+		}
 		if strings.TrimSpace(out) != "" {
 			kept = append(kept, out)
 		}
@@ -181,7 +196,7 @@ func withoutCookie(line, name string, buf []byte) (string, bool) {
 		}
 		rest = more
 	}
-	if buf == nil {
+	if buf == nil || !found {
 		return "", found
 	}
 	return string(bytes.TrimLeft(buf, " ")), found
@@ -200,12 +215,18 @@ func cookieValue(h http.Header, name string) (string, bool) {
 	if len(lines) == 0 {
 		return "", false
 	}
-	count := 0
+	size := 0
 	for _, line := range lines {
-		count += strings.Count(line, ";") + 1
+		size += len(line)
 	}
-	if count > maxCookies {
-		return "", false
+	if size >= maxCookies { // else there cannot be more than maxCookies
+		count := 0
+		for _, line := range lines {
+			count += strings.Count(line, ";") + 1
+		}
+		if count > maxCookies {
+			return "", false
+		}
 	}
 	for _, line := range lines {
 		line = textproto.TrimString(line)
