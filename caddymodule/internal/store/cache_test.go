@@ -135,9 +135,6 @@ func TestSessionCacheAccountWritesKeepIt(t *testing.T) {
 	if err := b.ReplaceBackupCodes(ctx, "alice", [][]byte{[]byte("h3")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.EnableTOTP(ctx, "bob", testTOTP(), nil); err != nil {
-		t.Fatal(err)
-	}
 	if err := b.PutMeta(ctx, "x", []byte("y")); err != nil {
 		t.Fatal(err)
 	}
@@ -354,5 +351,22 @@ func TestTouchSessionNeverCreates(t *testing.T) {
 	setClock(t, s.Expires)
 	if err := b.TouchSession(ctx, s.Key, s.Expires, s.Expires.Add(time.Hour)); !errors.Is(err, ErrNotFound) {
 		t.Errorf("touch of an expired session: got %v, want ErrNotFound", err)
+	}
+}
+
+// TestSessionCacheEnableEndsSessions checks that turning 2FA on, which ends
+// the user's sessions in its transaction, does not leave one in the cache.
+func TestSessionCacheEnableEndsSessions(t *testing.T) {
+	ctx := context.Background()
+	b := openTest(t)
+	putSessions(t, b, "carol", "c1")
+	if _, err := b.Session(ctx, []byte("c1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.EnableTOTP(ctx, "carol", testTOTP(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Session(ctx, []byte("c1")); err != ErrNotFound {
+		t.Errorf("session after enabling 2FA: got err %v, want ErrNotFound (served from a stale cache?)", err)
 	}
 }
