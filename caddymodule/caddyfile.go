@@ -49,6 +49,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		free_failures <n>                   # default 5
 //		max_delay <duration>                # default 15m
 //		max_concurrent_hashes <n>           # default: a quarter of the CPUs, at least 1
+//		hash_cpu <percent>%                 # default 10%: hashing's share of the CPUs over time
+//		hash_cpu_burst <duration>           # default: a minute's worth, at least 10s
 //		argon2id_time <n>                   # default 1; for store users' passwords
 //		argon2id_memory <KiB>               # default 47104
 //		argon2id_threads <n>                # default 1
@@ -128,6 +130,20 @@ func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "max_concurrent_hashes":
 			if err := intArg(d, &t.MaxConcurrentHashes, 1, 1024); err != nil {
+				return err
+			}
+		case "hash_cpu":
+			var arg string
+			if err := oneArg(d, &arg); err != nil {
+				return err
+			}
+			v, err := strconv.ParseFloat(strings.TrimSuffix(arg, "%"), 64)
+			if err != nil || !(v > 0 && v <= 100) {
+				return d.Errf("hash_cpu: want a share of the CPUs from more than 0%% to 100%%, such as 10%%; got '%s'", arg)
+			}
+			t.HashCPUPercent = v
+		case "hash_cpu_burst":
+			if err := durationArg(d, &t.HashCPUBurst); err != nil {
 				return err
 			}
 		case "argon2id_time":

@@ -62,6 +62,11 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		{"two_factor {\n\targon2id_memory 512\n}", "argon2id_memory: want a whole number from 1024 to 4194304"},
 		{"two_factor {\n\targon2id_time 0\n}", "argon2id_time: want a whole number from 1 to 100"},
 		{"two_factor {\n\targon2id_threads 256\n}", "argon2id_threads: want a whole number from 1 to 255"},
+		{"two_factor {\n\thash_cpu 0%\n}", "hash_cpu: want a share of the CPUs from more than 0% to 100%"},
+		{"two_factor {\n\thash_cpu 150%\n}", "hash_cpu: want a share of the CPUs"},
+		{"two_factor {\n\thash_cpu NaN\n}", "hash_cpu: want a share of the CPUs"},
+		{"two_factor {\n\thash_cpu lots\n}", "hash_cpu: want a share of the CPUs"},
+		{"two_factor {\n\thash_cpu_burst -5s\n}", "hash_cpu_burst: must be positive"},
 	} {
 		src := "localhost {\n" + tc.body + "\n}\n"
 		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})

@@ -44,6 +44,7 @@ const (
 	DefaultTOTPSkew        = 1
 	DefaultFreeFailures    = 5
 	DefaultMaxDelay        = 15 * time.Minute
+	DefaultHashCPUPercent  = 10
 )
 
 // Handler puts a password and a second factor (a TOTP code from an
@@ -159,6 +160,18 @@ type Handler struct {
 	// traffic. Default: a quarter of the CPUs, at least 1.
 	MaxConcurrentHashes int `json:"max_concurrent_hashes,omitempty"`
 
+	// HashCPUPercent is the share of the CPUs (in percent of all of them)
+	// that password hashing may take over time, so that a flood of
+	// logins, wrong passwords included, leaves the rest to the proxied
+	// traffic. A login that would wait more than 10 s for it is refused
+	// with 503 and a Retry-After. Default: 10. 100 leaves only
+	// MaxConcurrentHashes as a bound.
+	HashCPUPercent float64 `json:"hash_cpu_percent,omitempty"`
+
+	// HashCPUBurst is how much hashing CPU time is saved up for a burst of
+	// logins. Default: a minute's worth of HashCPUPercent, at least 10s.
+	HashCPUBurst caddy.Duration `json:"hash_cpu_burst,omitempty"`
+
 	// Argon2idTime is the number of argon2id passes for the passwords of
 	// users kept in the store (new and changed passwords, and older hashes
 	// upgraded at the next login). Default: 1.
@@ -215,6 +228,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.users, err = newDirectory(h.Users, h.MaxConcurrentHashes, h.argon2.decoy); err != nil {
 		return err
 	}
+	h.users.budget = newHashBudget(h.HashCPUPercent, time.Duration(h.HashCPUBurst), h.now)
 	registerMetrics(ctx.GetMetricsRegistry())
 	if h.ui, err = h.loadPages(); err != nil {
 		return err
@@ -308,6 +322,9 @@ func (h *Handler) defaults(repl *caddy.Replacer) error {
 	if h.MaxConcurrentHashes == 0 {
 		h.MaxConcurrentHashes = defaultMaxHashes()
 	}
+	if h.HashCPUPercent == 0 {
+		h.HashCPUPercent = DefaultHashCPUPercent
+	}
 	if h.Argon2idTime == 0 {
 		h.Argon2idTime = DefaultArgon2idTime
 	}
@@ -351,6 +368,12 @@ func (h *Handler) validateConfig() error {
 	}
 	if h.MaxConcurrentHashes < 0 {
 		return fmt.Errorf("max_concurrent_hashes %d: must be positive", h.MaxConcurrentHashes)
+	}
+	if !(h.HashCPUPercent > 0 && h.HashCPUPercent <= 100) {
+		return fmt.Errorf("hash_cpu %g%%: must be more than 0 and at most 100", h.HashCPUPercent)
+	}
+	if h.HashCPUBurst < 0 || time.Duration(h.HashCPUBurst) > 24*time.Hour {
+		return fmt.Errorf("hash_cpu_burst %s: must be between 0 and 24h", time.Duration(h.HashCPUBurst))
 	}
 	if h.Argon2idTime > 100 {
 		return fmt.Errorf("argon2id_time %d: must be between 1 and 100", h.Argon2idTime)

@@ -26,6 +26,10 @@ var (
 		Namespace: "caddy", Subsystem: "two_factor", Name: "throttled_total",
 		Help: "Attempts refused with 429 because the account or the client must wait, by factor (password, totp, backup).",
 	}, []string{"factor"})
+	metricHashBudget = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "two_factor", Name: "hash_budget_refused_total",
+		Help: "Password checks refused with 503 because password hashing was over its CPU budget (hash_cpu).",
+	})
 	metricBackupUsed = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "two_factor", Name: "backup_codes_used_total",
 		Help: "Backup codes used up.",
@@ -53,7 +57,7 @@ func registerMetrics(reg *prometheus.Registry) {
 	if reg == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{metricLogins, metricCodes, metricThrottled, metricBackupUsed, metricEnrolled} {
+	for _, c := range []prometheus.Collector{metricLogins, metricCodes, metricThrottled, metricHashBudget, metricBackupUsed, metricEnrolled} {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
@@ -114,11 +115,20 @@ func newPasswordErrorKey(err error) string {
 // hashPassword hashes a new password with the configured parameters,
 // taking a hashing slot like a login does.
 func (h *Handler) hashPassword(ctx context.Context, password string) (string, error) {
+	booked, err := h.users.budget.reserve(ctx)
+	if err != nil {
+		return "", err
+	}
+	var took time.Duration
+	defer func() { h.users.budget.done(booked, took) }()
 	if err := h.users.acquire(ctx); err != nil {
 		return "", err
 	}
 	defer h.users.release()
-	return h.argon2.hash(password)
+	start := time.Now()
+	hash, err := h.argon2.hash(password)
+	took = max(time.Since(start), 1)
+	return hash, err
 }
 
 // rehash upgrades a store user's password hash to the configured

@@ -310,12 +310,33 @@ func (h *Handler) throttled(w http.ResponseWriter, wait time.Duration) error {
 	})
 }
 
-// unavailable is the page for a store that cannot be read or written.
+// unavailable is the page for a store that cannot be read or written, or
+// for a password check refused because hashing is over its CPU budget.
 func (h *Handler) unavailable(w http.ResponseWriter, err error) error {
+	if wait, ok := overBudget(err); ok {
+		return h.busy(w, wait)
+	}
 	h.logger.Error("store failed; refusing the request", zap.Error(err))
 	return h.render(w, http.StatusServiceUnavailable, "error", page{
 		Title:    "error.unavailable_title",
 		Message:  "error.unavailable",
+		BackLink: h.Prefix + "/login", BackText: "error.back_login",
+	})
+}
+
+// busy refuses a password check that would wait too long for the hashing
+// budget: nothing was checked, nothing counts against the account.
+func (h *Handler) busy(w http.ResponseWriter, wait time.Duration) error {
+	metricHashBudget.Inc()
+	if h.users.budget.logDue() {
+		h.logger.Warn("password hashing is over its CPU budget (hash_cpu); refusing logins until it refills",
+			zap.Duration("retry_after", wait))
+	}
+	w.Header().Set("Retry-After", retryAfter(wait))
+	return h.render(w, http.StatusServiceUnavailable, "error", page{
+		Title:    "error.busy_title",
+		Message:  "error.busy",
+		Wait:     wait,
 		BackLink: h.Prefix + "/login", BackText: "error.back_login",
 	})
 }

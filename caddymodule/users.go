@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -124,6 +125,8 @@ type directory struct {
 	// hashing bounds how many password hashes run at once, so that a
 	// flood of logins cannot starve the proxied traffic of CPU.
 	hashing chan struct{}
+	// budget bounds the CPU time hashing takes over time; nil for none.
+	budget *hashBudget
 }
 
 // newDirectory indexes the configured users. storeDecoy makes a hash of
@@ -215,8 +218,15 @@ func (d *directory) release() { <-d.hashing }
 // verify checks a password for the canonical name. An unknown name costs
 // one hash comparison like a known one, and fails. The account is returned
 // when the name is known, even if the password is wrong. The error is the
-// store's, or the request's context ending while it waits for a slot.
+// store's, the request's context ending while it waits for a slot or for
+// the hashing budget, or errHashBudget when that wait would be too long.
 func (d *directory) verify(ctx context.Context, db store.Store, key, password string) (*account, bool, error) {
+	booked, err := d.budget.reserve(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	var took time.Duration
+	defer func() { d.budget.done(booked, took) }()
 	if err := d.acquire(ctx); err != nil {
 		return nil, false, err
 	}
@@ -234,7 +244,9 @@ func (d *directory) verify(ctx context.Context, db store.Store, key, password st
 	// The hashes were checked when they were set, so an error here comes
 	// from the input (bcrypt refuses passwords over 72 bytes): a wrong
 	// password.
+	start := time.Now()
 	ok, err := h.compare.Compare(h.hash, []byte(password))
+	took = max(time.Since(start), 1)
 	if err != nil || acct == nil || !ok {
 		return acct, false, nil
 	}
