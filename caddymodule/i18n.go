@@ -145,26 +145,34 @@ func pluralForm(lang language.Tag, n int) plural.Form {
 // a placeholder without a value stays as it is.
 func fillPlaceholders(text string, args []any) string {
 	var b strings.Builder
-	for {
-		open := strings.IndexByte(text, '{')
-		if open < 0 {
-			break
-		}
-		end := strings.IndexByte(text[open:], '}')
-		if end < 0 {
-			break
-		}
-		name := text[open+1 : open+end]
-		b.WriteString(text[:open])
+	rest := scanPlaceholders(text, func(before, name, whole string) {
+		b.WriteString(before)
 		if v, ok := argValue(args, name); ok {
 			b.WriteString(v)
 		} else {
-			b.WriteString(text[open : open+end+1])
+			b.WriteString(whole)
 		}
+	})
+	b.WriteString(rest)
+	return b.String()
+}
+
+// scanPlaceholders calls fn for each {name} in text, in order, with the
+// text before it (since the previous one), the name, and the whole
+// "{name}"; it returns the text after the last one.
+func scanPlaceholders(text string, fn func(before, name, whole string)) string {
+	for {
+		open := strings.IndexByte(text, '{')
+		if open < 0 {
+			return text
+		}
+		end := strings.IndexByte(text[open:], '}')
+		if end < 0 {
+			return text
+		}
+		fn(text[:open], text[open+1:open+end], text[open:open+end+1])
 		text = text[open+end+1:]
 	}
-	b.WriteString(text)
-	return b.String()
 }
 
 func argValue(args []any, name string) (string, bool) {
@@ -186,18 +194,7 @@ func argValue(args []any, name string) (string, bool) {
 // placeholders lists the {names} in a text, sorted, each once.
 func placeholders(text string) []string {
 	var names []string
-	for {
-		open := strings.IndexByte(text, '{')
-		if open < 0 {
-			break
-		}
-		end := strings.IndexByte(text[open:], '}')
-		if end < 0 {
-			break
-		}
-		names = append(names, text[open+1:open+end])
-		text = text[open+end+1:]
-	}
+	scanPlaceholders(text, func(_, name, _ string) { names = append(names, name) })
 	slices.Sort(names)
 	return slices.Compact(names)
 }
