@@ -181,9 +181,7 @@ func TestBrandingConfigErrors(t *testing.T) {
 // gateConfig is a minimal config with extra lines inside two_factor.
 func gateConfig(dir, extra string) string {
 	return `{
-	admin localhost:2999
-	skip_install_trust
-}
+` + testGlobals + `}
 localhost:9443 {
 	two_factor {
 		user alice ` + testHash + `
@@ -278,12 +276,7 @@ func TestLogoBesideTheGate(t *testing.T) {
 	g := &gate{t: t, base: "https://localhost:9443"}
 	g.tester = caddytest.NewTester(t)
 	g.tester.InitServer(`{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-}
+`+testGlobals+`}
 localhost:9443 {
 	tls internal
 	handle /brand/* {

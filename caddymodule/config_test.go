@@ -91,9 +91,7 @@ func TestProvisionRefusesBadConfig(t *testing.T) {
 		{"session_idle 2h\n\t\tsession_lifetime 1h", "session_idle 2h0m0s is longer than session_lifetime"},
 	} {
 		src := `{
-	admin localhost:2999
-	skip_install_trust
-}
+` + testGlobals + `}
 localhost:9443 {
 	two_factor {
 		user alice ` + testHash + `

@@ -133,9 +133,7 @@ func TestFullDisk(t *testing.T) {
 func TestReadOnlyStorage(t *testing.T) {
 	ro := mountTmpfs(t, "1m", true)
 	src := `{
-	admin localhost:2999
-	skip_install_trust
-}
+` + testGlobals + `}
 localhost:9443 {
 	two_factor {
 		user alice ` + testHash + `

@@ -104,6 +104,16 @@ type gate struct {
 }
 
 // gateOpts tweaks a test gate's Caddyfile.
+// testGlobals are the global options of every test config: the admin API
+// and ports the tests use, no change to the system's trust store, and no
+// grace period at a reload.
+const testGlobals = `	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+`
+
 type gateOpts struct {
 	extra  string // more lines inside two_factor
 	global string // more global options
@@ -122,12 +132,7 @@ func newGate(t *testing.T, o gateOpts) *gate {
 		hash = o.hash
 	}
 	g.config = fmt.Sprintf(`{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-	%s
+`+testGlobals+`	%s
 }
 localhost:9443 {
 	tls internal

@@ -435,12 +435,7 @@ func TestOperatorSeveralStores(t *testing.T) {
 	up := newUpstream(t)
 	d1, d2 := filepath.Join(t.TempDir(), "one"), filepath.Join(t.TempDir(), "two")
 	cfg := `{
-	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-}
+` + testGlobals + `}
 localhost:9443 {
 	tls internal
 	handle /one/* {
