@@ -123,6 +123,11 @@ func fillScaleStore(b *testing.B, dir string, n int) {
 	if err, ok := failed.Load().(error); ok {
 		b.Fatal(err)
 	}
+	// Compacted as a store grown over time would be, rather than with a
+	// whole store's compaction ahead of the next start.
+	if err := db.Compact(); err != nil {
+		b.Fatal(err)
+	}
 	if err := db.PutMeta(ctx, scaleMeta, []byte(strconv.Itoa(n))); err != nil {
 		b.Fatal(err)
 	}

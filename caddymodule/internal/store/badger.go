@@ -228,6 +228,24 @@ func (b *Badger) Close() error {
 	return b.closeErr
 }
 
+// Compact pushes every table down to one level of the tree, as
+// compactions would over time. After a bulk load (the scale benchmark's
+// generator), this leaves the store as one grown over months would be, so
+// that the next start does not begin by compacting the whole of it
+// (docs/benchmarks.md, Memory). Writes should not run meanwhile; they
+// would compete with it.
+func (b *Badger) Compact() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errClosed
+	}
+	if err := b.db.Flatten(2); err != nil {
+		return fmt.Errorf("compact store in %s: %w", b.dir, err)
+	}
+	return nil
+}
+
 // view runs fn in a read-only transaction.
 func (b *Badger) view(ctx context.Context, fn func(txn *badger.Txn) error) error {
 	if err := ctx.Err(); err != nil {
