@@ -6,6 +6,7 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -428,13 +429,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// user now has the name of the store user the session is for.
 		return h.refuse(w, r, nil)
 	}
-	if h.now().Sub(rec.Seen) > h.sessions.touchInterval() {
-		switch err := h.sessions.touch(r.Context(), rec); {
-		case errors.Is(err, store.ErrNotFound):
-			return h.refuse(w, r, nil) // ended meanwhile, by a logout
-		case err != nil:
-			return h.storeFailed(err)
-		}
+	switch err := h.keepAlive(r.Context(), rec); {
+	case errors.Is(err, store.ErrNotFound):
+		return h.refuse(w, r, nil) // ended meanwhile, by a logout
+	case err != nil:
+		return h.storeFailed(err)
 	}
 	stripIdentity(r, h.identity)
 	removeCookie(r, h.CookieName)
@@ -445,6 +444,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		repl.Set("http.auth.user.id", user)
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// keepAlive moves a session's idle timer on when it is due (at most once
+// per touchInterval, so the hot path writes only now and then). It answers
+// store.ErrNotFound if the session ended meanwhile.
+func (h *Handler) keepAlive(ctx context.Context, rec *store.Session) error {
+	if h.now().Sub(rec.Seen) <= h.sessions.touchInterval() {
+		return nil
+	}
+	return h.sessions.touch(ctx, rec)
 }
 
 // sessionName returns the name of a session's user, from memory: the

@@ -145,6 +145,30 @@ func TestRequireTwoFactor(t *testing.T) {
 	}
 }
 
+// TestSecurityPagesKeepSessionAlive checks that time spent on the gate's
+// own Security pages counts as activity, as requests to the site do: a
+// user reading them for longer than session_idle is not logged out.
+func TestSecurityPagesKeepSessionAlive(t *testing.T) {
+	g := newGate(t, gateOpts{extra: "session_idle 10m\n\t\tsession_lifetime 1h"})
+	b := g.browser()
+	b.login("alice", testPassword, "/")
+	for i := range 3 {
+		advance(9 * time.Minute)
+		if r := b.get("/.auth/security"); r.status != http.StatusOK {
+			t.Fatalf("Security page %d min after the last request to the site: got %d, want 200", 9*(i+1), r.status)
+		}
+	}
+	advance(9 * time.Minute)
+	if r := b.get("/x"); r.status != http.StatusOK {
+		t.Fatalf("the site 36 min after its last request, 9 after the Security page: got %d, want 200", r.status)
+	}
+	// Idle everywhere for longer than session_idle: logged out.
+	advance(11 * time.Minute)
+	if r := b.get("/.auth/security"); r.status/100 != 3 || !strings.HasPrefix(r.header.Get("Location"), "/.auth/login") {
+		t.Fatalf("Security page after the idle timeout: got %d to %q, want a redirect to the login", r.status, r.header.Get("Location"))
+	}
+}
+
 func TestSessionTimeouts(t *testing.T) {
 	g := newGate(t, gateOpts{extra: "session_idle 10m\n\t\tsession_lifetime 1h\n\t\tcode_timeout 2m"})
 	b := g.browser()

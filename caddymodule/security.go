@@ -38,6 +38,13 @@ func (h *Handler) settingsSession(w http.ResponseWriter, r *http.Request) (*stor
 	if rec.Stage == store.StagePassword {
 		return nil, nil, store.Account{}, false, h.seeOther(w, r, h.Prefix+"/code")
 	}
+	// Time spent on these pages counts as activity, as on the site.
+	switch err := h.keepAlive(r.Context(), rec); {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, nil, store.Account{}, false, h.seeOther(w, r, h.Prefix+"/login")
+	case err != nil:
+		return nil, nil, store.Account{}, false, h.unavailable(w, err)
+	}
 	a, err := h.db.Account(r.Context(), rec.User)
 	if err != nil {
 		return nil, nil, store.Account{}, false, h.unavailable(w, err)
