@@ -167,6 +167,17 @@ func TestSecurityPagesKeepSessionAlive(t *testing.T) {
 	if r := b.get("/.auth/security"); r.status/100 != 3 || !strings.HasPrefix(r.header.Get("Location"), "/.auth/login") {
 		t.Fatalf("Security page after the idle timeout: got %d to %q, want a redirect to the login", r.status, r.header.Get("Location"))
 	}
+	// /.auth/me is a status check, not activity: polling it keeps nothing alive.
+	b2 := g.browser()
+	b2.login("alice", testPassword, "/")
+	advance(9 * time.Minute)
+	if r := b2.get("/.auth/me"); r.status != http.StatusOK {
+		t.Fatalf("/.auth/me: got %d, want 200", r.status)
+	}
+	advance(2 * time.Minute)
+	if r := b2.get("/x"); r.status != http.StatusFound {
+		t.Fatalf("the site 11 min after its last request, 2 after /.auth/me: got %d, want 302 to the login", r.status)
+	}
 }
 
 func TestSessionTimeouts(t *testing.T) {
