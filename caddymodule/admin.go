@@ -346,7 +346,7 @@ func runningTarget(r *http.Request) (*target, *zap.Logger, func(), error) {
 	}
 	t := &target{
 		db: shared.Badger, dir: dir, shared: shared,
-		hash:     h.hashPassword,
+		hash:     h.hashForOperator,
 		keyCheck: h.sealer.VerifyCheck,
 		now:      func() time.Time { return clock() },
 	}

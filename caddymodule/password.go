@@ -113,14 +113,25 @@ func newPasswordErrorKey(err error) string {
 }
 
 // hashPassword hashes a new password with the configured parameters,
-// taking a hashing slot like a login does.
+// taking a hashing slot and the hashing budget like a login does.
 func (h *Handler) hashPassword(ctx context.Context, password string) (string, error) {
-	booked, err := h.users.budget.reserve(ctx)
+	return h.hashNew(ctx, h.users.budget, password)
+}
+
+// hashForOperator hashes a password an operator sets through the admin
+// API: it takes a hashing slot but not the budget, so that adding or
+// resetting a user works during a flood of logins.
+func (h *Handler) hashForOperator(ctx context.Context, password string) (string, error) {
+	return h.hashNew(ctx, nil, password)
+}
+
+func (h *Handler) hashNew(ctx context.Context, budget *hashBudget, password string) (string, error) {
+	booked, err := budget.reserve(ctx)
 	if err != nil {
 		return "", err
 	}
 	var took time.Duration
-	defer func() { h.users.budget.done(booked, took) }()
+	defer func() { budget.done(booked, took) }()
 	if err := h.users.acquire(ctx); err != nil {
 		return "", err
 	}
