@@ -23,6 +23,9 @@ func (e errHashBudget) Error() string {
 // that a browser does not give up first.
 const maxHashWait = 10 * time.Second
 
+// maxRetryAfter caps the wait a refusal reports.
+const maxRetryAfter = 24 * time.Hour
+
 // refusalPause is how long a login refused for the budget is held before
 // its answer.
 const refusalPause = time.Second
@@ -84,7 +87,9 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // refill adds the budget earned since the last call. Called with mu held.
 func (b *hashBudget) refill(now time.Time) {
 	if el := now.Sub(b.last); el > 0 {
-		b.tokens = min(b.burst, b.tokens+time.Duration(float64(el)*b.rate))
+		// In floating point: a long idle time at a high rate must not
+		// overflow into a negative budget.
+		b.tokens = time.Duration(min(float64(b.burst), float64(b.tokens)+float64(el)*b.rate))
 	}
 	b.last = now
 }
@@ -106,7 +111,9 @@ func (b *hashBudget) reserve(ctx context.Context) (time.Duration, error) {
 	// or is full: a budget smaller than one hash must not refuse them all.
 	var wait time.Duration
 	if short := min(cost, b.burst) - b.tokens; short > 0 {
-		wait = time.Duration(float64(short) / b.rate)
+		// In floating point, capped: a tiny rate must not overflow into a
+		// negative wait, which would let the hash through.
+		wait = time.Duration(min(float64(short)/b.rate, float64(maxRetryAfter)))
 	}
 	if wait > maxHashWait {
 		b.mu.Unlock()

@@ -141,6 +141,24 @@ func TestHashBudgetRefusesLongWaits(t *testing.T) {
 	none.done(0, time.Second)
 }
 
+// TestHashBudgetExtremes checks that neither a vanishing rate nor a long
+// idle time at a high rate overflows: the first still refuses, with a
+// capped wait; the second is full, not negative.
+func TestHashBudgetExtremes(t *testing.T) {
+	b, _, _ := fakeBudget(1e-300, time.Second)
+	booked, _ := b.reserve(context.Background())
+	b.done(booked, 2*time.Second)
+	_, err := b.reserve(context.Background())
+	if wait, ok := overBudget(err); !ok || wait != maxRetryAfter {
+		t.Errorf("a vanishing rate: got %v, want a refusal with a wait of %v", err, maxRetryAfter)
+	}
+	b, now, slept := fakeBudget(1024, time.Hour)
+	*now = now.Add(100 * 365 * 24 * time.Hour)
+	if _, err := b.reserve(context.Background()); err != nil || len(*slept) != 0 || b.tokens != time.Hour {
+		t.Errorf("after a century at 1024 CPUs: err %v, waits %v, budget %v; want a full budget of 1h", err, *slept, b.tokens)
+	}
+}
+
 // TestHashBudgetUnderConcurrency books from many goroutines at once: the
 // total booked and settled must balance (run with -race).
 func TestHashBudgetUnderConcurrency(t *testing.T) {
