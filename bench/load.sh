@@ -23,6 +23,7 @@
 #
 # Settings (environment): ROUNDS (5), DURATION (10s), CONNS (32),
 # THREADS (1), LOGINS (10000), HASHES (max_concurrent_hashes; default:
+# the module's), HASH_CPU (hash_cpu, e.g. 100% for no CPU budget; default:
 # the module's), OUT (bench/out: binaries and results),
 # PROFILE (30: seconds of the profiled run of B; 0 skips it),
 # SCALE_STORE (a store folder made by bench/scale.sh), SETTLE (150: seconds
@@ -43,6 +44,8 @@ THREADS=${THREADS:-1}
 LOGINS=${LOGINS:-10000}
 HASHES=${HASHES:-}
 HASHES_LINE=${HASHES:+max_concurrent_hashes $HASHES}
+HASH_CPU=${HASH_CPU:-}
+HASH_CPU_LINE=${HASH_CPU:+hash_cpu $HASH_CPU}
 OUT=${OUT:-bench/out}
 PASSWORD="correct horse battery staple"
 # The key of the stores made by bench/scale.sh (a benchmark key, not a secret).
@@ -151,6 +154,7 @@ caddyfile() {
 				encryption_key $SCALE_KEY
 				free_failures 50
 				$HASHES_LINE
+				$HASH_CPU_LINE
 			}
 			reverse_proxy $UP
 		}
@@ -382,7 +386,7 @@ flood() {
 	done
 	cp "$res" "$OUT/flood-raw.txt"
 	echo
-	echo "== flood: B alone vs B during a wrong-password flood (max_concurrent_hashes: ${HASHES:-the default})"
+	echo "== flood: B alone vs B during a wrong-password flood (max_concurrent_hashes: ${HASHES:-the default}; hash_cpu: ${HASH_CPU:-the default})"
 	machine
 	echo "round phase req/s p50_us p99_us requests caddy_cpu_us/req"
 	cut -d' ' -f1-7 "$res"
