@@ -95,11 +95,12 @@ func (b *hashBudget) refill(now time.Time) {
 }
 
 // reserve books the expected cost of one hash and waits until the budget
-// covers it (the budget may go into the red by what is booked). It returns the amount booked, to be settled with done; or,
-// when the wait would be longer than maxHashWait, books nothing and
-// returns errHashBudget after refusalPause; or the context's error if the client goes away
-// while waiting (the booking is given back).
-// A nil budget books nothing.
+// covers it (the budget may go into the red by what is booked). It
+// returns the amount booked, to be settled with done; or, when the wait
+// would be longer than maxHashWait, books nothing and returns
+// errHashBudget after refusalPause; or the context's error if the client
+// goes away while waiting (the booking is given back). A nil budget books
+// nothing.
 func (b *hashBudget) reserve(ctx context.Context) (time.Duration, error) {
 	if b == nil {
 		return 0, nil
@@ -160,8 +161,9 @@ func (b *hashBudget) logDue() bool {
 	if b == nil {
 		return false
 	}
-	now := time.Now().Unix()
-	return b.logged.Swap(now) < now-60
+	now := b.now().Unix()
+	prev := b.logged.Load()
+	return now-prev >= 60 && b.logged.CompareAndSwap(prev, now)
 }
 
 // overBudget reports the wait of an errHashBudget.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -156,6 +157,26 @@ func TestHashBudgetExtremes(t *testing.T) {
 	*now = now.Add(100 * 365 * 24 * time.Hour)
 	if _, err := b.reserve(context.Background()); err != nil || len(*slept) != 0 || b.tokens != time.Hour {
 		t.Errorf("after a century at 1024 CPUs: err %v, waits %v, budget %v; want a full budget of 1h", err, *slept, b.tokens)
+	}
+}
+
+// TestHashBudgetLogsOncePerMinute checks that refusals are logged at most
+// once a minute, and again after a minute even while they go on.
+func TestHashBudgetLogsOncePerMinute(t *testing.T) {
+	b, now, _ := fakeBudget(1, time.Second)
+	var logged []int
+	for s := 0; s <= 130; s += 10 { // a refusal every 10 s
+		if b.logDue() {
+			logged = append(logged, s)
+		}
+		*now = now.Add(10 * time.Second)
+	}
+	if want := []int{0, 60, 120}; !reflect.DeepEqual(logged, want) {
+		t.Errorf("refusals every 10 s were logged at %v s, want %v", logged, want)
+	}
+	var none *hashBudget
+	if none.logDue() {
+		t.Error("nil budget: log due")
 	}
 }
 
