@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
@@ -126,19 +125,12 @@ func (h *Handler) hashForOperator(ctx context.Context, password string) (string,
 }
 
 func (h *Handler) hashNew(ctx context.Context, budget *hashBudget, password string) (string, error) {
-	booked, err := budget.reserve(ctx)
-	if err != nil {
-		return "", err
-	}
-	var took time.Duration
-	defer func() { budget.done(booked, took) }()
-	if err := h.users.acquire(ctx); err != nil {
-		return "", err
-	}
-	defer h.users.release()
-	start := time.Now()
-	hash, err := h.argon2.hash(password)
-	took = max(time.Since(start), 1)
+	var hash string
+	err := h.users.withHash(ctx, budget, func() error {
+		var err error
+		hash, err = h.argon2.hash(password)
+		return err
+	})
 	return hash, err
 }
 

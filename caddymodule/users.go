@@ -215,40 +215,54 @@ func (d *directory) acquire(ctx context.Context) error {
 
 func (d *directory) release() { <-d.hashing }
 
+// withHash runs work, which computes a password hash, under the hashing
+// budget (nil: none) and in a hashing slot, and charges the budget the
+// time it took. The error is the request's context ending while it waits,
+// errHashBudget when the wait would be too long, or work's.
+func (d *directory) withHash(ctx context.Context, budget *hashBudget, work func() error) error {
+	booked, err := budget.reserve(ctx)
+	if err != nil {
+		return err
+	}
+	if err := d.acquire(ctx); err != nil {
+		budget.done(booked, 0)
+		return err
+	}
+	start := time.Now()
+	err = work()
+	took := max(time.Since(start), 1)
+	d.release()
+	budget.done(booked, took)
+	return err
+}
+
 // verify checks a password for the canonical name. An unknown name costs
 // one hash comparison like a known one, and fails. The account is returned
 // when the name is known, even if the password is wrong. The error is the
-// store's, the request's context ending while it waits for a slot or for
-// the hashing budget, or errHashBudget when that wait would be too long.
+// store's, or one of withHash's.
 func (d *directory) verify(ctx context.Context, db store.Store, key, password string) (*account, bool, error) {
-	booked, err := d.budget.reserve(ctx)
+	var acct *account
+	var ok bool
+	err := d.withHash(ctx, d.budget, func() error {
+		var err error
+		if acct, err = d.find(ctx, db, key); err != nil {
+			return err
+		}
+		var h passwordHash
+		if acct != nil {
+			h = acct.hash
+		} else if h, err = d.decoyFor(key); err != nil {
+			return fmt.Errorf("making the decoy password hash: %w", err)
+		}
+		// The hashes were checked when they were set, so an error here
+		// comes from the input (bcrypt refuses passwords over 72 bytes):
+		// a wrong password.
+		match, err := h.compare.Compare(h.hash, []byte(password))
+		ok = err == nil && acct != nil && match
+		return nil
+	})
 	if err != nil {
 		return nil, false, err
 	}
-	var took time.Duration
-	defer func() { d.budget.done(booked, took) }()
-	if err := d.acquire(ctx); err != nil {
-		return nil, false, err
-	}
-	defer d.release()
-	acct, err := d.find(ctx, db, key)
-	if err != nil {
-		return nil, false, err
-	}
-	var h passwordHash
-	if acct != nil {
-		h = acct.hash
-	} else if h, err = d.decoyFor(key); err != nil {
-		return nil, false, fmt.Errorf("making the decoy password hash: %w", err)
-	}
-	// The hashes were checked when they were set, so an error here comes
-	// from the input (bcrypt refuses passwords over 72 bytes): a wrong
-	// password.
-	start := time.Now()
-	ok, err := h.compare.Compare(h.hash, []byte(password))
-	took = max(time.Since(start), 1)
-	if err != nil || acct == nil || !ok {
-		return acct, false, nil
-	}
-	return acct, true, nil
+	return acct, ok, nil
 }
