@@ -339,13 +339,28 @@ func runningTarget(r *http.Request) (*target, *zap.Logger, func(), error) {
 		release()
 		return nil, nil, nil, refuse(http.StatusServiceUnavailable, "the store in %s is not open", dir)
 	}
-	h := shared.newest()
+	realms := shared.realms()
+	realm := r.URL.Query().Get("realm")
+	switch {
+	case len(realms) == 0:
+		release()
+		return nil, nil, nil, refuse(http.StatusServiceUnavailable, "the store in %s is being closed; try again", dir)
+	case realm == "" && len(realms) > 1:
+		release()
+		return nil, nil, nil, refuse(http.StatusBadRequest, "the store in %s serves several realms; choose one with realm (--realm): %s", dir, strings.Join(realms, ", "))
+	case realm == "":
+		realm = realms[0]
+	case !slices.Contains(realms, realm):
+		release()
+		return nil, nil, nil, refuse(http.StatusNotFound, "no running two_factor handler of the store in %s is in realm %q; its realms: %s", dir, realm, strings.Join(realms, ", "))
+	}
+	h := shared.newestIn(realm)
 	if h == nil {
 		release()
 		return nil, nil, nil, refuse(http.StatusServiceUnavailable, "the store in %s is being closed; try again", dir)
 	}
 	t := &target{
-		db: shared.Badger, dir: dir, shared: shared,
+		db: h.db, realm: realm, dir: dir, shared: shared,
 		hash:     h.hashForOperator,
 		keyCheck: h.sealer.VerifyCheck,
 		now:      func() time.Time { return clock() },

@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
 )
 
 const trustLoopback = "servers {\n\t\ttrusted_proxies static 127.0.0.1/8 ::1\n\t}"
@@ -55,7 +57,7 @@ func TestBruteForceRotatingClientIPs(t *testing.T) {
 	// The hard cap: 100 consecutive failures of one account, each from a
 	// new address and after the wait, then a day's wait for everyone.
 	g := newGate(t, gateOpts{global: trustLoopback, extra: "free_failures 1\n\t\tmax_delay 1s"})
-	for i := range accountHardLimit {
+	for i := range store.AccountHardLimit {
 		r := g.browser().post("/.auth/login", formOf("username", "ALICE", "password", "guess"+strconv.Itoa(i)),
 			"X-Forwarded-For", fmt.Sprintf("203.0.%d.%d", i/250, i%250+1))
 		if r.status != http.StatusUnauthorized {
@@ -66,7 +68,7 @@ func TestBruteForceRotatingClientIPs(t *testing.T) {
 	r := g.browser().post("/.auth/login", formOf("username", "alice", "password", testPassword), "X-Forwarded-For", "192.0.2.200")
 	retry, _ := strconv.Atoi(r.header.Get("Retry-After"))
 	if r.status != http.StatusTooManyRequests || retry < 23*3600 {
-		t.Fatalf("the right password after %d failures from as many addresses: got %d Retry-After %q, want 429 and about a day", accountHardLimit, r.status, r.header.Get("Retry-After"))
+		t.Fatalf("the right password after %d failures from as many addresses: got %d Retry-After %q, want 429 and about a day", store.AccountHardLimit, r.status, r.header.Get("Retry-After"))
 	}
 	advance(24*time.Hour + time.Minute)
 	g.browser().login("alice", testPassword, "/")

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -8,6 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
 )
 
 func init() {
@@ -26,6 +29,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 //	two_factor {
 //		user <name> <hash>                  # repeatable; hash from `caddy hash-password`
+//		realm <name>                        # default "default"; one account system shared by the blocks that name it
 //		storage_dir <path>
 //		encryption_key <key>                # 32 bytes, base64 or hex; e.g. {env.TWO_FACTOR_KEY}
 //		encryption_key_file <path>
@@ -57,6 +61,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	}
 func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive's name
+	// Where the block is labels the handler in errors that name two
+	// blocks (two sites sharing a store, see Handler.Realm).
+	t.Label = fmt.Sprintf("%s:%d", d.File(), d.Line())
 	if d.NextArg() {
 		return d.Errf("two_factor takes no arguments on its first line, only a block; got '%s'", d.Val())
 	}
@@ -69,6 +76,13 @@ func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("user: want a name and a password hash (from caddy hash-password), got %d arguments", len(args))
 			}
 			t.Users = append(t.Users, User{Username: args[0], Password: args[1]})
+		case "realm":
+			if err := oneArg(d, &t.Realm); err != nil {
+				return err
+			}
+			if !store.ValidRealm(t.Realm) {
+				return d.Errf("realm %q: 1 to 64 of a-z, 0-9, '.', '_' and '-', starting with a letter or digit", t.Realm)
+			}
 		case "storage_dir":
 			if err := oneArg(d, &t.StorageDir); err != nil {
 				return err

@@ -62,6 +62,7 @@ func twoFactorCommand(cmd *cobra.Command) {
 	pf.StringP("config", "c", "", "Config file to read the admin endpoint's address from")
 	pf.StringP("adapter", "a", "", "Name of the adapter for --config")
 	pf.String("storage-dir", "", "The two_factor storage_dir: which store, if Caddy has several open; the folder to open when Caddy is not running")
+	pf.String("realm", "", "The realm of the user (the two_factor realm option); needed when the store serves several")
 	pf.String("encryption-key", "", "For restore while Caddy is stopped: the store's encryption_key, to check the backup against")
 	pf.String("key-file", "", "For restore while Caddy is stopped: the store's key file, to check the backup against")
 	pf.Bool("json", false, "Print the answer as JSON")
@@ -184,6 +185,12 @@ func (c *cli) call(req request) (*http.Response, error) {
 	for k, v := range req.query {
 		q[k] = v
 	}
+	if realm := c.fl.String("realm"); realm != "" {
+		if !store.ValidRealm(realm) {
+			return nil, fmt.Errorf("--realm %q: 1 to 64 of a-z, 0-9, '.', '_' and '-', starting with a letter or digit", realm)
+		}
+		q.Set("realm", realm)
+	}
 	if dir != "" {
 		abs, err := filepath.Abs(dir)
 		if err != nil {
@@ -304,8 +311,16 @@ func (c *cli) serveOffline(dir, addr string, mayCreate bool, build func(origin s
 	if err != nil {
 		return nil, err
 	}
+	realm := c.fl.String("realm")
+	if realm == "" {
+		realm = store.DefaultRealm
+	}
+	view, err := store.InRealm(db, realm)
+	if err != nil {
+		return nil, fmt.Errorf("--realm: %w", err)
+	}
 	t := &target{
-		db: db, dir: dir, keyCheck: keyCheck, now: func() time.Time { return clock() },
+		db: view, realm: realm, dir: dir, keyCheck: keyCheck, now: func() time.Time { return clock() },
 		hash: func(_ context.Context, password string) (string, error) {
 			return argon2Params{time: DefaultArgon2idTime, memory: DefaultArgon2idMemory, threads: DefaultArgon2idThreads}.hash(password)
 		},

@@ -124,48 +124,74 @@ type verdict struct {
 // confirmPassword checks the account password for a settings change, on
 // the same budget as the login.
 func (h *Handler) confirmPassword(r *http.Request, step string, acct *account, password string) (verdict, error) {
-	ip := clientIP(r)
-	if wait := h.limits.wait(factorPassword, acct.key, ip); wait > 0 {
-		h.auditThrottled(r, factorPassword, acct.name, wait)
-		return verdict{wait: wait}, nil
-	}
-	_, ok, err := h.users.verify(r.Context(), h.db, acct.key, password)
-	if err != nil {
-		return verdict{}, err
-	}
-	if !ok {
-		h.limits.fail(factorPassword, acct.key, ip)
-		h.auditRequest(r, zapcore.WarnLevel, evLoginFailed, "wrong password", zap.String("user", acct.name), zap.String("step", step), zap.String("reason", "wrong_password"))
-		return verdict{}, nil
-	}
-	h.limits.succeed(factorPassword, acct.key)
-	return verdict{ok: true}, nil
+	return h.confirm(r, step, acct, password, "", nil)
 }
 
 // confirmBoth checks the password, then (only if it is right) the code,
 // using the code up. Either being wrong changes nothing else.
 func (h *Handler) confirmBoth(r *http.Request, step string, acct *account, a store.Account, password, code string) (verdict, error) {
-	ip := clientIP(r)
-	f := codeFactor(code)
-	for _, ff := range []factor{factorPassword, f} {
-		if wait := h.limits.wait(ff, acct.key, ip); wait > 0 {
-			h.auditThrottled(r, ff, acct.name, wait)
+	return h.confirm(r, step, acct, password, codeFactor(code), func() (codeResult, error) {
+		return h.checkCode(r.Context(), a, code)
+	})
+}
+
+// confirm checks the password and then, if check is not nil, a code of
+// factor f (check verifies it and uses it up). An attempt at each factor is
+// reserved before anything is checked, so that concurrent guesses are held
+// to the sequential budget; when either must wait, nothing is checked or
+// counted. A wrong password leaves the code's reservation taken back
+// (the code was not checked); a failure to check takes back what it had
+// not decided.
+func (h *Handler) confirm(r *http.Request, step string, acct *account, password string, f factor, check func() (codeResult, error)) (verdict, error) {
+	pw, wait, err := h.reserve(r, factorPassword, acct.key)
+	if err != nil {
+		return verdict{}, err
+	}
+	if wait > 0 {
+		h.auditThrottled(r, factorPassword, acct.name, wait)
+		return verdict{wait: wait}, nil
+	}
+	var code store.Reservation
+	if check != nil {
+		code, wait, err = h.reserve(r, f, acct.key)
+		if err != nil || wait > 0 {
+			h.settle(r, pw, store.Unchecked)
+		}
+		if err != nil {
+			return verdict{}, err
+		}
+		if wait > 0 {
+			h.auditThrottled(r, f, acct.name, wait)
 			return verdict{wait: wait}, nil
 		}
 	}
-	v, err := h.confirmPassword(r, step, acct, password)
-	if err != nil || !v.ok {
-		return v, err
+	_, ok, err := h.users.verify(r.Context(), h.db, acct.key, password)
+	if err != nil || !ok {
+		if check != nil {
+			h.settle(r, code, store.Unchecked)
+		}
 	}
-	res, err := h.checkCode(r.Context(), a, code)
 	if err != nil {
+		h.settle(r, pw, store.Unchecked)
+		return verdict{}, err
+	}
+	if !ok {
+		h.auditRequest(r, zapcore.WarnLevel, evLoginFailed, "wrong password", zap.String("user", acct.name), zap.String("step", step), zap.String("reason", "wrong_password"))
+		return verdict{}, nil
+	}
+	h.settle(r, pw, store.Succeeded)
+	if check == nil {
+		return verdict{ok: true}, nil
+	}
+	res, err := check()
+	if err != nil {
+		h.settle(r, code, store.Unchecked)
 		return verdict{}, err
 	}
 	h.recordCode(r, step, acct, res)
 	if !res.ok {
-		h.limits.fail(f, acct.key, ip)
 		return verdict{}, nil
 	}
-	h.limits.succeed(f, acct.key)
+	h.settle(r, code, store.Succeeded)
 	return verdict{ok: true}, nil
 }

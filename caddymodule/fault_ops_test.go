@@ -14,7 +14,7 @@ import (
 // requests of store users in the fault matrix.
 func init() {
 	wrappedMethods = append(wrappedMethods, "UpdateSession", "TouchSession", "User", "Users", "AddUser", "SetPassword",
-		"RehashPassword", "DeleteUser", "UserSessions", "CountEnrolled", "Backup", "Restore")
+		"RehashPassword", "DeleteUser", "UserSessions", "CountEnrolled", "CountEnrolledIn", "Backup", "Restore")
 	committing["SetPassword"] = true
 	faultScenarios = append(faultScenarios,
 		faultScenario{"login of a store user", false, func(e *faultEnv) (func() result, *http.Cookie) {
@@ -121,6 +121,13 @@ func (f *faultyStore) UserSessions(ctx context.Context, u string) ([]store.Sessi
 		return nil, err
 	}
 	return f.Store.UserSessions(ctx, u)
+}
+
+func (f *faultyStore) CountEnrolledIn(ctx context.Context, realm string) (int, error) {
+	if err := f.call("CountEnrolledIn"); err != nil {
+		return 0, err
+	}
+	return f.Store.CountEnrolledIn(ctx, realm)
 }
 
 func (f *faultyStore) CountEnrolled(ctx context.Context) (int, error) {

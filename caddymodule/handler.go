@@ -7,6 +7,7 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -55,6 +56,19 @@ const (
 type Handler struct {
 	// Users are the accounts that may log in.
 	Users []User `json:"users,omitempty"`
+
+	// Realm names the account system the handler belongs to: its users,
+	// enrolments, sessions and attempt counts are the realm's, and a
+	// session is accepted only by handlers of its realm. Handlers of one
+	// Caddy that use the same store must each name a realm; they share one
+	// only if they name the same (their configured users must then be the
+	// same), else Caddy refuses to start. Default: "default", the realm of
+	// every record written before realms existed.
+	Realm string `json:"realm,omitempty"`
+
+	// Label names the handler in errors that name two handlers; the
+	// Caddyfile adapter sets it to the file and line of the block.
+	Label string `json:"label,omitempty"`
 
 	// StorageDir is the folder of the embedded store holding each user's
 	// second-factor state and the sessions. Default: "two_factor" in
@@ -185,23 +199,27 @@ type Handler struct {
 	// Argon2idThreads is argon2id's parallelism. Default: 1.
 	Argon2idThreads uint8 `json:"argon2id_threads,omitempty"`
 
-	logger    *zap.Logger
-	audit     *zap.Logger
-	users     *directory
-	db        store.Store
-	dbKey     string
-	shared    *sharedStore
-	argon2    argon2Params
-	sealer    *secrets.Sealer
-	codes     *backupcodes.Hasher
-	sessions  *sessionStore
-	ui        *pageSet
-	limits    *limits
-	params    otp.Params
-	skew      int
-	identity  identitySet // identity header names, folded by headerKey
-	crossSite *http.CrossOriginProtection
-	now       func() time.Time
+	logger   *zap.Logger
+	audit    *zap.Logger
+	users    *directory
+	db       store.Store
+	dbKey    string
+	shared   *sharedStore
+	argon2   argon2Params
+	sealer   *secrets.Sealer
+	codes    *backupcodes.Hasher
+	sessions *sessionStore
+	ui       *pageSet
+	attempts store.Attempts
+	realm    string
+	config   any // this config's two_factor app: which handlers are of one config
+	// configText is the handler's configuration as given, in JSON.
+	configText string
+	params     otp.Params
+	skew       int
+	identity   identitySet // identity header names, folded by headerKey
+	crossSite  *http.CrossOriginProtection
+	now        func() time.Time
 }
 
 // CaddyModule returns the Caddy module information.
@@ -218,6 +236,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.audit = h.logger.Named("audit")
 	h.now = func() time.Time { return clock() }
+	app, err := configOf(ctx)
+	if err != nil {
+		return err
+	}
+	h.config = app
+	// The configuration as given tells two copies of one block (a site
+	// served on two servers) from two blocks.
+	if b, err := json.Marshal(h); err == nil {
+		h.configText = string(b)
+	}
 	repl := caddy.NewReplacer()
 	if err := h.defaults(repl); err != nil {
 		return err
@@ -225,7 +253,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.validateConfig(); err != nil {
 		return err
 	}
-	var err error
 	if h.users, err = newDirectory(h.Users, h.MaxConcurrentHashes, h.argon2.decoy); err != nil {
 		return err
 	}
@@ -257,6 +284,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 // defaults fills the unset options and expands placeholders.
 func (h *Handler) defaults(repl *caddy.Replacer) error {
+	h.realm = h.Realm
+	if h.realm == "" {
+		h.realm = store.DefaultRealm
+	}
 	h.StorageDir = repl.ReplaceKnown(h.StorageDir, "")
 	if h.StorageDir == "" {
 		h.StorageDir = filepath.Join(caddy.AppDataDir(), "two_factor")
@@ -352,6 +383,9 @@ func (h *Handler) validateConfig() error {
 		path.Clean(h.Prefix) != h.Prefix || strings.ContainsAny(h.Prefix, "?#%\\ \t") {
 		return fmt.Errorf("prefix %q: must be a clean absolute path other than /, without a trailing slash, such as %s", h.Prefix, DefaultPrefix)
 	}
+	if !store.ValidRealm(h.realm) {
+		return fmt.Errorf("realm %q: 1 to 64 of a-z, 0-9, '.', '_' and '-', starting with a letter or digit", h.Realm)
+	}
 	if err := h.params.Validate(); err != nil {
 		return fmt.Errorf("totp settings: %w", err)
 	}
@@ -392,6 +426,14 @@ func (h *Handler) validateConfig() error {
 		return fmt.Errorf("issuer %q: must be non-empty, at most 100 bytes, without ':' (authenticator apps use it as the separator)", h.Issuer)
 	}
 	return checkProductName(h.ProductName)
+}
+
+// label names the handler in an error that names two of them.
+func (h *Handler) label() string {
+	if h.Label != "" {
+		return "the two_factor block at " + h.Label
+	}
+	return fmt.Sprintf("a two_factor handler (prefix %s, issuer %q)", h.Prefix, h.Issuer)
 }
 
 // Validate is called after Provision; the checks are all done there.

@@ -1,11 +1,15 @@
 package caddymodule
 
 import (
+	"context"
 	"math"
+	"net/http"
 	"strconv"
 	"time"
 
-	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/ratelimit"
+	"go.uber.org/zap"
+
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
 )
 
 // factor names a separately counted kind of guess.
@@ -17,91 +21,33 @@ const (
 	factorBackup   factor = "backup"
 )
 
-// accountHardLimit is the most consecutive failures of one factor an
-// account may have (NIST SP 800-63B §5.2.2 allows at most 100); past it,
-// every attempt waits accountLockout.
-const (
-	accountHardLimit = 100
-	accountLockout   = 24 * time.Hour
-	maxTracked       = 200_000
-)
+// factors lists every separately counted factor.
+var factors = []string{string(factorPassword), string(factorTOTP), string(factorBackup)}
 
-// limits throttles guesses per account (canonical name, so every spelling
-// shares one count) and per client address (as Caddy resolves it, behind
-// trusted_proxies only), each factor on its own budget. An account's count
-// survives new sessions and restarted logins, and a correct password does
-// not reset the code budget.
-type limits struct {
-	accounts *ratelimit.Limiter
-	clients  *ratelimit.Limiter
+// reserve counts an attempt at the factor against the account (its
+// canonical name, so every spelling shares one count) and the client's
+// address (as Caddy resolves it, behind trusted_proxies only), in the
+// handler's realm, before anything is checked. A wait above zero means the
+// attempt is refused and nothing was counted. Every reservation must be
+// settled: see settle.
+func (h *Handler) reserve(r *http.Request, f factor, account string) (store.Reservation, time.Duration, error) {
+	return h.attempts.Reserve(r.Context(), store.Guess{
+		Realm: h.realm, Factor: string(f), Account: account, Client: clientIP(r),
+	})
 }
 
-func newLimits(free int, maxDelay time.Duration, now func() time.Time) *limits {
-	l := &limits{
-		accounts: ratelimit.New(ratelimit.Policy{}, maxTracked),
-		clients:  ratelimit.New(ratelimit.Policy{}, maxTracked),
+// settle records what came of a reserved attempt: a failure stays counted,
+// a success clears the account's count of the factor (the client's is left
+// to fade, so that an attacker's own account cannot clear it), and an
+// attempt that was never checked is taken back. It runs even when the
+// client has gone away.
+func (h *Handler) settle(r *http.Request, res store.Reservation, o store.Outcome) {
+	if err := h.attempts.Settle(context.WithoutCancel(r.Context()), res, o); err != nil {
+		h.logger.Error("settling an attempt failed", zap.Error(err))
 	}
-	l.configure(free, maxDelay)
-	l.accounts.SetClock(now)
-	l.clients.SetClock(now)
-	return l
-}
-
-// configure sets the policies, keeping the counts: a reload with new
-// settings does not wipe an attacker's record.
-func (l *limits) configure(free int, maxDelay time.Duration) {
-	l.accounts.SetPolicy(ratelimit.Policy{
-		Free: free, Base: time.Second, Max: maxDelay,
-		HardLimit: accountHardLimit, Lockout: accountLockout, Forget: accountLockout,
-	})
-	l.clients.SetPolicy(ratelimit.Policy{
-		Free: 4 * free, Base: time.Second, Max: maxDelay, Forget: time.Hour,
-	})
-}
-
-func limitKey(f factor, id string) string { return string(f) + "\x00" + id }
-
-// wait returns how long the account and the client must still wait before
-// trying the factor again; zero means go ahead.
-func (l *limits) wait(f factor, account, client string) time.Duration {
-	return max(l.accounts.Wait(limitKey(f, account)), l.clients.Wait(limitKey(f, ratelimit.ClientKey(client))))
-}
-
-// fail counts a failed attempt against both the account and the client.
-func (l *limits) fail(f factor, account, client string) {
-	l.accounts.Fail(limitKey(f, account))
-	l.clients.Fail(limitKey(f, ratelimit.ClientKey(client)))
-}
-
-// succeed clears the account's count for the factor. The client's count
-// is left to fade, so that an attacker's own account cannot clear it.
-func (l *limits) succeed(f factor, account string) {
-	l.accounts.Reset(limitKey(f, account))
 }
 
 // retryAfter renders a wait as whole seconds for the Retry-After header.
 func retryAfter(d time.Duration) string {
 	return strconv.FormatInt(int64(math.Ceil(d.Seconds())), 10)
-}
-
-// factors lists every separately counted factor.
-var factors = []factor{factorPassword, factorTOTP, factorBackup}
-
-// accountState returns the account's consecutive failures of the factor
-// and how long it must still wait.
-func (l *limits) accountState(f factor, account string) (int, time.Duration) {
-	k := limitKey(f, account)
-	return l.accounts.Failures(k), l.accounts.Wait(k)
-}
-
-// clearAccount forgets the account's failures of every factor and returns
-// how many there were. Client addresses keep theirs.
-func (l *limits) clearAccount(account string) int {
-	n := 0
-	for _, f := range factors {
-		k := limitKey(f, account)
-		n += l.accounts.Failures(k)
-		l.accounts.Reset(k)
-	}
-	return n
 }

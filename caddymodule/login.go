@@ -49,20 +49,24 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		key = "\x00invalid"
 	}
-	ip := clientIP(r)
-	if wait := h.limits.wait(factorPassword, key, ip); wait > 0 {
+	res, wait, err := h.reserve(r, factorPassword, key)
+	if err != nil {
+		return h.unavailable(w, err)
+	}
+	if wait > 0 {
 		h.auditThrottled(r, factorPassword, "", wait)
 		return h.throttled(w, wait)
 	}
 	acct, ok, err := h.users.verify(r.Context(), h.db, key, password)
 	if err != nil {
+		h.settle(r, res, store.Unchecked)
 		if r.Context().Err() != nil {
 			return err // the client went away while waiting for a hash slot
 		}
 		return h.unavailable(w, err)
 	}
 	if !ok {
-		h.limits.fail(factorPassword, key, ip)
+		// The reservation stays counted as the failure.
 		metricLogins.WithLabelValues("failed").Inc()
 		if acct == nil {
 			h.auditRequest(r, zapcore.WarnLevel, evLoginFailed, "login failed", zap.String("step", stepLogin), zap.String("reason", "unknown_user"))
@@ -71,7 +75,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 		}
 		return h.render(w, http.StatusUnauthorized, "login", page{Title: "login.title", Next: next, Error: genericFailure})
 	}
-	h.limits.succeed(factorPassword, key)
+	h.settle(r, res, store.Succeeded)
 	h.rehash(r.Context(), acct, password)
 	a, err := h.db.Account(r.Context(), acct.key)
 	if err != nil {
@@ -127,18 +131,23 @@ func (h *Handler) code(w http.ResponseWriter, r *http.Request) error {
 	}
 	input := r.PostForm.Get("code")
 	f := codeFactor(input)
-	ip := clientIP(r)
 	name, _ := h.sessionName(rec)
-	if wait := h.limits.wait(f, rec.User, ip); wait > 0 {
+	attempt, wait, err := h.reserve(r, f, rec.User)
+	if err != nil {
+		return h.unavailable(w, err)
+	}
+	if wait > 0 {
 		h.auditThrottled(r, f, name, wait)
 		return h.throttled(w, wait)
 	}
 	a, err := h.db.Account(r.Context(), rec.User)
 	if err != nil {
+		h.settle(r, attempt, store.Unchecked)
 		return h.unavailable(w, err)
 	}
 	if !a.Enabled() {
 		// Two-factor authentication was turned off meanwhile: start over.
+		h.settle(r, attempt, store.Unchecked)
 		if err := h.endSession(w, r); err != nil {
 			return h.unavailable(w, err)
 		}
@@ -146,14 +155,14 @@ func (h *Handler) code(w http.ResponseWriter, r *http.Request) error {
 	}
 	res, err := h.checkCode(r.Context(), a, input)
 	if err != nil {
+		h.settle(r, attempt, store.Unchecked)
 		return h.unavailable(w, err)
 	}
 	h.recordCode(r, stepCode, &account{name: name, key: rec.User}, res)
 	if !res.ok {
-		h.limits.fail(f, rec.User, ip)
 		return h.render(w, http.StatusUnauthorized, "code", page{Title: "code.title", Error: genericFailure, BackupFailed: f == factorBackup})
 	}
-	h.limits.succeed(f, rec.User)
+	h.settle(r, attempt, store.Succeeded)
 	rec.Stage = store.StageFull
 	target := h.afterLogin(rec)
 	rec.Next = ""

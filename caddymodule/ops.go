@@ -17,7 +17,9 @@ import (
 // has open (shared is set), or one the CLI opened itself while Caddy is
 // stopped (shared is nil: no throttle counts, no configured users).
 type target struct {
+	// db is the realm's view of the store; realm names it.
 	db     store.Store
+	realm  string
 	dir    string
 	shared *sharedStore
 	// hash makes the hash of a new password.
@@ -144,7 +146,7 @@ func (t *target) configured(key string) *account {
 	if t.shared == nil {
 		return nil
 	}
-	return t.shared.configured(key)
+	return t.shared.configured(t.realm, key)
 }
 
 // whoIs names the user for a command: the configured user, the store user,
@@ -177,7 +179,7 @@ func (t *target) listUsers(ctx context.Context) (userList, error) {
 	keys := map[string]*userInfo{}
 	var order []string
 	if t.shared != nil {
-		for _, a := range t.shared.configuredUsers() {
+		for _, a := range t.shared.configuredUsers(t.realm) {
 			keys[a.key] = &userInfo{User: a.name, Source: sourceConfig}
 			order = append(order, a.key)
 		}
@@ -322,7 +324,7 @@ func (t *target) deleteUser(ctx context.Context, name string) (changeResult, err
 		return changeResult{}, storeError(err)
 	}
 	if t.shared != nil {
-		t.shared.limits.clearAccount(key)
+		_, _ = t.shared.attempts.ClearAccount(ctx, t.realm, key, factors)
 	}
 	t.countUsers(ctx)
 	on := a.Enabled()
@@ -377,9 +379,12 @@ func (t *target) status(ctx context.Context, name string) (statusInfo, error) {
 	if t.shared != nil {
 		th := &throttleInfo{Factors: map[string]factorThrottle{}}
 		for _, f := range factors {
-			n, wait := t.shared.limits.accountState(f, key)
+			n, wait, err := t.shared.attempts.AccountState(ctx, t.realm, f, key)
+			if err != nil {
+				return out, storeError(err)
+			}
 			secs := int((wait + time.Second - 1) / time.Second)
-			th.Factors[string(f)] = factorThrottle{Failures: n, RetryAfterSeconds: secs}
+			th.Factors[f] = factorThrottle{Failures: n, RetryAfterSeconds: secs}
 			if wait > 0 {
 				th.Throttled = true
 			}
@@ -450,7 +455,10 @@ func (t *target) unthrottle(ctx context.Context, name string) (changeResult, err
 	if err != nil {
 		return changeResult{}, err
 	}
-	n := t.shared.limits.clearAccount(key)
+	n, err := t.shared.attempts.ClearAccount(ctx, t.realm, key, factors)
+	if err != nil {
+		return changeResult{}, storeError(err)
+	}
 	return changeResult{User: display, FailuresCleared: &n}, nil
 }
 
@@ -493,7 +501,13 @@ func (t *target) countUsers(ctx context.Context) {
 	if t.shared == nil {
 		return
 	}
-	if users, err := t.db.Users(ctx); err == nil {
-		t.shared.storeUsers.Store(int64(len(users)))
+	for _, realm := range t.shared.realms() {
+		db, err := store.InRealm(t.shared.Badger, realm)
+		if err != nil {
+			continue
+		}
+		if users, err := db.Users(ctx); err == nil {
+			t.shared.userCount(realm).Store(int64(len(users)))
+		}
 	}
 }

@@ -150,13 +150,6 @@ func (h *Handler) enable(w http.ResponseWriter, r *http.Request) error {
 		// The offered key expired: show a new one.
 		return h.seeOther(w, r, h.Prefix+"/security/enable")
 	}
-	ip := clientIP(r)
-	for _, f := range []factor{factorPassword, factorTOTP} {
-		if wait := h.limits.wait(f, acct.key, ip); wait > 0 {
-			h.auditThrottled(r, f, acct.name, wait)
-			return h.throttled(w, wait)
-		}
-	}
 	wrong := func() error {
 		p, err := h.enableView(acct, secret)
 		if err != nil {
@@ -165,23 +158,24 @@ func (h *Handler) enable(w http.ResponseWriter, r *http.Request) error {
 		p.Error = genericFailure
 		return h.render(w, http.StatusUnauthorized, "enable", p)
 	}
-	v, err := h.confirmPassword(r, stepEnable, acct, r.PostForm.Get("password"))
+	var step int64
+	v, err := h.confirm(r, stepEnable, acct, r.PostForm.Get("password"), factorTOTP, func() (codeResult, error) {
+		var good bool
+		step, good = otp.Match(secret, h.params, r.PostForm.Get("code"), h.now(), h.skew)
+		return codeResult{ok: good, method: factorTOTP}, nil
+	})
 	if err != nil {
 		if r.Context().Err() != nil {
 			return err
 		}
 		return h.unavailable(w, err)
 	}
+	if v.wait > 0 {
+		return h.throttled(w, v.wait)
+	}
 	if !v.ok {
 		return wrong()
 	}
-	step, good := otp.Match(secret, h.params, r.PostForm.Get("code"), h.now(), h.skew)
-	h.recordCode(r, stepEnable, acct, codeResult{ok: good, method: factorTOTP})
-	if !good {
-		h.limits.fail(factorTOTP, acct.key, ip)
-		return wrong()
-	}
-	h.limits.succeed(factorTOTP, acct.key)
 
 	codes, hashes, err := h.newCodes(acct.key)
 	if err != nil {

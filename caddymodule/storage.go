@@ -24,29 +24,79 @@ import (
 // and closed when the last handler using it lets go.
 var stores = caddy.NewUsagePool()
 
-// sharedStore is an open store with the failure counts of its accounts,
+// sharedStore is an open store with the attempt counts of its accounts,
 // which live as long as the store does, so that a reload does not reset
 // them, and the handlers using it, which the admin API works through.
 type sharedStore struct {
 	*store.Badger
-	dir    string
-	limits *limits
-	// storeUsers is how many users the store keeps: counted when a
-	// handler is provisioned, kept up to date by the admin API (nothing
-	// else writes users while Caddy holds the store).
-	storeUsers atomic.Int64
+	dir      string
+	attempts *store.MemoryAttempts
 
 	mu       sync.Mutex
 	handlers []*Handler // provisioned and not cleaned up, oldest first
+	// storeUsers counts the users each realm keeps in the store: counted
+	// when a handler is provisioned, kept up to date by the admin API
+	// (nothing else writes users while Caddy holds the store).
+	storeUsers map[string]*atomic.Int64
 }
 
 func (p *sharedStore) Destruct() error { return p.Close() }
 
-// attach records a handler that uses the store; detach forgets it.
-func (p *sharedStore) attach(h *Handler) {
+// userCount returns the realm's count of store users.
+func (p *sharedStore) userCount(realm string) *atomic.Int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	n := p.storeUsers[realm]
+	if n == nil {
+		n = new(atomic.Int64)
+		p.storeUsers[realm] = n
+	}
+	return n
+}
+
+// attach records a handler that uses the store, after checking it against
+// the other handlers of the same config that use it: two handlers share a
+// realm only when both name it, and then their configured users must
+// agree. Handlers of an older config (still attached during a reload) are
+// not compared: they are about to go.
+func (p *sharedStore) attach(h *Handler) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, o := range p.handlers {
+		if o.config != h.config || o.realm != h.realm || o.configText == h.configText {
+			continue
+		}
+		if o.Realm == "" || h.Realm == "" {
+			return fmt.Errorf("%s and %s use the same store (%s) without naming a realm, so each would accept the other's sessions and users: "+
+				"give each block its own `realm NAME` (the same name only for sites that really are one account system), or its own storage_dir",
+				o.label(), h.label(), p.dir)
+		}
+		if err := sameUsers(o.users, h.users); err != nil {
+			return fmt.Errorf("%s and %s are both in realm %q, but their configured users differ (%v): a realm is one account system, so give them the same user lines, or different realms",
+				o.label(), h.label(), h.realm, err)
+		}
+	}
 	p.handlers = append(p.handlers, h)
+	return nil
+}
+
+// sameUsers reports how two handlers' configured users differ, or nil.
+func sameUsers(a, b *directory) error {
+	for key, x := range a.byKey {
+		y := b.byKey[key]
+		if y == nil {
+			return fmt.Errorf("user %s is only in the first", x.name)
+		}
+		if x.hashText != y.hashText {
+			return fmt.Errorf("user %s has another password hash", x.name)
+		}
+	}
+	for key, y := range b.byKey {
+		if a.byKey[key] == nil {
+			return fmt.Errorf("user %s is only in the second", y.name)
+		}
+	}
+	return nil
 }
 
 func (p *sharedStore) detach(h *Handler) {
@@ -55,23 +105,41 @@ func (p *sharedStore) detach(h *Handler) {
 	p.handlers = slices.DeleteFunc(p.handlers, func(x *Handler) bool { return x == h })
 }
 
-// newest returns the handler provisioned last (the current config's), or
-// nil if none is attached.
-func (p *sharedStore) newest() *Handler {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.handlers) == 0 {
-		return nil
-	}
-	return p.handlers[len(p.handlers)-1]
-}
-
-// configured returns the configured user of that canonical name in any
-// handler using the store, or nil.
-func (p *sharedStore) configured(key string) *account {
+// newestIn returns the handler of the realm provisioned last, or nil.
+func (p *sharedStore) newestIn(realm string) *Handler {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i := len(p.handlers) - 1; i >= 0; i-- {
+		if p.handlers[i].realm == realm {
+			return p.handlers[i]
+		}
+	}
+	return nil
+}
+
+// realms returns the realms of the attached handlers, sorted.
+func (p *sharedStore) realms() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, h := range p.handlers {
+		if !slices.Contains(out, h.realm) {
+			out = append(out, h.realm)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// configured returns the configured user of that canonical name in any
+// handler of the realm using the store, or nil.
+func (p *sharedStore) configured(realm, key string) *account {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := len(p.handlers) - 1; i >= 0; i-- {
+		if p.handlers[i].realm != realm {
+			continue
+		}
 		if a := p.handlers[i].users.lookup(key); a != nil {
 			return a
 		}
@@ -79,14 +147,17 @@ func (p *sharedStore) configured(key string) *account {
 	return nil
 }
 
-// configuredUsers returns the configured users of every handler using the
-// store, one per canonical name.
-func (p *sharedStore) configuredUsers() []*account {
+// configuredUsers returns the configured users of every handler of the
+// realm using the store, one per canonical name.
+func (p *sharedStore) configuredUsers(realm string) []*account {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	seen := map[string]bool{}
 	var out []*account
 	for i := len(p.handlers) - 1; i >= 0; i-- {
+		if p.handlers[i].realm != realm {
+			continue
+		}
 		for key, a := range p.handlers[i].users.byKey {
 			if !seen[key] {
 				seen[key] = true
@@ -121,16 +192,21 @@ func (h *Handler) openStore(ctx caddy.Context) error {
 		if err != nil {
 			return nil, err
 		}
-		return &sharedStore{Badger: db, dir: h.StorageDir, limits: newLimits(h.FreeFailures, time.Duration(h.MaxDelay), func() time.Time { return clock() })}, nil
+		return &sharedStore{Badger: db, dir: h.StorageDir, storeUsers: map[string]*atomic.Int64{},
+			attempts: store.NewMemoryAttempts(h.FreeFailures, time.Duration(h.MaxDelay), func() time.Time { return clock() })}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("storage_dir %s: %w", h.StorageDir, err)
 	}
 	h.dbKey = h.StorageDir
 	h.shared = val.(*sharedStore)
-	h.db = h.shared.Badger
-	h.limits = h.shared.limits
-	h.limits.configure(h.FreeFailures, time.Duration(h.MaxDelay))
+	if h.db, err = store.InRealm(h.shared.Badger, h.realm); err != nil {
+		_ = h.Cleanup()
+		h.dbKey = ""
+		return fmt.Errorf("realm: %w", err)
+	}
+	h.attempts = h.shared.attempts
+	h.shared.attempts.Configure(h.FreeFailures, time.Duration(h.MaxDelay))
 	if err := h.loadKey(ctx); err != nil {
 		_ = h.Cleanup()
 		h.dbKey = ""
@@ -141,7 +217,11 @@ func (h *Handler) openStore(ctx caddy.Context) error {
 		h.dbKey = ""
 		return err
 	}
-	h.shared.attach(h)
+	if err := h.shared.attach(h); err != nil {
+		_ = h.Cleanup()
+		h.dbKey = ""
+		return err
+	}
 	return nil
 }
 
@@ -152,8 +232,9 @@ func (h *Handler) warnShadowed(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("storage_dir %s: reading the users: %w", h.StorageDir, err)
 	}
-	h.shared.storeUsers.Store(int64(len(users)))
-	h.users.storeUsers = func() int { return int(h.shared.storeUsers.Load()) }
+	count := h.shared.userCount(h.realm)
+	count.Store(int64(len(users)))
+	h.users.storeUsers = func() int { return int(count.Load()) }
 	for _, u := range users {
 		if a := h.users.lookup(u.Name); a != nil {
 			h.logger.Warn("a user in the configuration has the name of a user in the store; the configuration wins, and the store user cannot log in",

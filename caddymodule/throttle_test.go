@@ -67,28 +67,6 @@ func TestCodeBudgetSurvivesNewLogins(t *testing.T) {
 	}
 }
 
-func TestThrottleDelaysGrowAndCap(t *testing.T) {
-	l := newLimits(2, 10*time.Second, testNow)
-	var waits []time.Duration
-	for range 8 {
-		l.fail(factorPassword, "alice", "192.0.2.1")
-		waits = append(waits, l.wait(factorPassword, "alice", "192.0.2.1").Round(time.Second))
-	}
-	want := []time.Duration{0, 0, 1 * time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second}
-	for i := range want {
-		if waits[i] != want[i] {
-			t.Fatalf("waits after each failure: got %v, want %v", waits, want)
-		}
-	}
-	// At the hard limit an account waits a day, however many addresses try.
-	for i := len(want); i < accountHardLimit; i++ {
-		l.fail(factorPassword, "alice", "198.51.100."+strconv.Itoa(i%250))
-	}
-	if w := l.wait(factorPassword, "alice", "203.0.113.9"); w < 23*time.Hour {
-		t.Errorf("after %d failures: got a wait of %v, want about 24h", accountHardLimit, w)
-	}
-}
-
 func TestClientBudgetAcrossAccounts(t *testing.T) {
 	g := newGate(t, gateOpts{extra: "free_failures 1"})
 	// One client guessing many names hits the per-client budget (4x free).

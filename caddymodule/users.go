@@ -97,6 +97,8 @@ type account struct {
 	name string // as configured or added; shown to the user and sent upstream
 	key  string // canonical name; the store's key
 	hash passwordHash
+	// hashText is a configured user's hash as configured.
+	hashText string
 	// origin says where the user is defined. For a store user, stored is
 	// the hash as the store holds it, for a rehash over exactly that one.
 	origin store.Origin
@@ -146,7 +148,7 @@ func newDirectory(users []User, maxHashes int, storeDecoy func() (passwordHash, 
 		if err != nil {
 			return nil, fmt.Errorf("user %d (%s): %w", i, u.Username, err)
 		}
-		d.byKey[key] = &account{name: u.Username, key: key, hash: h, origin: store.OriginConfig}
+		d.byKey[key] = &account{name: u.Username, key: key, hash: h, hashText: u.Password, origin: store.OriginConfig}
 		d.decoys = append(d.decoys, h)
 	}
 	// The key is derived from the hashes themselves: secret enough (they

@@ -117,6 +117,70 @@ func (l *Limiter) Fail(key string) time.Duration {
 	return l.remaining(e, now)
 }
 
+// Reservation is an attempt counted as a failure before it is checked;
+// Release takes it back when the attempt was not checked after all.
+type Reservation struct {
+	key      string
+	at       time.Time // when it was counted
+	prevLast time.Time // the key's last failure before it
+	ok       bool
+}
+
+// Reserve counts one failure for the key before the attempt is checked,
+// unless the key must still wait: then it returns the wait and counts
+// nothing. Checking and counting are one step under the limiter's lock, so
+// N concurrent attempts are limited exactly as N sequential ones would be.
+// A correct attempt is then Reset (or Released), a wrong one left counted.
+func (l *Limiter) Reserve(key string) (Reservation, time.Duration) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.reserveLocked(key, now)
+}
+
+func (l *Limiter) reserveLocked(key string, now time.Time) (Reservation, time.Duration) {
+	e, ok := l.entries[key]
+	if ok {
+		if wait := l.remaining(e, now); wait > 0 {
+			return Reservation{}, wait
+		}
+		if l.policy.Forget > 0 && now.Sub(e.last) > l.policy.Forget {
+			e.failures = 0
+		}
+	} else {
+		l.makeRoom(now)
+		e = &entry{}
+		l.entries[key] = e
+	}
+	res := Reservation{key: key, at: now, prevLast: e.last, ok: true}
+	e.failures++
+	e.last = now
+	return res, 0
+}
+
+// Release takes back a reservation whose attempt was not checked (the
+// client went away, the server could not check it): the count drops by
+// one, and the time of the last failure goes back to what it was if no
+// later failure moved it. A zero Reservation is ignored.
+func (l *Limiter) Release(res Reservation) {
+	if !res.ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e, ok := l.entries[res.key]
+	if !ok || e.failures == 0 {
+		return
+	}
+	e.failures--
+	if e.last.Equal(res.at) {
+		e.last = res.prevLast
+	}
+	if e.failures == 0 {
+		delete(l.entries, res.key)
+	}
+}
+
 // Failures returns the key's current count of consecutive failures.
 func (l *Limiter) Failures(key string) int {
 	now := l.now()

@@ -226,6 +226,9 @@ type Store interface {
 	UserSessions(ctx context.Context, user string) ([]Session, error)
 	// CountEnrolled returns how many users have the second factor on.
 	CountEnrolled(ctx context.Context) (int, error)
+	// CountEnrolledIn returns how many users of the realm have the second
+	// factor on.
+	CountEnrolledIn(ctx context.Context, realm string) (int, error)
 
 	// Backup writes a consistent snapshot of the users, enrolments and
 	// meta values (not the sessions) to w.
