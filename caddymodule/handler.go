@@ -212,7 +212,7 @@ type Handler struct {
 	ui       *pageSet
 	attempts store.Attempts
 	realm    string
-	config   any // this config's two_factor app: which handlers are of one config
+	config   *App // this config's two_factor app: which handlers are of one config
 	// configText is the handler's configuration as given, in JSON.
 	configText string
 	params     otp.Params
@@ -268,6 +268,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.openStore(ctx); err != nil {
 		return err
 	}
+	h.config.add(h)
 	h.sessions = &sessionStore{
 		db:       h.db,
 		idle:     time.Duration(h.SessionIdle),

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 	"golang.org/x/crypto/bcrypt"
@@ -79,6 +80,7 @@ func withCookie(g *gate, path, cookie string) response {
 // are refused unless each names a realm; one realm named by two blocks
 // needs the same configured users. The error names both blocks.
 func TestRealmsRequiredForSharedStore(t *testing.T) {
+	newGate(t, gateOpts{}) // a running Caddy, whose admin API takes the loads
 	dir := t.TempDir()
 	hashB := otherHash(t)
 	cases := []struct {
@@ -289,4 +291,40 @@ func untar(t *testing.T, archive, dir string) {
 		}
 	}
 	t.Fatal("the archive has too many entries")
+}
+
+// TestRenamedRealmWarns: renaming a realm does not end it silently: the
+// realm the store holds and no site serves is named in a warning at start,
+// and naming it again brings its enrolments back.
+func TestRenamedRealmWarns(t *testing.T) {
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "caddy.log")
+	global := fmt.Sprintf(`log gate {
+		output file %s
+		format json
+		include http.handlers.two_factor
+	}`, logFile)
+	g := newGate(t, gateOpts{dir: dir, global: global})
+	a := g.browser()
+	a.login("alice", testPassword, "/")
+	a.enable()
+	unload(t)
+
+	g = newGate(t, gateOpts{dir: dir, global: global, extra: "realm renamed"})
+	g.browser().login("alice", testPassword, "/")
+	unload(t)
+	var found bool
+	for range 50 {
+		b, _ := os.ReadFile(logFile)
+		if found = strings.Contains(string(b), "the store holds a realm that no site serves") &&
+			strings.Contains(string(b), `"realm":"default"`); found {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !found {
+		t.Fatal("no warning names the default realm, which the store holds and no site serves after the rename")
+	}
+	g = newGate(t, gateOpts{dir: dir, global: global})
+	g.browser().login("alice", testPassword, "/.auth/code")
 }
