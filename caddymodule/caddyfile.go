@@ -44,6 +44,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		totp_algorithm <SHA1|SHA256|SHA512> # default SHA1
 //		totp_skew <steps>                   # default 1
 //		user_header <name>                  # default Remote-User
+//		strip_header <name>...              # repeatable; more headers to delete, any spelling
 //		cookie_name <name>                  # default __Host-two_factor
 //		templates_dir <path>
 //		product_name <name>                 # default: the issuer
@@ -186,6 +187,17 @@ func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := oneArg(d, &t.UserHeader); err != nil {
 				return err
 			}
+		case "strip_header":
+			names := d.RemainingArgs()
+			if len(names) == 0 {
+				return d.Errf("strip_header: want one or more header names, such as X-Email")
+			}
+			for _, n := range names {
+				if !validHeaderName(n) {
+					return d.Errf("strip_header: not a valid header name: '%s'", n)
+				}
+			}
+			t.StripHeaders = append(t.StripHeaders, names...)
 		case "cookie_name":
 			if err := oneArg(d, &t.CookieName); err != nil {
 				return err

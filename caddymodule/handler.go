@@ -129,6 +129,12 @@ type Handler struct {
 	// with "_" or "." for "-", is removed first. Default: Remote-User
 	UserHeader string `json:"user_header,omitempty"`
 
+	// StripHeaders names further request headers to delete before the
+	// request goes on, in the same spellings as UserHeader (any letter
+	// case, "_" or "." for "-"): headers the upstream trusts, such as
+	// X-Email or X-Forwarded-Groups. Request trailers are always dropped.
+	StripHeaders []string `json:"strip_headers,omitempty"`
+
 	// CookieName is the name of the session cookie. Default:
 	// __Host-two_factor (the prefix binds it to this host, Secure, path /).
 	CookieName string `json:"cookie_name,omitempty"`
@@ -261,7 +267,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.ui, err = h.loadPages(); err != nil {
 		return err
 	}
-	h.identity = identityHeaders(h.UserHeader)
+	h.identity = identityHeaders(h.UserHeader, h.StripHeaders...)
 	h.crossSite = http.NewCrossOriginProtection()
 	h.crossSite.SetDenyHandler(http.HandlerFunc(h.denyCrossSite))
 
@@ -419,6 +425,9 @@ func (h *Handler) validateConfig() error {
 	}
 	if !validHeaderName(h.UserHeader) {
 		return fmt.Errorf("user_header %q: not a valid header name", h.UserHeader)
+	}
+	if err := checkStripHeaders(h.StripHeaders); err != nil {
+		return err
 	}
 	if !validCookieName(h.CookieName) {
 		return fmt.Errorf("cookie_name %q: not a valid cookie name", h.CookieName)

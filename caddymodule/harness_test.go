@@ -119,11 +119,16 @@ type gateOpts struct {
 	global string // more global options
 	dir    string // storage folder; a new temporary one when empty
 	hash   string // password hash of alice and Bob; testHash when empty
+
+	up *upstream // the upstream; a new recording one when nil
 }
 
 func newGate(t *testing.T, o gateOpts) *gate {
 	t.Helper()
-	g := &gate{t: t, up: newUpstream(t), dir: o.dir, base: "https://localhost:9443"}
+	g := &gate{t: t, up: o.up, dir: o.dir, base: "https://localhost:9443"}
+	if g.up == nil {
+		g.up = newUpstream(t)
+	}
 	if g.dir == "" {
 		g.dir = t.TempDir()
 	}

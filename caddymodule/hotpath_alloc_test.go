@@ -212,6 +212,7 @@ func TestHotPathAllocations(t *testing.T) {
 			r.Header["Cookie"] = h["Cookie"]
 			removeCookie(r, DefaultCookieName)
 		}},
+		{"stripIdentity", func() { stripIdentity(r, identity) }},
 	} {
 		if n := testing.AllocsPerRun(100, tc.fn); n > 0 {
 			t.Errorf("%s: got %v allocations, want 0", tc.name, n)

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -65,9 +66,14 @@ type identitySet struct {
 	first [256]bool // first bytes of the folded names
 }
 
-func identityHeaders(configured string) identitySet {
-	s := identitySet{names: make(map[string]bool, len(commonIdentityHeaders)+1)}
-	for _, n := range append(commonIdentityHeaders, configured) {
+// identityHeaders is the set of names stripIdentity deletes: the common
+// identity headers, the configured user header, and the further names an
+// operator listed (strip_headers).
+func identityHeaders(configured string, further ...string) identitySet {
+	names := make([]string, 0, len(commonIdentityHeaders)+1+len(further))
+	names = append(append(append(names, commonIdentityHeaders...), configured), further...)
+	s := identitySet{names: make(map[string]bool, len(names))}
+	for _, n := range names {
 		k := headerKey(n)
 		s.names[k] = true
 		if k != "" {
@@ -77,14 +83,41 @@ func identityHeaders(configured string) identitySet {
 	return s
 }
 
+// checkStripHeaders checks the strip_headers option: header names only.
+func checkStripHeaders(names []string) error {
+	for i, n := range names {
+		if !validHeaderName(n) {
+			return fmt.Errorf("strip_headers %d: not a valid header name: %q", i+1, n)
+		}
+	}
+	return nil
+}
+
 // stripIdentity deletes every client-sent copy of an identity header, in
-// any spelling, before the gate sets its own.
+// any spelling, before the gate sets its own, and drops the request's
+// trailers.
+//
+// Trailers are dropped whole rather than filtered by name. They arrive
+// after the body, long after the gate let the request through: net/http
+// (HTTP/1.1 and HTTP/2) adds them, declared or not, at the body's end to
+// the Trailer map that every shallow copy of the request shares, and
+// Caddy's reverse_proxy forwards that map's contents once it has read the
+// body. A backend that reads trailers as headers would trust any of them,
+// not only the names the gate knows, and browsers, the clients a login
+// gate serves, never send request trailers. Setting r.Trailer to nil
+// detaches this request, and every copy made of it downstream, from the
+// map the server fills in; a server that sets the field of its own request
+// instead (net/http when none was declared, quic-go's HTTP/3) never
+// reached the copies Caddy hands to handlers. It costs no allocation. The
+// Trailer header, which announces them, goes too.
 func stripIdentity(r *http.Request, identity identitySet) {
 	for name := range r.Header {
 		if isIdentity(name, identity) {
 			delete(r.Header, name)
 		}
 	}
+	r.Trailer = nil
+	delete(r.Header, "Trailer")
 }
 
 // isIdentity reports whether identity holds headerKey(name). It runs for

@@ -28,8 +28,16 @@ const badgerBitDelete byte = 1 << 0
 
 // Backup writes badger's backup format (what `badger backup` writes, and
 // `badger restore` reads): a consistent snapshot of the users, enrolments
-// and meta values. Sessions are left out: they are short-lived, and a
-// backup holding them would bring back sessions ended since.
+// and meta values.
+//
+// It holds only the current value of each key. badger keeps superseded
+// versions and deletion markers until a compaction drops them, and its own
+// backup streams them all: a former password hash, the record of a backup
+// code since used, a deleted user. Here one read transaction's iterators,
+// which see only the newest live version of each key, feed the frames.
+// Sessions are left out: they are short-lived, and a backup holding them
+// would bring back sessions ended since (Restore skips them in backups
+// written before).
 func (b *Badger) Backup(ctx context.Context, w io.Writer) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -39,22 +47,71 @@ func (b *Badger) Backup(ctx context.Context, w io.Writer) error {
 	if b.closed {
 		return wrap("backup", errClosed)
 	}
-	stream := b.db.NewStream()
-	stream.LogPrefix = "two_factor backup"
-	stream.ChooseKey = func(item *badger.Item) bool { return backedUp(item.Key()) }
 	// The writer may be a client's connection: stop writing when the
 	// context ends.
-	if _, err := stream.Backup(ctxWriter{ctx, w}, 0); err != nil {
+	out := ctxWriter{ctx, w}
+	err := b.db.View(func(txn *badger.Txn) error {
+		var list pb.KVList
+		size := 0
+		for _, p := range backupPrefixes {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(p), PrefetchValues: false})
+			for it.Rewind(); it.Valid(); it.Next() {
+				item := it.Item()
+				v, err := item.ValueCopy(nil)
+				if err != nil {
+					it.Close()
+					return err
+				}
+				list.Kv = append(list.Kv, &pb.KV{
+					Key:       item.KeyCopy(nil),
+					Value:     v,
+					UserMeta:  []byte{item.UserMeta()},
+					Version:   item.Version(),
+					ExpiresAt: item.ExpiresAt(),
+					Meta:      []byte{0},
+				})
+				if size += len(item.Key()) + len(v); size >= backupFrameTarget {
+					if err := writeFrame(out, &list); err != nil {
+						it.Close()
+						return err
+					}
+					list.Kv, size = list.Kv[:0], 0
+				}
+			}
+			it.Close()
+		}
+		if len(list.Kv) == 0 {
+			return nil
+		}
+		return writeFrame(out, &list)
+	})
+	if err != nil {
 		return wrap("backup", err)
 	}
 	return nil
 }
 
-// backedUp reports whether a key belongs in a backup.
-func backedUp(key []byte) bool {
-	return bytes.HasPrefix(key, []byte(prefixUser)) ||
-		bytes.HasPrefix(key, []byte(prefixAccount)) ||
-		bytes.HasPrefix(key, []byte(prefixMeta))
+// backupPrefixes are the kinds of record a backup holds.
+var backupPrefixes = []string{prefixUser, prefixAccount, prefixMeta}
+
+// backupFrameTarget is the size of keys and values after which Backup
+// starts a new frame, far below maxBackupFrame.
+const backupFrameTarget = 1 << 20
+
+// writeFrame writes one frame of badger's backup format: the length of the
+// encoded list as a little-endian uint64, then the list.
+func writeFrame(w io.Writer, list *pb.KVList) error {
+	buf, err := proto.Marshal(list)
+	if err != nil {
+		return err
+	}
+	var head [8]byte
+	binary.LittleEndian.PutUint64(head[:], uint64(len(buf)))
+	if _, err := w.Write(head[:]); err != nil {
+		return err
+	}
+	_, err = w.Write(buf)
+	return err
 }
 
 type ctxWriter struct {
