@@ -756,7 +756,7 @@ func (b *Badger) writeSession(ctx context.Context, s Session, mustExist bool) er
 			}
 		}
 		if !mustExist && limit > 0 {
-			keys, err := overCap(txn, s.User, s.Key, g, limit)
+			keys, err := b.overCap(s.User, s.Key, g, limit)
 			if err != nil {
 				return err
 			}
@@ -788,12 +788,22 @@ func (b *Badger) writeSession(ctx context.Context, s Session, mustExist bool) er
 // overCap returns the user's sessions of generation g, other than key, that
 // must end for one more to fit under limit: the oldest by creation (then
 // by key), at most maxEvictions of them.
-func overCap(txn *badger.Txn, user string, key []byte, g uint64, limit int) ([][]byte, error) {
+//
+// It reads in a transaction of its own: had the writing transaction read
+// the user's index, every batch the sweeper deletes from it, and every
+// refresh of another session of the user, would make the put conflict and
+// start again (a login right after a revocation of thousands of sessions
+// failed so). So logins of one user that race each other may each end the
+// same oldest session and leave the user one over the cap per racing
+// login until the next one.
+func (b *Badger) overCap(user string, key []byte, g uint64, limit int) ([][]byte, error) {
 	type live struct {
 		key     []byte
 		created time.Time
 	}
 	var all []live
+	txn := b.db.NewTransaction(false)
+	defer txn.Discard()
 	err := scanUser(txn, user, func(k []byte, gen uint64, s Session) (bool, error) {
 		if gen == g && !bytes.Equal(k, key) {
 			all = append(all, live{bytes.Clone(k), s.Created})
