@@ -117,7 +117,7 @@ func (h *Handler) openStore(ctx caddy.Context) error {
 		}
 	}
 	val, _, err := stores.LoadOrNew(h.StorageDir, func() (caddy.Destructor, error) {
-		db, err := store.OpenBadger(h.StorageDir, store.Options{Logger: logf})
+		db, err := store.OpenBadger(h.StorageDir, store.Options{Logger: logf, MaxSessionsPerUser: h.MaxSessionsPerUser})
 		if err != nil {
 			return nil, err
 		}
@@ -131,6 +131,7 @@ func (h *Handler) openStore(ctx caddy.Context) error {
 	h.db = h.shared.Badger
 	h.limits = h.shared.limits
 	h.limits.configure(h.FreeFailures, time.Duration(h.MaxDelay))
+	h.shared.SetMaxSessionsPerUser(h.MaxSessionsPerUser)
 	if err := h.loadKey(ctx); err != nil {
 		_ = h.Cleanup()
 		h.dbKey = ""
