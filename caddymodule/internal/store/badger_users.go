@@ -221,13 +221,18 @@ func (b *Badger) UserSessions(ctx context.Context, user string) ([]Session, erro
 		if err != nil {
 			return err
 		}
-		prefix := indexPrefix(user)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		// The index tells the generation: the records of ended
+		// sessions that the sweeper has not deleted yet are not read.
 		var keys [][]byte
-		for it.Rewind(); it.Valid(); it.Next() {
-			keys = append(keys, it.Item().KeyCopy(nil)[len(prefix):])
+		err = scanUser(txn, user, func(key []byte, gen uint64, _ Session) (bool, error) {
+			if gen == g {
+				keys = append(keys, bytes.Clone(key))
+			}
+			return true, nil
+		})
+		if err != nil {
+			return err
 		}
-		it.Close()
 		t := now()
 		for _, key := range keys {
 			item, err := txn.Get(sessionKey(key))
