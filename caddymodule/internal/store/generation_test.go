@@ -398,3 +398,51 @@ func TestUpgradeOldSessionRecords(t *testing.T) {
 	}
 	waitSwept(t, b, "gina", 0)
 }
+
+// TestFailedChangeRestoresGeneration: a change that moved the generation
+// in memory and then failed to commit puts back the generation on disk, so
+// that the user's sessions, which the failed change did not end, go on,
+// and new ones are not refused.
+func TestFailedChangeRestoresGeneration(t *testing.T) {
+	ctx := context.Background()
+	b := openTest(t)
+	enable(t, b, "hana", testCodes(1))
+	putSessions(t, b, "hana", "h1")
+	if !sessionExists(t, b, "h1") {
+		t.Fatal("h1 missing")
+	}
+	before, _ := b.gens.get("hana")
+	// Every attempt of the change conflicts with a write of the account it
+	// read, until the store gives up.
+	var raisedInCommit bool
+	testHookBeforeCommit = func(*Badger) {
+		if g, _ := b.gens.get("hana"); g > before {
+			raisedInCommit = true
+		}
+		_ = b.db.Update(func(txn *badger.Txn) error {
+			a, err := getAccount(txn, "hana")
+			if err != nil {
+				return err
+			}
+			return putAccount(txn, &a)
+		})
+	}
+	err := b.DisableTOTP(ctx, "hana", nil)
+	testHookBeforeCommit = nil
+	if !errors.Is(err, badger.ErrConflict) {
+		t.Fatalf("DisableTOTP: got %v, want a conflict", err)
+	}
+	if !raisedInCommit {
+		t.Error("the generation was not moved before the commit")
+	}
+	if g, _ := b.gens.get("hana"); g != before {
+		t.Errorf("generation in memory after the failed change: %d, want %d", g, before)
+	}
+	if !sessionExists(t, b, "h1") {
+		t.Error("a session the failed change did not end is refused")
+	}
+	putSessions(t, b, "hana", "h2")
+	if !sessionExists(t, b, "h2") {
+		t.Error("a new session after the failed change is refused")
+	}
+}
