@@ -38,6 +38,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		require_two_factor
 //		session_idle <duration>             # default 30m
 //		session_lifetime <duration>         # default 12h
+//		max_sessions_per_user <n>           # default 100; the oldest end first
 //		code_timeout <duration>             # default 5m
 //		totp_period <seconds>               # default 30
 //		totp_digits <6|8>                   # default 6
@@ -115,6 +116,10 @@ func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "session_lifetime":
 			if err := durationArg(d, &t.SessionLifetime); err != nil {
+				return err
+			}
+		case "max_sessions_per_user":
+			if err := intArg(d, &t.MaxSessionsPerUser, 1, MaxMaxSessionsPerUser); err != nil {
 				return err
 			}
 		case "code_timeout":

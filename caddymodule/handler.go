@@ -47,6 +47,10 @@ const (
 	DefaultFreeFailures    = 5
 	DefaultMaxDelay        = 15 * time.Minute
 	DefaultHashCPUPercent  = 10
+	// DefaultMaxSessionsPerUser caps each user's live sessions.
+	DefaultMaxSessionsPerUser = store.DefaultMaxSessionsPerUser
+	// MaxMaxSessionsPerUser is the highest cap max_sessions_per_user takes.
+	MaxMaxSessionsPerUser = 1_000_000
 )
 
 // Handler puts a password and a second factor (a TOTP code from an
@@ -104,6 +108,12 @@ type Handler struct {
 	// SessionLifetime ends every session this long after the login,
 	// whatever its use. Default: 12h.
 	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
+
+	// MaxSessionsPerUser caps each user's live sessions (every browser or
+	// device logged in is one): a login past it ends the user's oldest
+	// session. Default: 100; at most 1000000. The store is shared by the
+	// handlers using its folder; the cap of the one provisioned last holds.
+	MaxSessionsPerUser int `json:"max_sessions_per_user,omitempty"`
 
 	// CodeTimeout is how long the code step stays open after the
 	// password. Default: 5m.
@@ -332,6 +342,9 @@ func (h *Handler) defaults(repl *caddy.Replacer) error {
 	if h.CodeTimeout == 0 {
 		h.CodeTimeout = caddy.Duration(DefaultCodeTimeout)
 	}
+	if h.MaxSessionsPerUser == 0 {
+		h.MaxSessionsPerUser = DefaultMaxSessionsPerUser
+	}
 	if h.TOTPPeriod == 0 {
 		h.TOTPPeriod = otp.Default.Period
 	}
@@ -404,6 +417,9 @@ func (h *Handler) validateConfig() error {
 	}
 	if h.SessionIdle > h.SessionLifetime {
 		return fmt.Errorf("session_idle %s is longer than session_lifetime %s", time.Duration(h.SessionIdle), time.Duration(h.SessionLifetime))
+	}
+	if h.MaxSessionsPerUser < 1 || h.MaxSessionsPerUser > MaxMaxSessionsPerUser {
+		return fmt.Errorf("max_sessions_per_user %d: must be between 1 and %d", h.MaxSessionsPerUser, MaxMaxSessionsPerUser)
 	}
 	if h.FreeFailures < 0 || h.FreeFailures > 50 {
 		return fmt.Errorf("free_failures %d: must be between 0 and 50", h.FreeFailures)
@@ -510,7 +526,7 @@ func (h *Handler) keepAlive(ctx context.Context, rec *store.Session) error {
 
 // sessionName returns the name of a session's user, from memory: the
 // configured user, or for a store user the name kept in the session (a
-// store user's deletion or password change deletes their sessions in the
+// store user's deletion or password change ends their sessions in the
 // same transaction, so a live session is a live user). A session is good
 // only for a user of the origin it was made for.
 func (h *Handler) sessionName(rec *store.Session) (string, bool) {

@@ -188,7 +188,7 @@ func (h *Handler) openStore(ctx caddy.Context) error {
 		}
 	}
 	val, _, err := stores.LoadOrNew(h.StorageDir, func() (caddy.Destructor, error) {
-		db, err := store.OpenBadger(h.StorageDir, store.Options{Logger: logf})
+		db, err := store.OpenBadger(h.StorageDir, store.Options{Logger: logf, MaxSessionsPerUser: h.MaxSessionsPerUser})
 		if err != nil {
 			return nil, err
 		}
@@ -207,6 +207,7 @@ func (h *Handler) openStore(ctx caddy.Context) error {
 	}
 	h.attempts = h.shared.attempts
 	h.shared.attempts.Configure(h.FreeFailures, time.Duration(h.MaxDelay))
+	h.shared.SetMaxSessionsPerUser(h.MaxSessionsPerUser)
 	if err := h.loadKey(ctx); err != nil {
 		_ = h.Cleanup()
 		h.dbKey = ""

@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -61,6 +63,10 @@ type Options struct {
 	// Session (see cache.go): zero means DefaultSessionCache, a negative
 	// value turns the cache off.
 	SessionCache int
+	// MaxSessionsPerUser caps each user's live sessions: when a new one
+	// would go past it, the oldest (by Created) end. Zero means
+	// DefaultMaxSessionsPerUser (100), a negative value means no cap.
+	MaxSessionsPerUser int
 }
 
 // Badger is the embedded Store, kept in a badger database in one folder.
@@ -87,6 +93,22 @@ type Badger struct {
 	// invalidates it; a write that went around it would have to call
 	// sessions.clear() itself.
 	sessions *sessionCache
+
+	// gens holds the users' current session generations (generation.go);
+	// bumpMu serialises the changes that move them.
+	gens   *genTable
+	bumpMu sync.Mutex
+
+	// The sweeper deletes the sessions of old generations of the users
+	// in sweepQueue; sweepWake wakes it, sweepDone is closed when it has
+	// stopped (after stopGC is closed).
+	sweepMu    sync.Mutex
+	sweepQueue map[string]struct{}
+	sweepWake  chan struct{}
+	sweepDone  chan struct{}
+
+	// maxSessions is the cap on a user's live sessions; 0 for none.
+	maxSessions atomic.Int64
 }
 
 // OpenBadger opens (creating it if needed, with mode 0700) the store in dir.
@@ -153,13 +175,19 @@ func OpenBadger(dir string, opt Options) (*Badger, error) {
 		cacheSize = DefaultSessionCache
 	}
 	b := &Badger{
-		db:       db,
-		dir:      dir,
-		space:    space,
-		stopGC:   make(chan struct{}),
-		gcDone:   make(chan struct{}),
-		sessions: newSessionCache(cacheSize),
+		db:         db,
+		dir:        dir,
+		space:      space,
+		stopGC:     make(chan struct{}),
+		gcDone:     make(chan struct{}),
+		sessions:   newSessionCache(cacheSize),
+		gens:       newGenTable(),
+		sweepQueue: make(map[string]struct{}),
+		sweepWake:  make(chan struct{}, 1),
+		sweepDone:  make(chan struct{}),
 	}
+	b.SetMaxSessionsPerUser(opt.MaxSessionsPerUser)
+	go b.runSweeper(opt.Logger)
 	interval := opt.GCInterval
 	if interval == 0 {
 		interval = defaultGCInterval
@@ -210,6 +238,18 @@ func (b *Badger) runGC(interval time.Duration, logf func(level, msg string)) {
 	}
 }
 
+// SetMaxSessionsPerUser changes the cap on each user's live sessions (see
+// Options.MaxSessionsPerUser); it applies to the sessions put from then on.
+func (b *Badger) SetMaxSessionsPerUser(n int) {
+	switch {
+	case n == 0:
+		n = DefaultMaxSessionsPerUser
+	case n < 0:
+		n = 0
+	}
+	b.maxSessions.Store(int64(n))
+}
+
 // Close stops the value log GC, waits for operations in flight and closes
 // the database. It is safe to call more than once and from several
 // goroutines; every call returns the first call's result.
@@ -217,6 +257,7 @@ func (b *Badger) Close() error {
 	b.closeOnce.Do(func() {
 		close(b.stopGC)
 		<-b.gcDone
+		<-b.sweepDone
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		b.closed = true
@@ -416,9 +457,9 @@ func (b *Badger) Account(ctx context.Context, user string) (Account, error) {
 	return a, nil
 }
 
-// EnableTOTP turns the second factor on and deletes the user's sessions,
-// in one transaction; ErrAlreadyEnabled if it is on. The same
-// transaction-size limit as for DisableTOTP applies.
+// EnableTOTP turns the second factor on and ends the user's sessions (the
+// next session generation), in one transaction; ErrAlreadyEnabled if it
+// is on.
 func (b *Badger) EnableTOTP(ctx context.Context, user string, t TOTP, backupCodes [][]byte) error {
 	const op = "enable TOTP"
 	if err := checkUser(user); err != nil {
@@ -432,7 +473,7 @@ func (b *Badger) EnableTOTP(ctx context.Context, user string, t TOTP, backupCode
 		return wrap(op, err)
 	}
 	t.SealedSecret = bytes.Clone(t.SealedSecret)
-	err = b.update(ctx, func(txn *badger.Txn) error {
+	_, err = b.endSessions(ctx, user, nil, func(txn *badger.Txn) error {
 		a, err := getAccount(txn, user)
 		if err != nil {
 			return err
@@ -443,28 +484,20 @@ func (b *Badger) EnableTOTP(ctx context.Context, user string, t TOTP, backupCode
 		tt := t
 		a.TOTP = &tt
 		a.BackupCodes = codes
-		if err := putAccount(txn, &a); err != nil {
-			return err
-		}
-		_, err = deleteUserSessions(txn, user, nil)
-		return err
+		return putAccount(txn, &a)
 	})
 	return wrap(op, err)
 }
 
 // DisableTOTP turns the second factor off, drops the backup codes and
-// deletes the user's sessions except keepSession, in one transaction.
+// ends the user's sessions except keepSession, in one transaction.
 // ErrNotEnabled if it is off.
-//
-// All of it must fit in one badger transaction (about 1.2 MiB of writes
-// with our memtable size), which is thousands of sessions; a user with
-// more makes it fail rather than half-apply.
 func (b *Badger) DisableTOTP(ctx context.Context, user string, keepSession []byte) error {
 	const op = "disable TOTP"
 	if err := checkUser(user); err != nil {
 		return wrap(op, err)
 	}
-	err := b.write(ctx, func(txn *badger.Txn) error {
+	_, err := b.endSessions(ctx, user, keepSession, func(txn *badger.Txn) error {
 		a, err := getAccount(txn, user)
 		if err != nil {
 			return err
@@ -474,12 +507,8 @@ func (b *Badger) DisableTOTP(ctx context.Context, user string, keepSession []byt
 		}
 		a.TOTP = nil
 		a.BackupCodes = nil
-		if err := putAccount(txn, &a); err != nil {
-			return err
-		}
-		_, err = deleteUserSessions(txn, user, keepSession)
-		return err
-	}, func() { b.sessions.dropUser(user) })
+		return putAccount(txn, &a)
+	})
 	return wrap(op, err)
 }
 
@@ -574,7 +603,8 @@ func (b *Badger) UseBackupCode(ctx context.Context, user string, hash []byte) (i
 }
 
 // Session returns the session record with that key; ErrNotFound if there
-// is none or it has expired by the store's clock.
+// is none, it has expired by the store's clock, or it is of an older
+// generation than its user's (generation.go).
 func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 	if len(key) == 0 {
 		return Session{}, wrap("read session", errors.New("empty session key"))
@@ -585,10 +615,22 @@ func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 			b.sessions.drop(key)
 			return Session{}, ErrNotFound
 		}
+		g, ok := b.gens.get(s.User)
+		if !ok {
+			var err error
+			if g, err = b.currentGen(ctx, s.User); err != nil {
+				return Session{}, wrap("read session", err)
+			}
+		}
+		if s.Gen != g {
+			b.sessions.drop(key)
+			return Session{}, ErrNotFound
+		}
 		s.Key = bytes.Clone(key)
 		s.Pending = bytes.Clone(s.Pending)
 		return s, nil
 	}
+	var diskGen uint64
 	err := b.view(ctx, func(txn *badger.Txn) error {
 		item, err := txn.Get(sessionKey(key))
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -597,15 +639,28 @@ func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 		if err != nil {
 			return err
 		}
-		return item.Value(func(v []byte) error {
+		err = item.Value(func(v []byte) error {
 			s, err = decodeSession(v)
 			return err
 		})
+		if err != nil {
+			return err
+		}
+		diskGen, err = getGen(txn, s.User)
+		return err
 	})
 	if err != nil {
 		return Session{}, wrap("read session", err)
 	}
 	if !now().Before(s.Expires) {
+		return Session{}, ErrNotFound
+	}
+	// The generation in memory is the newer one while a change commits.
+	g, ok := b.gens.get(s.User)
+	if !ok {
+		g = b.gens.raise(s.User, diskGen)
+	}
+	if s.Gen != max(g, diskGen) {
 		return Session{}, ErrNotFound
 	}
 	if hook := testHookSessionRead; hook != nil {
@@ -641,10 +696,11 @@ func (b *Badger) UpdateSession(ctx context.Context, s Session) error {
 	return b.writeSession(ctx, s, true)
 }
 
-// writeSession creates or replaces a session record; with mustExist it
-// only replaces a live record of the same user, checked in the same
-// transaction, so that an update racing a logout cannot bring the session
-// back.
+// writeSession creates or replaces a session record, under the user's
+// current generation; with mustExist it only replaces a live record of the
+// same user and generation, checked in the same transaction, so that an
+// update racing a logout or a revocation cannot bring the session back.
+// Creating one ends the user's oldest sessions past the cap.
 func (b *Badger) writeSession(ctx context.Context, s Session, mustExist bool) error {
 	const op = "write session"
 	switch {
@@ -659,13 +715,19 @@ func (b *Badger) writeSession(ctx context.Context, s Session, mustExist bool) er
 	case s.Expires.Unix() <= 0:
 		return wrap(op, fmt.Errorf("expiry time %v out of range", s.Expires))
 	}
-	rec := encodeSession(nil, &s)
 	sk := sessionKey(s.Key)
 	ik := indexKey(s.User, s.Key)
+	limit := int(b.maxSessions.Load())
+	var evicted [][]byte // over every attempt, for the cache
 	err := b.write(ctx, func(txn *badger.Txn) error {
+		g, err := getGen(txn, s.User)
+		if err != nil {
+			return err
+		}
 		// A record being replaced under another user leaves that
 		// user's index entry behind; drop it.
 		item, err := txn.Get(sk)
+		replaces := false // a live session of the user's generation
 		switch {
 		case errors.Is(err, badger.ErrKeyNotFound):
 			if mustExist {
@@ -683,7 +745,8 @@ func (b *Badger) writeSession(ctx context.Context, s Session, mustExist bool) er
 			if err != nil {
 				return err
 			}
-			if mustExist && (old.User != s.User || !now().Before(old.Expires)) {
+			replaces = old.User == s.User && old.Gen == g && now().Before(old.Expires)
+			if mustExist && !replaces {
 				return ErrNotFound
 			}
 			if old.User != s.User {
@@ -692,12 +755,79 @@ func (b *Badger) writeSession(ctx context.Context, s Session, mustExist bool) er
 				}
 			}
 		}
-		if err := txn.SetEntry(sessionEntry(sk, rec, s.Expires)); err != nil {
+		if !mustExist && limit > 0 {
+			keys, err := b.overCap(s.User, s.Key, g, limit)
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				if err := txn.Delete(sessionKey(k)); err != nil {
+					return err
+				}
+				if err := txn.Delete(indexKey(s.User, k)); err != nil {
+					return err
+				}
+			}
+			evicted = append(evicted, keys...)
+		}
+		ns := s
+		ns.Gen = g
+		if err := txn.SetEntry(sessionEntry(sk, encodeSession(nil, &ns), ns.Expires)); err != nil {
 			return err
 		}
-		return txn.SetEntry(sessionEntry(ik, nil, s.Expires))
-	}, func() { b.sessions.drop(s.Key) })
+		return txn.SetEntry(sessionEntry(ik, encodeIndex(&ns), ns.Expires))
+	}, func() {
+		b.sessions.drop(s.Key)
+		for _, k := range evicted {
+			b.sessions.drop(k)
+		}
+	})
 	return wrap(op, err)
+}
+
+// overCap returns the user's sessions of generation g, other than key, that
+// must end for one more to fit under limit: the oldest by creation (then
+// by key), at most maxEvictions of them.
+//
+// It reads in a transaction of its own: had the writing transaction read
+// the user's index, every batch the sweeper deletes from it, and every
+// refresh of another session of the user, would make the put conflict and
+// start again (a login right after a revocation of thousands of sessions
+// failed so). So logins of one user that race each other may each end the
+// same oldest session and leave the user one over the cap per racing
+// login until the next one.
+func (b *Badger) overCap(user string, key []byte, g uint64, limit int) ([][]byte, error) {
+	type live struct {
+		key     []byte
+		created time.Time
+	}
+	var all []live
+	txn := b.db.NewTransaction(false)
+	defer txn.Discard()
+	err := scanUser(txn, user, func(k []byte, gen uint64, s Session) (bool, error) {
+		if gen == g && !bytes.Equal(k, key) {
+			all = append(all, live{bytes.Clone(k), s.Created})
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	excess := len(all) - (limit - 1)
+	if excess <= 0 {
+		return nil, nil
+	}
+	slices.SortFunc(all, func(a, b live) int {
+		if c := a.created.Compare(b.created); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.key, b.key)
+	})
+	out := make([][]byte, 0, min(excess, maxEvictions))
+	for _, l := range all[:min(excess, maxEvictions)] {
+		out = append(out, l.key)
+	}
+	return out, nil
 }
 
 // TouchSession moves a live session's last-seen time and expiry forward;
@@ -730,6 +860,13 @@ func (b *Badger) TouchSession(ctx context.Context, key []byte, seen, expires tim
 		if !now().Before(s.Expires) {
 			return ErrNotFound
 		}
+		g, err := getGen(txn, s.User)
+		if err != nil {
+			return err
+		}
+		if s.Gen != g {
+			return ErrNotFound // ended by a newer generation
+		}
 		if !s.Seen.Before(seen) {
 			return nil // a concurrent request refreshed it already
 		}
@@ -737,7 +874,7 @@ func (b *Badger) TouchSession(ctx context.Context, key []byte, seen, expires tim
 		if err := txn.SetEntry(sessionEntry(sk, encodeSession(nil, &s), expires)); err != nil {
 			return err
 		}
-		return txn.SetEntry(sessionEntry(indexKey(s.User, key), nil, expires))
+		return txn.SetEntry(sessionEntry(indexKey(s.User, key), encodeIndex(&s), expires))
 	}, func() { b.sessions.drop(key) })
 	return wrap(op, err)
 }
@@ -775,69 +912,17 @@ func (b *Badger) DeleteSession(ctx context.Context, key []byte) error {
 	return wrap(op, err)
 }
 
-// DeleteUserSessions removes every session of the user except keepSession
-// and returns how many it removed. The same transaction-size limit as for
-// DisableTOTP applies.
+// DeleteUserSessions ends every session of the user except keepSession
+// (the next session generation: one write, whatever their number) and
+// returns how many it ended. The records go later (generation.go).
 func (b *Badger) DeleteUserSessions(ctx context.Context, user string, keepSession []byte) (int, error) {
 	const op = "delete user sessions"
 	if err := checkUser(user); err != nil {
 		return 0, wrap(op, err)
 	}
-	var n int
-	err := b.write(ctx, func(txn *badger.Txn) error {
-		var err error
-		n, err = deleteUserSessions(txn, user, keepSession)
-		return err
-	}, func() { b.sessions.dropUser(user) })
+	n, err := b.endSessions(ctx, user, keepSession, nil)
 	if err != nil {
 		return 0, wrap(op, err)
-	}
-	return n, nil
-}
-
-// deleteUserSessions deletes, within txn, the user's sessions except keep,
-// with their index entries, and returns how many records it deleted.
-func deleteUserSessions(txn *badger.Txn, user string, keep []byte) (int, error) {
-	prefix := indexPrefix(user)
-	var keys [][]byte
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-	for it.Rewind(); it.Valid(); it.Next() {
-		keys = append(keys, it.Item().KeyCopy(nil))
-	}
-	it.Close()
-
-	n := 0
-	for _, ik := range keys {
-		key := ik[len(prefix):]
-		if keep != nil && bytes.Equal(key, keep) {
-			continue
-		}
-		if err := txn.Delete(ik); err != nil {
-			return 0, err
-		}
-		sk := sessionKey(key)
-		item, err := txn.Get(sk)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return 0, err
-		}
-		// The index entry might be stale (from a failed decode in
-		// DeleteSession); only delete a record that is the user's.
-		var owner string
-		err = item.Value(func(v []byte) error {
-			s, err := decodeSession(v)
-			owner = s.User
-			return err
-		})
-		if err != nil || owner != user {
-			continue
-		}
-		if err := txn.Delete(sk); err != nil {
-			return 0, err
-		}
-		n++
 	}
 	return n, nil
 }

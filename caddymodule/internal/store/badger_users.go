@@ -130,8 +130,8 @@ func (b *Badger) AddUser(ctx context.Context, u User) error {
 	return wrap(op, err)
 }
 
-// SetPassword sets the user's password hash and ends their other sessions,
-// in one transaction.
+// SetPassword sets the user's password hash and ends their other sessions
+// (the next session generation), in one transaction.
 func (b *Badger) SetPassword(ctx context.Context, name, hash string, at time.Time, keepSession []byte) (int, error) {
 	const op = "set password"
 	if err := checkUser(name); err != nil {
@@ -140,19 +140,14 @@ func (b *Badger) SetPassword(ctx context.Context, name, hash string, at time.Tim
 	if hash == "" {
 		return 0, wrap(op, errors.New("empty password hash"))
 	}
-	var n int
-	err := b.update(ctx, func(txn *badger.Txn) error {
+	n, err := b.endSessions(ctx, name, keepSession, func(txn *badger.Txn) error {
 		u, err := getUser(txn, name)
 		if err != nil {
 			return err
 		}
 		u.PasswordHash = hash
 		u.PasswordChanged = at
-		if err := putUser(txn, &u); err != nil {
-			return err
-		}
-		n, err = deleteUserSessions(txn, name, keepSession)
-		return err
+		return putUser(txn, &u)
 	})
 	if err != nil {
 		return 0, wrap(op, err)
@@ -189,27 +184,23 @@ func (b *Badger) RehashPassword(ctx context.Context, name, oldHash, newHash stri
 	return done, nil
 }
 
-// DeleteUser removes the user, their enrolment and their sessions in one
-// transaction. The same transaction-size limit as for DisableTOTP applies.
+// DeleteUser removes the user and their enrolment and ends their sessions
+// (the next session generation) in one transaction. The generation record
+// stays, so that a user added again under the name does not bring the old
+// sessions back.
 func (b *Badger) DeleteUser(ctx context.Context, name string) (int, error) {
 	const op = "delete user"
 	if err := checkUser(name); err != nil {
 		return 0, wrap(op, err)
 	}
-	var n int
-	err := b.update(ctx, func(txn *badger.Txn) error {
+	n, err := b.endSessions(ctx, name, nil, func(txn *badger.Txn) error {
 		if _, err := getUser(txn, name); err != nil {
 			return err
 		}
 		if err := txn.Delete(userKey(name)); err != nil {
 			return err
 		}
-		if err := txn.Delete(accountKey(name)); err != nil {
-			return err
-		}
-		var err error
-		n, err = deleteUserSessions(txn, name, nil)
-		return err
+		return txn.Delete(accountKey(name))
 	})
 	if err != nil {
 		return 0, wrap(op, err)
@@ -217,7 +208,8 @@ func (b *Badger) DeleteUser(ctx context.Context, name string) (int, error) {
 	return n, nil
 }
 
-// UserSessions returns the user's live sessions, by the store's clock.
+// UserSessions returns the user's live sessions of the current generation,
+// by the store's clock.
 func (b *Badger) UserSessions(ctx context.Context, user string) ([]Session, error) {
 	const op = "list user sessions"
 	if err := checkUser(user); err != nil {
@@ -225,13 +217,22 @@ func (b *Badger) UserSessions(ctx context.Context, user string) ([]Session, erro
 	}
 	var out []Session
 	err := b.view(ctx, func(txn *badger.Txn) error {
-		prefix := indexPrefix(user)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		var keys [][]byte
-		for it.Rewind(); it.Valid(); it.Next() {
-			keys = append(keys, it.Item().KeyCopy(nil)[len(prefix):])
+		g, err := getGen(txn, user)
+		if err != nil {
+			return err
 		}
-		it.Close()
+		// The index tells the generation: the records of ended
+		// sessions that the sweeper has not deleted yet are not read.
+		var keys [][]byte
+		err = scanUser(txn, user, func(key []byte, gen uint64, _ Session) (bool, error) {
+			if gen == g {
+				keys = append(keys, bytes.Clone(key))
+			}
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
 		t := now()
 		for _, key := range keys {
 			item, err := txn.Get(sessionKey(key))
@@ -246,8 +247,8 @@ func (b *Badger) UserSessions(ctx context.Context, user string) ([]Session, erro
 				s, err = decodeSession(v)
 				return err
 			})
-			if err != nil || s.User != user || !t.Before(s.Expires) {
-				continue // stale index entry, or not decodable: not a live session
+			if err != nil || s.User != user || s.Gen != g || !t.Before(s.Expires) {
+				continue // stale index entry, not decodable or ended: not a live session
 			}
 			s.Key = bytes.Clone(key)
 			out = append(out, s)

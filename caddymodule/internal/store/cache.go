@@ -10,14 +10,19 @@ import (
 // round-trips through its watermark goroutine and a dozen allocations,
 // which is most of what the gate adds to a request.
 //
-// Correctness rests on two rules:
+// Correctness rests on three rules:
 //
 //   - Every write that may change or end a session invalidates the cache
 //     after it commits and before it returns: PutSession and DeleteSession
-//     drop their key, DeleteUserSessions and DisableTOTP drop every entry
-//     of the user, and any other read-write transaction (Badger.update)
-//     drops everything. So once a logout, a revocation or a reset has
-//     returned, no request is served from a cached copy of what it ended.
+//     drop their key (and those of the sessions the cap ended), the changes
+//     that end all of a user's sessions drop every entry of the user, and
+//     any other read-write transaction (Badger.update) drops everything. So
+//     once a logout, a revocation or a reset has returned, no request is
+//     served from a cached copy of what it ended.
+//   - A hit is checked against the user's current session generation,
+//     kept in memory and moved before the change that ends the sessions
+//     commits (generation.go), so ending them does not depend on the
+//     invalidation above.
 //   - A reader that missed only stores what it read if no invalidation of
 //     its shard happened since before it read (a generation count), so a
 //     record read just before a delete cannot come back after it.

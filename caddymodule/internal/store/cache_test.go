@@ -231,7 +231,7 @@ func TestSessionCacheExpiry(t *testing.T) {
 }
 
 func TestSessionCacheBounded(t *testing.T) {
-	b := openTestWith(t, Options{SessionCache: 32})
+	b := openTestWith(t, Options{SessionCache: 32, MaxSessionsPerUser: -1}) // 500 sessions of one user
 	for i := range 500 {
 		key := fmt.Sprint("k", i)
 		putSessions(t, b, "alice", key)

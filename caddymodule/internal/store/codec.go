@@ -18,6 +18,7 @@ const (
 	prefixIndex   = "x/" // x/<uvarint len(user)><user><key> → empty
 	prefixMeta    = "m/" // m/<name>                     → raw value
 	prefixUser    = "p/" // p/<user>                     → user JSON
+	prefixGen     = "g/" // g/<user>                     → uvarint session generation
 )
 
 // accountKey returns the key of the user's account record.
@@ -41,6 +42,22 @@ func metaKey(name string) []byte {
 	return append([]byte(prefixMeta), name...)
 }
 
+// genKey returns the key of the user's session generation: the sessions
+// of the user that carry another generation are ended. A missing record
+// means generation 0.
+func genKey(user string) []byte {
+	return append([]byte(prefixGen), user...)
+}
+
+// decodeGen parses a generation record.
+func decodeGen(v []byte) (uint64, error) {
+	g, n := binary.Uvarint(v)
+	if n <= 0 || n != len(v) {
+		return 0, fmt.Errorf("%w: bad session generation", errMalformed)
+	}
+	return g, nil
+}
+
 // indexPrefix returns the prefix shared by the index entries of all the
 // user's sessions.
 func indexPrefix(user string) []byte {
@@ -55,12 +72,39 @@ func indexKey(user string, key []byte) []byte {
 	return append(indexPrefix(user), key...)
 }
 
-// sessionVersion1 and sessionVersion2 are the first byte of a session
-// record. Version 2 (written now) adds the origin and display name; a
-// version 1 record reads as a configured user's.
+// An index entry's value repeats what the per-user scans need of the
+// session (its generation and creation time), so that they read the index
+// alone:
+//
+//	gen     uvarint
+//	created varint Unix seconds, uvarint nanoseconds
+//
+// Entries written before generations existed have an empty value; their
+// session record tells the same.
+func encodeIndex(s *Session) []byte {
+	v := binary.AppendUvarint(make([]byte, 0, 3*binary.MaxVarintLen64), s.Gen)
+	return appendTime(v, s.Created)
+}
+
+// decodeIndex parses a non-empty index value.
+func decodeIndex(v []byte) (gen uint64, created time.Time, err error) {
+	d := decoder{buf: v}
+	gen = d.uvarint("generation")
+	created = d.time()
+	if d.err == nil && len(d.buf) != 0 {
+		d.fail("index entry")
+	}
+	return gen, created, d.err
+}
+
+// sessionVersion1, 2 and 3 are the first byte of a session record.
+// Version 2 adds the origin and display name (a version 1 record reads as
+// a configured user's); version 3 (written now) adds the generation (an
+// older record reads as generation 0).
 const (
 	sessionVersion1 byte = 1
 	sessionVersion2 byte = 2
+	sessionVersion3 byte = 3
 )
 
 // errMalformed is wrapped by every session decoding error.
@@ -69,7 +113,7 @@ var errMalformed = errors.New("malformed session record")
 // encodeSession appends the binary form of s to dst and returns it. The key
 // is not part of the record: it is the record's own badger key.
 //
-// Layout (version 2; version 1 ends after pendingAt):
+// Layout (version 3; version 2 ends after name, version 1 after pendingAt):
 //
 //	version   byte (1)
 //	stage     byte
@@ -82,8 +126,9 @@ var errMalformed = errors.New("malformed session record")
 //	pendingAt varint Unix seconds, uvarint nanoseconds
 //	origin    byte
 //	name      uvarint length, bytes
+//	gen       uvarint
 func encodeSession(dst []byte, s *Session) []byte {
-	dst = append(dst, sessionVersion2, byte(s.Stage))
+	dst = append(dst, sessionVersion3, byte(s.Stage))
 	dst = appendBytes(dst, s.User)
 	dst = appendTime(dst, s.Created)
 	dst = appendTime(dst, s.Seen)
@@ -93,6 +138,7 @@ func encodeSession(dst []byte, s *Session) []byte {
 	dst = appendTime(dst, s.PendingAt)
 	dst = append(dst, byte(s.Origin))
 	dst = appendBytes(dst, s.Name)
+	dst = binary.AppendUvarint(dst, s.Gen)
 	return dst
 }
 
@@ -116,7 +162,7 @@ func decodeSession(data []byte) (Session, error) {
 	var s Session
 	d := decoder{buf: data}
 	v := d.byte()
-	if d.err == nil && v != sessionVersion1 && v != sessionVersion2 {
+	if d.err == nil && v != sessionVersion1 && v != sessionVersion2 && v != sessionVersion3 {
 		return Session{}, fmt.Errorf("%w: unknown version %d", errMalformed, v)
 	}
 	s.Stage = Stage(d.byte())
@@ -132,12 +178,15 @@ func decodeSession(data []byte) (Session, error) {
 		s.Pending = append([]byte(nil), p...)
 	}
 	s.PendingAt = d.time()
-	if v == sessionVersion2 {
+	if v >= sessionVersion2 {
 		s.Origin = Origin(d.byte())
 		if d.err == nil && s.Origin != OriginConfig && s.Origin != OriginStore {
 			return Session{}, fmt.Errorf("%w: unknown origin %d", errMalformed, s.Origin)
 		}
 		s.Name = string(d.bytes())
+	}
+	if v >= sessionVersion3 {
+		s.Gen = d.uvarint("generation")
 	}
 	if d.err != nil {
 		return Session{}, d.err

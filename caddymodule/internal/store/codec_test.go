@@ -21,7 +21,16 @@ func fullSession() Session {
 		PendingAt: t.Add(2 * time.Minute),
 		Origin:    OriginStore,
 		Name:      "Alice",
+		Gen:       7,
 	}
+}
+
+// encodeV2 writes s as version 2 did: no generation.
+func encodeV2(s *Session) []byte {
+	rec := encodeSession(nil, s)
+	rec = rec[:len(rec)-len(binary.AppendUvarint(nil, s.Gen))]
+	rec[0] = sessionVersion2
+	return rec
 }
 
 func TestSessionCodecRoundTrip(t *testing.T) {
@@ -39,7 +48,7 @@ func TestSessionCodecRoundTrip(t *testing.T) {
 			!bytes.Equal(got.Pending, s.Pending) ||
 			!got.Created.Equal(s.Created) || !got.Seen.Equal(s.Seen) ||
 			!got.Expires.Equal(s.Expires) || !got.PendingAt.Equal(s.PendingAt) ||
-			got.Origin != s.Origin || got.Name != s.Name {
+			got.Origin != s.Origin || got.Name != s.Name || got.Gen != s.Gen {
 			t.Errorf("%s: got %+v, want %+v", name, got, s)
 		}
 		// Zero times stay zero (not 1970, not a different zone).
@@ -68,20 +77,53 @@ func TestDecodeSessionCopies(t *testing.T) {
 // (no origin, no name): it is a configured user's session.
 func TestDecodeSessionVersion1(t *testing.T) {
 	s := fullSession()
-	v2 := encodeSession(nil, &s)
+	v2 := encodeV2(&s)
 	v1 := append([]byte{sessionVersion1}, v2[1:len(v2)-len(s.Name)-2]...)
 	got, err := decodeSession(v1)
 	if err != nil {
 		t.Fatalf("decoding a version 1 record: %v", err)
 	}
-	if got.Origin != OriginConfig || got.Name != "" || got.User != s.User || !got.PendingAt.Equal(s.PendingAt) {
+	if got.Origin != OriginConfig || got.Name != "" || got.Gen != 0 || got.User != s.User || !got.PendingAt.Equal(s.PendingAt) {
 		t.Errorf("version 1 record: got %+v, want the fields of %+v with origin config and no name", got, s)
+	}
+}
+
+// TestDecodeSessionVersion2 reads a record as the code before session
+// generations wrote it: it is of generation 0.
+func TestDecodeSessionVersion2(t *testing.T) {
+	s := fullSession()
+	got, err := decodeSession(encodeV2(&s))
+	if err != nil {
+		t.Fatalf("decoding a version 2 record: %v", err)
+	}
+	want := s
+	want.Gen = 0
+	if got.Gen != 0 || got.Origin != s.Origin || got.Name != s.Name || got.User != s.User || !got.PendingAt.Equal(s.PendingAt) {
+		t.Errorf("version 2 record: got %+v, want %+v", got, want)
+	}
+}
+
+func TestIndexCodec(t *testing.T) {
+	s := fullSession()
+	gen, created, err := decodeIndex(encodeIndex(&s))
+	if err != nil || gen != s.Gen || !created.Equal(s.Created) {
+		t.Errorf("index entry round trip: got %d %v %v, want %d %v", gen, created, err, s.Gen, s.Created)
+	}
+	v := encodeIndex(&s)
+	for n := range len(v) {
+		if _, _, err := decodeIndex(v[:n]); !errors.Is(err, errMalformed) {
+			t.Errorf("prefix of %d bytes: err = %v, want errMalformed", n, err)
+		}
+	}
+	if _, _, err := decodeIndex(append(v, 0)); !errors.Is(err, errMalformed) {
+		t.Errorf("trailing byte: err = %v, want errMalformed", err)
 	}
 }
 
 func TestDecodeSessionMalformed(t *testing.T) {
 	s := fullSession()
-	rec := encodeSession(nil, &s)
+	s.Gen = 0
+	rec := encodeV2(&s)
 	// Every strict prefix is malformed.
 	for n := range len(rec) {
 		if _, err := decodeSession(rec[:n]); !errors.Is(err, errMalformed) {
@@ -90,7 +132,8 @@ func TestDecodeSessionMalformed(t *testing.T) {
 	}
 	bad := map[string][]byte{
 		"version 0":       append([]byte{0}, rec[1:]...),
-		"version 3":       append([]byte{3}, rec[1:]...),
+		"version 4":       append([]byte{4}, rec[1:]...),
+		"v3 without gen":  append([]byte{3}, rec[1:]...),
 		"stage 0":         append([]byte{2, 0}, rec[2:]...),
 		"stage 4":         append([]byte{2, 4}, rec[2:]...),
 		"origin 2":        append(bytes.Clone(rec[:len(rec)-len("Alice")-2]), 2, 5, 'A', 'l', 'i', 'c', 'e'),
@@ -132,7 +175,7 @@ func FuzzDecodeSession(f *testing.F) {
 			!bytes.Equal(again.Pending, got.Pending) ||
 			!again.Created.Equal(got.Created) || !again.Seen.Equal(got.Seen) ||
 			!again.Expires.Equal(got.Expires) || !again.PendingAt.Equal(got.PendingAt) ||
-			again.Origin != got.Origin || again.Name != got.Name {
+			again.Origin != got.Origin || again.Name != got.Name || again.Gen != got.Gen {
 			t.Fatalf("round trip changed %+v into %+v", got, again)
 		}
 	})

@@ -153,6 +153,10 @@ type Session struct {
 	// Name is the user's display name, kept for store users so that a
 	// request needs no second read; empty for configured users.
 	Name string
+	// Gen is the user's session generation the record was written under,
+	// set by the store: ending all of a user's sessions moves the user to
+	// the next generation, and a record of an older one is dead.
+	Gen uint64
 }
 
 // Store is the gate's durable state. Every method is safe for concurrent
