@@ -6,6 +6,7 @@
 package caddymodule
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -528,10 +529,12 @@ func (h *Handler) keepAlive(ctx context.Context, rec *store.Session) error {
 // configured user, or for a store user the name kept in the session (a
 // store user's deletion or password change ends their sessions in the
 // same transaction, so a live session is a live user). A session is good
-// only for a user of the origin it was made for.
+// only for a user of the origin it was made for, and a configured user's
+// only while the configuration has the password hash it was made with:
+// changing a user line ends their sessions.
 func (h *Handler) sessionName(rec *store.Session) (string, bool) {
 	if acct := h.users.lookup(rec.User); acct != nil {
-		return acct.name, rec.Origin == store.OriginConfig
+		return acct.name, rec.Origin == store.OriginConfig && bytes.Equal(rec.Cred, acct.cred)
 	}
 	return rec.Name, rec.Origin == store.OriginStore && rec.Name != ""
 }

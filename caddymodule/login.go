@@ -81,7 +81,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return h.unavailable(w, err)
 	}
-	rec := &store.Session{User: acct.key, Stage: store.StageFull, Next: next, Origin: acct.origin}
+	rec := &store.Session{User: acct.key, Stage: store.StageFull, Next: next, Origin: acct.origin, Cred: acct.cred}
 	if acct.origin == store.OriginStore {
 		rec.Name = acct.name
 	}

@@ -328,3 +328,28 @@ func TestRenamedRealmWarns(t *testing.T) {
 	g = newGate(t, gateOpts{dir: dir, global: global})
 	g.browser().login("alice", testPassword, "/.auth/code")
 }
+
+// TestChangedUserLineEndsSessions: a configured user's session is good
+// only while the configuration has the hash it was made with; the other
+// users' sessions carry on through the reload.
+func TestChangedUserLineEndsSessions(t *testing.T) {
+	g := newGate(t, gateOpts{})
+	alice := g.browser()
+	alice.login("alice", testPassword, "/")
+	bob := g.browser()
+	bob.login("Bob", testPassword, "/")
+	newHash := otherHash(t)
+	g.config = strings.Replace(g.config, "user alice "+testHash, "user alice "+newHash, 1)
+	if !strings.Contains(g.config, newHash) {
+		t.Fatal("the test's config has no line for alice")
+	}
+	g.reload()
+	g.waitReady()
+	if r := alice.get("/app"); reachedUpstream(r) {
+		t.Fatal("alice's session outlived the change of her password hash in the config")
+	}
+	if r := bob.get("/app"); !reachedUpstream(r) {
+		t.Fatalf("Bob's session, whose line did not change, ended at the reload: %d", r.status)
+	}
+	g.browser().login("alice", otherPassword, "/")
+}

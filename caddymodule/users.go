@@ -97,8 +97,11 @@ type account struct {
 	name string // as configured or added; shown to the user and sent upstream
 	key  string // canonical name; the store's key
 	hash passwordHash
-	// hashText is a configured user's hash as configured.
+	// hashText is a configured user's hash as configured, and cred its
+	// fingerprint, kept in the user's sessions: a session is good only
+	// while the configuration has the hash it was made with.
 	hashText string
+	cred     []byte
 	// origin says where the user is defined. For a store user, stored is
 	// the hash as the store holds it, for a rehash over exactly that one.
 	origin store.Origin
@@ -148,7 +151,7 @@ func newDirectory(users []User, maxHashes int, storeDecoy func() (passwordHash, 
 		if err != nil {
 			return nil, fmt.Errorf("user %d (%s): %w", i, u.Username, err)
 		}
-		d.byKey[key] = &account{name: u.Username, key: key, hash: h, hashText: u.Password, origin: store.OriginConfig}
+		d.byKey[key] = &account{name: u.Username, key: key, hash: h, hashText: u.Password, cred: credOf(u.Password), origin: store.OriginConfig}
 		d.decoys = append(d.decoys, h)
 	}
 	// The key is derived from the hashes themselves: secret enough (they
@@ -180,6 +183,13 @@ func (d *directory) decoyFor(key string) (passwordHash, error) {
 		return d.decoys[i], nil
 	}
 	return d.storeDecoy()
+}
+
+// credOf is the fingerprint of a configured password hash that a session
+// keeps: enough to tell one hash from another, nothing to guess from.
+func credOf(hash string) []byte {
+	sum := sha256.Sum256([]byte("two_factor/cred\x00" + hash))
+	return sum[:16]
 }
 
 // lookup finds a configured account by its canonical name.

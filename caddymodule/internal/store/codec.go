@@ -100,7 +100,8 @@ func decodeIndex(v []byte) (gen uint64, created time.Time, err error) {
 // sessionVersion1, 2 and 3 are the first byte of a session record.
 // Version 2 adds the origin and display name (a version 1 record reads as
 // a configured user's); version 3 (written now) adds the generation (an
-// older record reads as generation 0).
+// older record reads as generation 0) and the credential fingerprint (an
+// older record has none).
 const (
 	sessionVersion1 byte = 1
 	sessionVersion2 byte = 2
@@ -127,6 +128,7 @@ var errMalformed = errors.New("malformed session record")
 //	origin    byte
 //	name      uvarint length, bytes
 //	gen       uvarint
+//	cred      uvarint length, bytes
 func encodeSession(dst []byte, s *Session) []byte {
 	dst = append(dst, sessionVersion3, byte(s.Stage))
 	dst = appendBytes(dst, s.User)
@@ -139,6 +141,7 @@ func encodeSession(dst []byte, s *Session) []byte {
 	dst = append(dst, byte(s.Origin))
 	dst = appendBytes(dst, s.Name)
 	dst = binary.AppendUvarint(dst, s.Gen)
+	dst = appendBytes(dst, s.Cred)
 	return dst
 }
 
@@ -187,6 +190,9 @@ func decodeSession(data []byte) (Session, error) {
 	}
 	if v >= sessionVersion3 {
 		s.Gen = d.uvarint("generation")
+		if c := d.bytes(); len(c) > 0 {
+			s.Cred = append([]byte(nil), c...)
+		}
 	}
 	if d.err != nil {
 		return Session{}, d.err

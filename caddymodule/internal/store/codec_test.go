@@ -22,13 +22,14 @@ func fullSession() Session {
 		Origin:    OriginStore,
 		Name:      "Alice",
 		Gen:       7,
+		Cred:      []byte{9, 8, 7, 0, 255},
 	}
 }
 
 // encodeV2 writes s as version 2 did: no generation.
 func encodeV2(s *Session) []byte {
 	rec := encodeSession(nil, s)
-	rec = rec[:len(rec)-len(binary.AppendUvarint(nil, s.Gen))]
+	rec = rec[:len(rec)-len(binary.AppendUvarint(nil, s.Gen))-len(appendBytes(nil, s.Cred))]
 	rec[0] = sessionVersion2
 	return rec
 }

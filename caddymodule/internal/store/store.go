@@ -157,6 +157,12 @@ type Session struct {
 	// set by the store: ending all of a user's sessions moves the user to
 	// the next generation, and a record of an older one is dead.
 	Gen uint64
+	// Cred fingerprints the credential the session was made with: for a
+	// configured user, their password hash as configured, so that a
+	// handler accepts the session only while the configuration still has
+	// that hash. Empty for store users, whose password changes end their
+	// sessions in the store.
+	Cred []byte
 }
 
 // Store is the gate's durable state. Every method is safe for concurrent
