@@ -45,7 +45,11 @@ func seedSessions(t *testing.T, dir, user, display string, n int) []string {
 	}()
 	ctx := context.Background()
 	origin := store.OriginConfig
+	// A configured user's session keeps the fingerprint of the hash it
+	// was made with (the test gates configure testHash).
+	cred := credOf(testHash)
 	if display != "" {
+		cred = nil
 		origin = store.OriginStore
 		err := db.AddUser(ctx, store.User{Name: user, Display: display, PasswordHash: testHash, Created: testNow(), PasswordChanged: testNow()})
 		if err != nil && !errors.Is(err, store.ErrUserExists) {
@@ -60,7 +64,7 @@ func seedSessions(t *testing.T, dir, user, display string, n int) []string {
 			t.Fatal(err)
 		}
 		err = db.PutSession(ctx, store.Session{
-			Key: keyOf(id), User: user, Stage: store.StageFull, Origin: origin, Name: display,
+			Key: keyOf(id), User: user, Stage: store.StageFull, Origin: origin, Name: display, Cred: cred,
 			Created: at, Seen: at, Expires: at.Add(DefaultSessionIdle),
 		})
 		if err != nil {
