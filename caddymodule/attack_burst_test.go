@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // burstSize is how many guesses each burst sends at once.
@@ -94,8 +96,16 @@ func sequentialBudget(free int, d time.Duration) int {
 func TestBurstGuessesHeldToSequentialBudget(t *testing.T) {
 	const free = 2
 	// Each route's guesses come from an address of their own (behind a
-	// trusted proxy), so that only the account's budget binds.
-	g := newGate(t, gateOpts{global: trustLoopback, extra: "free_failures " + strconv.Itoa(free) + "\n\t\thash_cpu 100%\n\t\tmax_concurrent_hashes 4"})
+	// trusted proxy), so that only the account's budget binds. Password
+	// checks take a while (bcrypt cost 10) and up to 64 run at once, so
+	// that a throttle that read the count before the check and wrote it
+	// after would let the whole burst through.
+	slow, err := bcrypt.GenerateFromPassword([]byte(testPassword), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newGate(t, gateOpts{global: trustLoopback, hash: string(slow),
+		extra: "free_failures " + strconv.Itoa(free) + "\n\t\thash_cpu 100%\n\t\tmax_concurrent_hashes 64"})
 	g.cli(testPassword+"\n", "user", "add", "dave")
 
 	type route struct {
