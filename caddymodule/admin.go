@@ -95,7 +95,7 @@ func asAPIError(err error) error {
 func (o *adminOps) serve(w http.ResponseWriter, r *http.Request) error {
 	route, ok := adminRoutes[strings.TrimSuffix(r.URL.Path, "/")]
 	if !ok {
-		return apiError(http.StatusNotFound, "no such route: %s (see the README's \"Operating it\")", r.URL.Path)
+		return apiError(http.StatusNotFound, "no such route: %s (see docs/operations.md, \"Admin API\")", r.URL.Path)
 	}
 	if r.Method != route.method {
 		w.Header().Set("Allow", route.method)

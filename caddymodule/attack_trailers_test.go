@@ -73,8 +73,8 @@ func trailerCases(name string) []struct{ headers, trailers []string } {
 // (and names listed with strip_header) as request trailers of a chunked
 // POST, in every way HTTP/1.1 allows. The upstream, which reads the body
 // to its end, gets the body and exactly one identity header (the gate's),
-// and no trailer at all: the gate drops request trailers (README,
-// "Headers and trailers").
+// and no trailer at all: the gate drops request trailers (docs/routes.md,
+// what the upstream receives).
 func TestIdentityTrailerSmuggling(t *testing.T) {
 	for _, global := range []string{
 		"",

@@ -16,7 +16,7 @@ import (
 )
 
 // auditLog is the global option that writes the audit events to a file,
-// as README.md tells operators to.
+// as docs/operations.md tells operators to.
 func auditLog(file string) string {
 	return fmt.Sprintf(`log two_factor_audit {
 		output file %s

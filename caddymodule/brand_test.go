@@ -268,7 +268,7 @@ func TestStylesheetAndScriptAreCacheable(t *testing.T) {
 	}
 }
 
-// TestLogoBesideTheGate is the README's recipe for a logo on the same
+// TestLogoBesideTheGate is docs/customizing.md's recipe for a logo on the same
 // site: the logo's path is handled outside the gate, so that the login
 // page can show it to someone not yet logged in.
 func TestLogoBesideTheGate(t *testing.T) {
