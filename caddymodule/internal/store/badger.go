@@ -417,6 +417,27 @@ func putAccount(txn *badger.Txn, a *Account) error {
 	return txn.Set(accountKey(a.Name), v)
 }
 
+// changeAccount is the read-check-modify-write of one account within txn:
+// it reads the user's account, refuses with ErrNotEnabled (enabled true)
+// or ErrAlreadyEnabled (enabled false) when the second factor is not in
+// the state the change needs, lets change modify it, and writes it back.
+func changeAccount(txn *badger.Txn, user string, enabled bool, change func(a *Account) error) error {
+	a, err := getAccount(txn, user)
+	if err != nil {
+		return err
+	}
+	switch {
+	case enabled && !a.Enabled():
+		return ErrNotEnabled
+	case !enabled && a.Enabled():
+		return ErrAlreadyEnabled
+	}
+	if err := change(&a); err != nil {
+		return err
+	}
+	return putAccount(txn, &a)
+}
+
 // checkUser rejects an empty user name.
 func checkUser(user string) error {
 	if user == "" {
@@ -474,17 +495,12 @@ func (b *Badger) EnableTOTP(ctx context.Context, user string, t TOTP, backupCode
 	}
 	t.SealedSecret = bytes.Clone(t.SealedSecret)
 	_, err = b.endSessions(ctx, user, nil, func(txn *badger.Txn) error {
-		a, err := getAccount(txn, user)
-		if err != nil {
-			return err
-		}
-		if a.Enabled() {
-			return ErrAlreadyEnabled
-		}
-		tt := t
-		a.TOTP = &tt
-		a.BackupCodes = codes
-		return putAccount(txn, &a)
+		return changeAccount(txn, user, false, func(a *Account) error {
+			tt := t
+			a.TOTP = &tt
+			a.BackupCodes = codes
+			return nil
+		})
 	})
 	return wrap(op, err)
 }
@@ -498,16 +514,11 @@ func (b *Badger) DisableTOTP(ctx context.Context, user string, keepSession []byt
 		return wrap(op, err)
 	}
 	_, err := b.endSessions(ctx, user, keepSession, func(txn *badger.Txn) error {
-		a, err := getAccount(txn, user)
-		if err != nil {
-			return err
-		}
-		if !a.Enabled() {
-			return ErrNotEnabled
-		}
-		a.TOTP = nil
-		a.BackupCodes = nil
-		return putAccount(txn, &a)
+		return changeAccount(txn, user, true, func(a *Account) error {
+			a.TOTP = nil
+			a.BackupCodes = nil
+			return nil
+		})
 	})
 	return wrap(op, err)
 }
@@ -524,15 +535,10 @@ func (b *Badger) ReplaceBackupCodes(ctx context.Context, user string, backupCode
 		return wrap(op, err)
 	}
 	err = b.updateAccount(ctx, func(txn *badger.Txn) error {
-		a, err := getAccount(txn, user)
-		if err != nil {
-			return err
-		}
-		if !a.Enabled() {
-			return ErrNotEnabled
-		}
-		a.BackupCodes = codes
-		return putAccount(txn, &a)
+		return changeAccount(txn, user, true, func(a *Account) error {
+			a.BackupCodes = codes
+			return nil
+		})
 	})
 	return wrap(op, err)
 }
@@ -545,18 +551,13 @@ func (b *Badger) UseTOTPStep(ctx context.Context, user string, step int64) error
 		return wrap(op, err)
 	}
 	err := b.updateAccount(ctx, func(txn *badger.Txn) error {
-		a, err := getAccount(txn, user)
-		if err != nil {
-			return err
-		}
-		if !a.Enabled() {
-			return ErrNotEnabled
-		}
-		if step <= a.TOTP.LastStep {
-			return ErrStepUsed
-		}
-		a.TOTP.LastStep = step
-		return putAccount(txn, &a)
+		return changeAccount(txn, user, true, func(a *Account) error {
+			if step <= a.TOTP.LastStep {
+				return ErrStepUsed
+			}
+			a.TOTP.LastStep = step
+			return nil
+		})
 	})
 	return wrap(op, err)
 }
@@ -571,30 +572,22 @@ func (b *Badger) UseBackupCode(ctx context.Context, user string, hash []byte) (i
 	}
 	var left int
 	err := b.updateAccount(ctx, func(txn *badger.Txn) error {
-		a, err := getAccount(txn, user)
-		if err != nil {
-			return err
-		}
-		if !a.Enabled() {
-			return ErrNotEnabled
-		}
-		// Compare with every code in constant time, so the time taken
-		// does not tell which one (if any) matched.
-		found := -1
-		for i, c := range a.BackupCodes {
-			if subtle.ConstantTimeCompare(c, hash) == 1 && len(hash) > 0 {
-				found = i
+		return changeAccount(txn, user, true, func(a *Account) error {
+			// Compare with every code in constant time, so the time
+			// taken does not tell which one (if any) matched.
+			found := -1
+			for i, c := range a.BackupCodes {
+				if subtle.ConstantTimeCompare(c, hash) == 1 && len(hash) > 0 {
+					found = i
+				}
 			}
-		}
-		if found < 0 {
-			return ErrCodeUnknown
-		}
-		a.BackupCodes = append(a.BackupCodes[:found], a.BackupCodes[found+1:]...)
-		if err := putAccount(txn, &a); err != nil {
-			return err
-		}
-		left = len(a.BackupCodes)
-		return nil
+			if found < 0 {
+				return ErrCodeUnknown
+			}
+			a.BackupCodes = append(a.BackupCodes[:found], a.BackupCodes[found+1:]...)
+			left = len(a.BackupCodes)
+			return nil
+		})
 	})
 	if err != nil {
 		return 0, wrap(op, err)
@@ -672,6 +665,25 @@ func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 	return s, nil
 }
 
+// getSession reads and decodes the session record under sk within txn:
+// ErrNotFound if there is none; a record that does not decode is an error
+// wrapping errMalformed.
+func getSession(txn *badger.Txn, sk []byte) (Session, error) {
+	item, err := txn.Get(sk)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return Session{}, ErrNotFound
+	}
+	if err != nil {
+		return Session{}, err
+	}
+	var s Session
+	err = item.Value(func(v []byte) error {
+		s, err = decodeSession(v)
+		return err
+	})
+	return s, err
+}
+
 // sessionEntry returns a badger entry that expires with the session. Badger
 // counts expiry in whole seconds and drops an entry once the clock reaches
 // ExpiresAt, so the time is rounded up: the store's own check in Session
@@ -726,25 +738,16 @@ func (b *Badger) writeSession(ctx context.Context, s Session, mustExist bool) er
 		}
 		// A record being replaced under another user leaves that
 		// user's index entry behind; drop it.
-		item, err := txn.Get(sk)
+		old, err := getSession(txn, sk)
 		replaces := false // a live session of the user's generation
 		switch {
-		case errors.Is(err, badger.ErrKeyNotFound):
+		case errors.Is(err, ErrNotFound):
 			if mustExist {
 				return ErrNotFound
 			}
 		case err != nil:
 			return err
 		default:
-			var old Session
-			err := item.Value(func(v []byte) error {
-				var err error
-				old, err = decodeSession(v)
-				return err
-			})
-			if err != nil {
-				return err
-			}
 			replaces = old.User == s.User && old.Gen == g && now().Before(old.Expires)
 			if mustExist && !replaces {
 				return ErrNotFound
@@ -842,18 +845,7 @@ func (b *Badger) TouchSession(ctx context.Context, key []byte, seen, expires tim
 	}
 	sk := sessionKey(key)
 	err := b.write(ctx, func(txn *badger.Txn) error {
-		item, err := txn.Get(sk)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		var s Session
-		err = item.Value(func(v []byte) error {
-			s, err = decodeSession(v)
-			return err
-		})
+		s, err := getSession(txn, sk)
 		if err != nil {
 			return err
 		}
@@ -887,26 +879,19 @@ func (b *Badger) DeleteSession(ctx context.Context, key []byte) error {
 	}
 	sk := sessionKey(key)
 	err := b.write(ctx, func(txn *badger.Txn) error {
-		item, err := txn.Get(sk)
-		if errors.Is(err, badger.ErrKeyNotFound) {
+		s, err := getSession(txn, sk)
+		switch {
+		case errors.Is(err, ErrNotFound):
 			return nil
-		}
-		if err != nil {
-			return err
-		}
-		var user string
-		err = item.Value(func(v []byte) error {
-			s, err := decodeSession(v)
-			user = s.User
-			return err
-		})
-		// A record that cannot be decoded is still deleted; only its
-		// index entry is left to expire.
-		if err == nil {
-			if err := txn.Delete(indexKey(user, key)); err != nil {
+		case err == nil:
+			if err := txn.Delete(indexKey(s.User, key)); err != nil {
 				return err
 			}
+		case !errors.Is(err, errMalformed):
+			return err
 		}
+		// A record that cannot be decoded is still deleted; only its
+		// index entry is left to expire.
 		return txn.Delete(sk)
 	}, func() { b.sessions.drop(key) })
 	return wrap(op, err)

@@ -236,20 +236,12 @@ func (b *Badger) resyncGen(user string) {
 // is a live session of the user under generation cur.
 func rewriteKept(txn *badger.Txn, user string, keep []byte, cur, next uint64) error {
 	sk := sessionKey(keep)
-	item, err := txn.Get(sk)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil
+	s, err := getSession(txn, sk)
+	if errors.Is(err, ErrNotFound) || errors.Is(err, errMalformed) {
+		return nil // gone, or not decodable: not a session to keep
 	}
 	if err != nil {
 		return err
-	}
-	var s Session
-	if err := item.Value(func(v []byte) error {
-		var err error
-		s, err = decodeSession(v)
-		return err
-	}); err != nil {
-		return nil // not decodable: not a session to keep
 	}
 	if s.User != user || s.Gen != cur || !now().Before(s.Expires) {
 		return nil
