@@ -2,10 +2,8 @@ package caddymodule
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -61,6 +59,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		argon2id_memory <KiB>               # default 47104
 //		argon2id_threads <n>                # default 1
 //	}
+//
+// Only user and strip_header may be given more than once; any other
+// option given twice is an error naming the line of each.
 func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive's name
 	// Where the block is labels the handler in errors that name two
@@ -69,8 +70,21 @@ func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.Errf("two_factor takes no arguments on its first line, only a block; got '%s'", d.Val())
 	}
+	first := map[string]string{} // single-valued option -> where it is set
 	for d.NextBlock(0) {
 		opt := d.Val()
+		if !repeatableOptions[opt] {
+			if at, twice := first[opt]; twice {
+				return d.Errf("%s: set more than once (first at %s)", opt, at)
+			}
+			first[opt] = fmt.Sprintf("%s:%d", d.File(), d.Line())
+		}
+		if o := numericOptionNamed(opt); o != nil {
+			if err := o.parse(d, t); err != nil {
+				return err
+			}
+			continue
+		}
 		switch opt {
 		case "user":
 			args := d.RemainingArgs()
@@ -110,80 +124,6 @@ func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("require_two_factor takes no arguments, got '%s'", d.Val())
 			}
 			t.RequireTwoFactor = true
-		case "session_idle":
-			if err := durationArg(d, &t.SessionIdle); err != nil {
-				return err
-			}
-		case "session_lifetime":
-			if err := durationArg(d, &t.SessionLifetime); err != nil {
-				return err
-			}
-		case "max_sessions_per_user":
-			if err := intArg(d, &t.MaxSessionsPerUser, 1, MaxMaxSessionsPerUser); err != nil {
-				return err
-			}
-		case "code_timeout":
-			if err := durationArg(d, &t.CodeTimeout); err != nil {
-				return err
-			}
-		case "max_delay":
-			if err := durationArg(d, &t.MaxDelay); err != nil {
-				return err
-			}
-		case "totp_period":
-			if err := intArg(d, &t.TOTPPeriod, 1, 300); err != nil {
-				return err
-			}
-		case "totp_digits":
-			if err := intArg(d, &t.TOTPDigits, 6, 8); err != nil {
-				return err
-			}
-		case "totp_skew":
-			var n int
-			if err := intArg(d, &n, 0, 10); err != nil {
-				return err
-			}
-			t.TOTPSkew = &n
-		case "free_failures":
-			if err := intArg(d, &t.FreeFailures, 1, 50); err != nil {
-				return err
-			}
-		case "max_concurrent_hashes":
-			if err := intArg(d, &t.MaxConcurrentHashes, 1, 1024); err != nil {
-				return err
-			}
-		case "hash_cpu":
-			var arg string
-			if err := oneArg(d, &arg); err != nil {
-				return err
-			}
-			v, err := strconv.ParseFloat(strings.TrimSuffix(arg, "%"), 64)
-			if err != nil || !(v > 0 && v <= 100) {
-				return d.Errf("hash_cpu: want a share of the CPUs from more than 0%% to 100%%, such as 10%%; got '%s'", arg)
-			}
-			t.HashCPUPercent = v
-		case "hash_cpu_burst":
-			if err := durationArg(d, &t.HashCPUBurst); err != nil {
-				return err
-			}
-		case "argon2id_time":
-			var n int
-			if err := intArg(d, &n, 1, 100); err != nil {
-				return err
-			}
-			t.Argon2idTime = uint32(n)
-		case "argon2id_memory":
-			var n int
-			if err := intArg(d, &n, 1024, 4<<20); err != nil {
-				return err
-			}
-			t.Argon2idMemory = uint32(n)
-		case "argon2id_threads":
-			var n int
-			if err := intArg(d, &n, 1, 255); err != nil {
-				return err
-			}
-			t.Argon2idThreads = uint8(n)
 		case "totp_algorithm":
 			if err := oneArg(d, &t.TOTPAlgorithm); err != nil {
 				return err
@@ -232,17 +172,11 @@ func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.Errf("primary_color: want exactly one value")
 			}
-			if t.PrimaryColor != "" {
-				return d.Errf("primary_color: set more than once")
-			}
 			if !hexColour.MatchString(c) {
 				return d.Errf("primary_color: want a hex colour such as \"#1d5fd1\", got '%s'", d.Val())
 			}
 			t.PrimaryColor = c
 		case "languages":
-			if t.Languages != nil {
-				return d.Errf("languages: set more than once")
-			}
 			t.Languages = d.RemainingArgs()
 			if len(t.Languages) == 0 {
 				return d.Errf("languages: want one or more language tags, such as en ru")
@@ -261,43 +195,13 @@ func oneArg(d *caddyfile.Dispenser, dst *string) error {
 	if len(args) != 1 {
 		return d.Errf("%s: want exactly one value, got %d", opt, len(args))
 	}
-	if *dst != "" {
-		return d.Errf("%s: set more than once", opt)
-	}
 	*dst = args[0]
 	return nil
 }
 
-func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
-	opt := d.Val()
-	var s string
-	if err := oneArg(d, &s); err != nil {
-		return err
-	}
-	v, err := caddy.ParseDuration(s)
-	if err != nil {
-		return d.Errf("%s: invalid duration '%s': %v", opt, s, err)
-	}
-	if v <= 0 {
-		return d.Errf("%s: must be positive, got '%s'", opt, s)
-	}
-	*dst = caddy.Duration(v)
-	return nil
-}
-
-func intArg(d *caddyfile.Dispenser, dst *int, lo, hi int) error {
-	opt := d.Val()
-	var s string
-	if err := oneArg(d, &s); err != nil {
-		return err
-	}
-	v, err := strconv.Atoi(s)
-	if err != nil || v < lo || v > hi {
-		return d.Errf("%s: want a whole number from %d to %d, got '%s'", opt, lo, hi, s)
-	}
-	*dst = v
-	return nil
-}
+// repeatableOptions may be given more than once, each adding to a list;
+// any other option given twice is an error naming both lines.
+var repeatableOptions = map[string]bool{"user": true, "strip_header": true}
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -8,12 +8,17 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddytest"
 )
 
@@ -67,6 +72,12 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		{"two_factor {\n\thash_cpu NaN\n}", "hash_cpu: want a share of the CPUs"},
 		{"two_factor {\n\thash_cpu lots\n}", "hash_cpu: want a share of the CPUs"},
 		{"two_factor {\n\thash_cpu_burst -5s\n}", "hash_cpu_burst: must be positive"},
+		// The bounds validation uses (before, the parser took 1 to 300
+		// seconds and 7 digits, and validation refused them unlined).
+		{"two_factor {\n\ttotp_period 10\n}", "totp_period: want a whole number from 15 to 300, got '10'"},
+		{"two_factor {\n\ttotp_digits 7\n}", "totp_digits: want 6 or 8, got '7'"},
+		{"two_factor {\n\thash_cpu_burst 48h\n}", "hash_cpu_burst: must be at most 24h, got '48h'"},
+		{"two_factor {\n\tmax_concurrent_hashes 2000\n}", "max_concurrent_hashes: want a whole number from 1 to 1024"},
 	} {
 		src := "localhost {\n" + tc.body + "\n}\n"
 		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
@@ -83,7 +94,6 @@ func TestProvisionRefusesBadConfig(t *testing.T) {
 		{"user ALICE " + testHash, "user 2: username is not unique: ALICE (the same account as alice)"},
 		{"prefix /auth/", "must be a clean absolute path"},
 		{"prefix /", "must be a clean absolute path other than /"},
-		{"totp_digits 7", "totp settings"},
 		{"totp_algorithm MD5", "totp settings"},
 		{"encryption_key short", "encryption_key"},
 		{"encryption_key {env.TWO_FACTOR_TEST_UNSET_VARIABLE}", "is empty once expanded"},
@@ -190,5 +200,160 @@ func TestReloadWhileServing(t *testing.T) {
 	s.login("alice", testPassword, "/")
 	if r := s.get("/.auth/security/enable"); !strings.Contains(r.body, "Changed%20Cloud") {
 		t.Errorf("the reloaded issuer is not in use")
+	}
+}
+
+// adaptError adapts a site with the given two_factor block body and
+// returns the error, which must name the line.
+func adaptError(t *testing.T, body string) error {
+	t.Helper()
+	src := "localhost {\n\ttwo_factor {\n" + body + "\n\t}\n}\n"
+	_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
+	return err
+}
+
+// sampleValue is a value within the option's bounds.
+func sampleValue(o *numericOption) string {
+	switch o.kind {
+	case duration:
+		return "1m"
+	case percent:
+		return "50%"
+	}
+	return strconv.Itoa(int(o.hi))
+}
+
+// TestOptionTableBoundsAgree checks, for every numeric option, that the
+// Caddyfile parser and validateConfig (which checks JSON configs) take
+// the same values: the bounds themselves pass both, the values just
+// outside fail both, each error naming the option (and, from the
+// Caddyfile, the line).
+func TestOptionTableBoundsAgree(t *testing.T) {
+	for i := range numericOptions {
+		o := &numericOptions[i]
+		var good, bad []string
+		switch o.kind {
+		case wholeNumber:
+			good = []string{strconv.Itoa(int(o.lo)), strconv.Itoa(int(o.hi))}
+			bad = []string{strconv.Itoa(int(o.hi) + 1)}
+			if o.lo-1 != 0 { // a JSON 0 is the default
+				bad = append(bad, strconv.Itoa(int(o.lo)-1))
+			}
+			for n := int(o.lo); n <= int(o.hi) && o.only != nil; n++ {
+				if !slices.Contains(o.only, n) {
+					bad = append(bad, strconv.Itoa(n))
+				}
+			}
+		case duration:
+			good = []string{"1ns", "1m"}
+			bad = []string{"-1s"}
+			if o.hi != 0 {
+				good = append(good, time.Duration(o.hi).String())
+				bad = append(bad, (time.Duration(o.hi) + 1).String())
+			}
+		case percent:
+			good = []string{"0.001%", "100%"}
+			bad = []string{"-1%", "100.5%"}
+		}
+		for _, v := range good {
+			line := o.name + " " + v
+			var h Handler
+			if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("two_factor {\n" + line + "\n}")); err != nil {
+				t.Errorf("%s: the parser refused it: %v", line, err)
+				continue
+			}
+			if err := h.defaults(caddy.NewReplacer()); err != nil {
+				t.Fatal(err)
+			}
+			if o.name == "session_idle" || o.name == "session_lifetime" {
+				h.SessionIdle, h.SessionLifetime = min(h.SessionIdle, h.SessionLifetime), max(h.SessionIdle, h.SessionLifetime)
+			}
+			if err := h.validateConfig(); err != nil {
+				t.Errorf("%s: the parser took it, validation refused it: %v", line, err)
+			}
+		}
+		for _, v := range bad {
+			line := o.name + " " + v
+			err := adaptError(t, "\t\t"+line)
+			if err == nil || !strings.Contains(err.Error(), o.name+":") || !strings.Contains(err.Error(), "Caddyfile:3") {
+				t.Errorf("%s: got %v, want an error naming %s and Caddyfile:3", line, err, o.name)
+			}
+			// The same value in a JSON config: set the field directly.
+			var h Handler
+			f, _ := strconv.ParseFloat(strings.TrimSuffix(v, "%"), 64)
+			if o.kind == duration {
+				dur, _ := time.ParseDuration(v)
+				f = float64(dur)
+			}
+			if o.set(&h, f); !representable(o, &h, f) {
+				continue // argon2id_threads 256: JSON decoding refuses it
+			}
+			if err := h.defaults(caddy.NewReplacer()); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.validateConfig(); err == nil || !strings.HasPrefix(err.Error(), o.name+" ") {
+				t.Errorf("%s in JSON: got %v, want an error naming %s", line, err, o.name)
+			}
+		}
+	}
+}
+
+// representable reports whether the option's field in h holds v.
+func representable(o *numericOption, h *Handler, v float64) bool {
+	got, _ := o.value(h)
+	return got == v
+}
+
+// TestJSONConfigUsesTheTable loads JSON configs, which skip the Caddyfile
+// parser, into a real Caddy: the table's bounds hold for them too.
+func TestJSONConfigUsesTheTable(t *testing.T) {
+	for _, tc := range []struct{ field, want string }{
+		{`"totp_period": 10`, "totp_period 10: must be between 15 and 300 (seconds)"},
+		{`"totp_digits": 7`, "totp_digits 7: must be 6 or 8"},
+		{`"free_failures": 51`, "free_failures 51: must be between 1 and 50"},
+		{`"max_concurrent_hashes": 2000`, "max_concurrent_hashes 2000: must be between 1 and 1024"},
+		{`"session_idle": -1000000000`, "session_idle -1s: must be positive"},
+		{`"argon2id_memory": 512`, "argon2id_memory 512: must be between 1024 and 4194304 (KiB, that is 1 MiB to 4 GiB)"},
+	} {
+		caddytest.AssertLoadError(t, `{
+	"admin": {"listen": "localhost:2999"},
+	"apps": {"http": {"servers": {"s": {"listen": [":9080"], "routes": [{"handle": [{
+		"handler": "two_factor", "storage_dir": "`+t.TempDir()+`",
+		"users": [{"username": "alice", "password": "`+testHash+`"}],
+		`+tc.field+`
+	}]}]}}}}
+}`, "json", tc.want)
+	}
+}
+
+// TestRepeatedOptionsNameBothLines gives every single-valued option twice:
+// each is an error naming the first line and the second; the list options
+// (user, strip_header) add up instead.
+func TestRepeatedOptionsNameBothLines(t *testing.T) {
+	lines := []string{
+		"realm a", "storage_dir /x", "encryption_key k", "encryption_key_file /k", "prefix /p",
+		"issuer I", "require_two_factor", "user_header X-U", "cookie_name c", "templates_dir /t",
+		"product_name P", "logo_url /l.svg", "primary_color 1d5fd1", "languages en",
+		"totp_algorithm SHA1",
+	}
+	for i := range numericOptions {
+		lines = append(lines, numericOptions[i].name+" "+sampleValue(&numericOptions[i]))
+	}
+	for _, line := range lines {
+		name, _, _ := strings.Cut(line, " ")
+		err := adaptError(t, "\t\t"+line+"\n\t\tissuer Other\n\t\t"+line)
+		if name == "issuer" {
+			err = adaptError(t, "\t\t"+line+"\n\t\tprefix /q\n\t\t"+line)
+		}
+		want := name + ": set more than once (first at Caddyfile:3), at Caddyfile:5"
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s twice: got %v, want %q", name, err, want)
+		}
+	}
+	// The list options.
+	var h Handler
+	d := caddyfile.NewTestDispenser("two_factor {\nuser a " + testHash + "\nuser b " + testHash + "\nstrip_header X-A\nstrip_header X-B X-C\n}")
+	if err := h.UnmarshalCaddyfile(d); err != nil || len(h.Users) != 2 || len(h.StripHeaders) != 3 {
+		t.Errorf("user and strip_header twice: got %v, %d users, %d headers", err, len(h.Users), len(h.StripHeaders))
 	}
 }

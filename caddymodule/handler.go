@@ -407,38 +407,15 @@ func (h *Handler) validateConfig() error {
 	if !store.ValidRealm(h.realm) {
 		return fmt.Errorf("realm %q: 1 to 64 of a-z, 0-9, '.', '_' and '-', starting with a letter or digit", h.Realm)
 	}
+	// Every number against the table the Caddyfile parser uses.
+	if err := h.checkNumericOptions(); err != nil {
+		return err
+	}
 	if err := h.params.Validate(); err != nil {
 		return fmt.Errorf("totp settings: %w", err)
 	}
-	if h.skew < 0 || h.skew > 10 {
-		return fmt.Errorf("totp_skew %d: must be between 0 and 10", h.skew)
-	}
-	if h.SessionIdle < 0 || h.SessionLifetime < 0 || h.CodeTimeout < 0 || h.MaxDelay < 0 {
-		return errors.New("session_idle, session_lifetime, code_timeout and max_delay must not be negative")
-	}
 	if h.SessionIdle > h.SessionLifetime {
 		return fmt.Errorf("session_idle %s is longer than session_lifetime %s", time.Duration(h.SessionIdle), time.Duration(h.SessionLifetime))
-	}
-	if h.MaxSessionsPerUser < 1 || h.MaxSessionsPerUser > MaxMaxSessionsPerUser {
-		return fmt.Errorf("max_sessions_per_user %d: must be between 1 and %d", h.MaxSessionsPerUser, MaxMaxSessionsPerUser)
-	}
-	if h.FreeFailures < 0 || h.FreeFailures > 50 {
-		return fmt.Errorf("free_failures %d: must be between 0 and 50", h.FreeFailures)
-	}
-	if h.MaxConcurrentHashes < 0 {
-		return fmt.Errorf("max_concurrent_hashes %d: must be positive", h.MaxConcurrentHashes)
-	}
-	if !(h.HashCPUPercent > 0 && h.HashCPUPercent <= 100) {
-		return fmt.Errorf("hash_cpu %g%%: must be more than 0 and at most 100", h.HashCPUPercent)
-	}
-	if h.HashCPUBurst < 0 || time.Duration(h.HashCPUBurst) > 24*time.Hour {
-		return fmt.Errorf("hash_cpu_burst %s: must be between 0 and 24h", time.Duration(h.HashCPUBurst))
-	}
-	if h.Argon2idTime > 100 {
-		return fmt.Errorf("argon2id_time %d: must be between 1 and 100", h.Argon2idTime)
-	}
-	if h.Argon2idMemory < 1024 || h.Argon2idMemory > 4<<20 {
-		return fmt.Errorf("argon2id_memory %d: must be between 1024 and 4194304 (KiB, that is 1 MiB to 4 GiB)", h.Argon2idMemory)
 	}
 	if !validHeaderName(h.UserHeader) {
 		return fmt.Errorf("user_header %q: not a valid header name", h.UserHeader)
