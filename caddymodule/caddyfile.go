@@ -26,7 +26,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	two_factor {
-//		user <name> <hash>                  # repeatable; hash from `caddy hash-password`
+//		user <name> <hash>                  # repeatable; hash from `caddy hash-password`; placeholders expanded
 //		realm <name>                        # default "default"; one account system shared by the blocks that name it
 //		storage_dir <path>
 //		encryption_key <key>                # 32 bytes, base64 or hex; e.g. {env.TWO_FACTOR_KEY}

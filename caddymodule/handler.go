@@ -59,7 +59,10 @@ const (
 // that follow it, and serves the login and Security pages under Prefix.
 // Requests without a complete session never reach the next handler.
 type Handler struct {
-	// Users are the accounts that may log in.
+	// Users are the accounts that may log in. Placeholders in their names
+	// and hashes, such as {env.ALICE_HASH}, are expanded when the config
+	// is loaded, as basic_auth does; one that expands to nothing is an
+	// error.
 	Users []User `json:"users,omitempty"`
 
 	// Realm names the account system the handler belongs to: its users,
@@ -270,6 +273,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.validateConfig(); err != nil {
 		return err
 	}
+	if h.Users, err = expandUsers(h.Users, repl); err != nil {
+		return err
+	}
 	if h.users, err = newDirectory(h.Users, h.MaxConcurrentHashes, h.argon2.decoy); err != nil {
 		return err
 	}
@@ -430,6 +436,27 @@ func (h *Handler) validateConfig() error {
 		return fmt.Errorf("issuer %q: must be non-empty, at most 100 bytes, without ':' (authenticator apps use it as the separator)", h.Issuer)
 	}
 	return checkProductName(h.ProductName)
+}
+
+// expandUsers returns the users with the placeholders in their names and
+// hashes expanded, as basic_auth does (user alice {env.ALICE_HASH}). A
+// name or hash that expands to nothing is an error, not an account with
+// an empty hash.
+func expandUsers(users []User, repl *caddy.Replacer) ([]User, error) {
+	if len(users) == 0 {
+		return users, nil
+	}
+	out := make([]User, len(users))
+	for i, u := range users {
+		out[i] = User{Username: repl.ReplaceKnown(u.Username, ""), Password: repl.ReplaceKnown(u.Password, "")}
+		if out[i].Username != u.Username && strings.TrimSpace(out[i].Username) == "" {
+			return nil, fmt.Errorf("user %d: the name %q is empty once expanded: set the variable", i, u.Username)
+		}
+		if out[i].Password != u.Password && strings.TrimSpace(out[i].Password) == "" {
+			return nil, fmt.Errorf("user %d (%s): the password hash %q is empty once expanded: set the variable", i, out[i].Username, u.Password)
+		}
+	}
+	return out, nil
 }
 
 // label names the handler in an error that names two of them.
