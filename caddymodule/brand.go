@@ -117,8 +117,21 @@ var validHost = regexp.MustCompile(`^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([A-Za-z0-9.
 // checkLogoURL checks logo_url: a path on this site, or an https URL, and
 // returns the origin to allow in the CSP's img-src ("" for a path here).
 func checkLogoURL(s string) (origin string, err error) {
+	return checkSiteURL("logo_url", "/brand/logo.svg", s)
+}
+
+// checkHomeURL checks home_url, where the brand in the pages' header
+// leads: as logo_url, a path on this site or an https URL.
+func checkHomeURL(s string) error {
+	_, err := checkSiteURL("home_url", "/", s)
+	return err
+}
+
+// checkSiteURL checks the option called name: a path on this site (such
+// as example), or an https URL, and returns the origin of an https URL.
+func checkSiteURL(name, example, s string) (origin string, err error) {
 	bad := func(why string) (string, error) {
-		return "", fmt.Errorf("logo_url %q: %s", s, why)
+		return "", fmt.Errorf("%s %q: %s", name, s, why)
 	}
 	if len(s) > 2048 {
 		return bad("longer than 2048 bytes")
@@ -142,7 +155,7 @@ func checkLogoURL(s string) (origin string, err error) {
 		return bad(err.Error())
 	}
 	if u.Scheme != "https" || u.Host == "" || u.User != nil || u.Opaque != "" {
-		return bad("want a path on this site (/brand/logo.svg) or an https:// URL without user info")
+		return bad("want a path on this site (" + example + ") or an https:// URL without user info")
 	}
 	if !validHost.MatchString(u.Host) {
 		return bad("the host is not a valid host name")

@@ -109,7 +109,7 @@ func TestBranding(t *testing.T) {
 	r := b.get("/.auth/login")
 	for _, want := range []string{
 		"<title>Log in · Example Console</title>",
-		`<span class="brand brand-logo"><img src="https://cdn.example.com/brand/logo.svg" alt="" height="28">Example Console</span>`,
+		`<a class="brand brand-home brand-logo" href="/"><img src="https://cdn.example.com/brand/logo.svg" alt="" height="28">Example Console</a>`,
 	} {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("login page lacks %q", want)

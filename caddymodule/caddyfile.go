@@ -48,6 +48,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		templates_dir <path>
 //		product_name <name>                 # default: the issuer
 //		logo_url <path or https URL>
+//		home_url <path or https URL>        # default /; where the brand in the header leads
 //		primary_color "#rrggbb"             # quoted, or without the #
 //		languages <tag>...                  # default: all (en ru); one forces it
 //		free_failures <n>                   # default 5
@@ -158,6 +159,16 @@ func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "logo_url":
 			if err := oneArg(d, &t.LogoURL); err != nil {
 				return err
+			}
+			if _, err := checkLogoURL(t.LogoURL); err != nil {
+				return d.Err(err.Error())
+			}
+		case "home_url":
+			if err := oneArg(d, &t.HomeURL); err != nil {
+				return err
+			}
+			if err := checkHomeURL(t.HomeURL); err != nil {
+				return d.Err(err.Error())
 			}
 		case "primary_color":
 			// A # starts a comment in a Caddyfile, so the colour is

@@ -314,6 +314,7 @@ func TestJSONConfigUsesTheTable(t *testing.T) {
 		{`"max_concurrent_hashes": 2000`, "max_concurrent_hashes 2000: must be between 1 and 1024"},
 		{`"session_idle": -1000000000`, "session_idle -1s: must be positive"},
 		{`"argon2id_memory": 512`, "argon2id_memory 512: must be between 1024 and 4194304 (KiB, that is 1 MiB to 4 GiB)"},
+		{`"home_url": "javascript:alert(1)"`, `javascript:alert(1)\": want a path on this site (/) or an https:// URL`},
 	} {
 		caddytest.AssertLoadError(t, `{
 	"admin": {"listen": "localhost:2999"},
@@ -333,7 +334,7 @@ func TestRepeatedOptionsNameBothLines(t *testing.T) {
 	lines := []string{
 		"realm a", "storage_dir /x", "encryption_key k", "encryption_key_file /k", "prefix /p",
 		"issuer I", "require_two_factor", "user_header X-U", "cookie_name c", "templates_dir /t",
-		"product_name P", "logo_url /l.svg", "primary_color 1d5fd1", "languages en",
+		"product_name P", "logo_url /l.svg", "home_url /", "primary_color 1d5fd1", "languages en",
 		"totp_algorithm SHA1",
 	}
 	for i := range numericOptions {

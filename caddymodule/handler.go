@@ -41,6 +41,7 @@ const (
 	DefaultIssuer          = "Caddy"
 	DefaultUserHeader      = "Remote-User"
 	DefaultCookieName      = "__Host-two_factor"
+	DefaultHomeURL         = "/"
 	DefaultSessionIdle     = 30 * time.Minute
 	DefaultSessionLifetime = 12 * time.Hour
 	DefaultCodeTimeout     = 5 * time.Minute
@@ -167,6 +168,11 @@ type Handler struct {
 	// site, reachable without logging in, or an https:// URL (its origin
 	// is added to the pages' Content-Security-Policy).
 	LogoURL string `json:"logo_url,omitempty"`
+
+	// HomeURL is where the product name (and logo) in the pages' header
+	// leads: a path on this site or an https:// URL, so that users have a
+	// way back to the site. Default: "/".
+	HomeURL string `json:"home_url,omitempty"`
 
 	// PrimaryColor is the colour of buttons, links and focus rings, as
 	// #rrggbb. It must have a contrast of at least 4.5:1 with white (WCAG
@@ -340,6 +346,9 @@ func (h *Handler) defaults(repl *caddy.Replacer) error {
 	if h.ProductName == "" {
 		h.ProductName = h.Issuer
 	}
+	if h.HomeURL == "" {
+		h.HomeURL = DefaultHomeURL
+	}
 	if h.SessionIdle == 0 {
 		h.SessionIdle = caddy.Duration(DefaultSessionIdle)
 	}
@@ -434,6 +443,9 @@ func (h *Handler) validateConfig() error {
 	}
 	if strings.TrimSpace(h.Issuer) == "" || strings.Contains(h.Issuer, ":") || len(h.Issuer) > 100 {
 		return fmt.Errorf("issuer %q: must be non-empty, at most 100 bytes, without ':' (authenticator apps use it as the separator)", h.Issuer)
+	}
+	if err := checkHomeURL(h.HomeURL); err != nil {
+		return err
 	}
 	return checkProductName(h.ProductName)
 }

@@ -30,6 +30,7 @@ type page struct {
 	Title            string
 	Product          string
 	Logo             string
+	Home             string // where the brand in the header leads (home_url)
 	Prefix           string
 	Lang             string // BCP 47 tag of the page's language
 	Dir              string // ltr or rtl
@@ -257,6 +258,7 @@ func (h *Handler) render(w http.ResponseWriter, status int, name string, p page)
 	loc := h.localeOf(w)
 	p.Product = h.ProductName
 	p.Logo = h.LogoURL
+	p.Home = h.HomeURL
 	p.Prefix = h.Prefix
 	p.Lang, p.Dir = loc.tag.String(), loc.Dir()
 	p.Digits = h.params.Digits
