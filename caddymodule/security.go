@@ -171,7 +171,7 @@ func (h *Handler) enable(w http.ResponseWriter, r *http.Request) error {
 		return h.unavailable(w, err)
 	}
 	if v.wait > 0 {
-		return h.throttled(w, v.wait)
+		return h.throttled(w, v.wait, "/security", "error.back_security")
 	}
 	if !v.ok {
 		return wrong()
@@ -274,7 +274,7 @@ func (h *Handler) disable(w http.ResponseWriter, r *http.Request) error {
 		return h.unavailable(w, err)
 	}
 	if v.wait > 0 {
-		return h.throttled(w, v.wait)
+		return h.throttled(w, v.wait, "/security", "error.back_security")
 	}
 	if !v.ok {
 		return h.render(w, http.StatusUnauthorized, "disable", page{Title: "disable.title", User: acct.name, Error: genericFailure})
@@ -309,7 +309,7 @@ func (h *Handler) newBackupCodes(w http.ResponseWriter, r *http.Request) error {
 		return h.unavailable(w, err)
 	}
 	if v.wait > 0 {
-		return h.throttled(w, v.wait)
+		return h.throttled(w, v.wait, "/security", "error.back_security")
 	}
 	if !v.ok {
 		p := h.securityView(acct, a)
