@@ -277,7 +277,7 @@ func (h *Handler) disable(w http.ResponseWriter, r *http.Request) error {
 		return h.throttled(w, v.wait, "/security", "error.back_security")
 	}
 	if !v.ok {
-		return h.render(w, http.StatusUnauthorized, "disable", page{Title: "disable.title", User: acct.name, Error: genericFailure})
+		return h.render(w, http.StatusUnauthorized, "disable", page{Title: "disable.title", User: acct.name, Error: v.failure()})
 	}
 	if err := h.db.DisableTOTP(r.Context(), acct.key, nil); err != nil && !errors.Is(err, store.ErrNotEnabled) {
 		return h.unavailable(w, err)
@@ -313,7 +313,7 @@ func (h *Handler) newBackupCodes(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !v.ok {
 		p := h.securityView(acct, a)
-		p.Error = genericFailure
+		p.Error = v.failure()
 		return h.render(w, http.StatusUnauthorized, "security", p)
 	}
 	codes, hashes, err := h.newCodes(acct.key)
