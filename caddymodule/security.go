@@ -71,7 +71,7 @@ func (h *Handler) securityPage(w http.ResponseWriter, r *http.Request) error {
 	// one left for the backup codes page waits for it.
 	if rec.Notice != "" && len(rec.Shown) == 0 {
 		p.Notice = rec.Notice
-		rec.Notice = ""
+		rec.Notice = rec.Notice[:0] // shown
 		if err := h.updateSession(r, rec); err != nil {
 			return h.unavailable(w, err)
 		}
@@ -104,7 +104,7 @@ func (h *Handler) backupCodesPage(w http.ResponseWriter, r *http.Request) error 
 	}
 	plain, err := h.sealer.Open(rec.Shown, secretAAD("shown", rec.User))
 	notice := rec.Notice
-	rec.Shown, rec.Notice = nil, ""
+	rec.Shown, rec.Notice = nil, rec.Notice[:0]
 	if uerr := h.updateSession(r, rec); uerr != nil {
 		return h.unavailable(w, uerr)
 	}
