@@ -135,7 +135,7 @@ func TestCookieReplay(t *testing.T) {
 	second.login("alice", testPassword, "/.auth/code")
 	second.post("/.auth/code", formOf("code", totpCode(t, enr.secret, testNow())))
 	nextStep()
-	if r := b.post("/.auth/security/backup-codes", formOf("password", testPassword, "code", totpCode(t, enr.secret, testNow()))); r.status != http.StatusOK {
+	if r := b.postSeeOther("/.auth/security/backup-codes", formOf("password", testPassword, "code", totpCode(t, enr.secret, testNow())), codesPage); r.status != http.StatusOK {
 		t.Fatalf("new backup codes: got %d", r.status)
 	}
 	if r := second.get("/secret"); r.status != http.StatusOK {
@@ -146,7 +146,7 @@ func TestCookieReplay(t *testing.T) {
 	secondSaved := second.cookie()
 	beforeDisable := b.cookie()
 	nextStep()
-	if r := b.post("/.auth/security/disable", formOf("password", testPassword, "code", totpCode(t, enr.secret, testNow()))); r.status != http.StatusOK {
+	if r := b.postSeeOther("/.auth/security/disable", formOf("password", testPassword, "code", totpCode(t, enr.secret, testNow())), securityPage); r.status != http.StatusOK {
 		t.Fatalf("disable: got %d", r.status)
 	}
 	assertDead(t, g, "another session after disabling", secondSaved)

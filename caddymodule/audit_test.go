@@ -145,11 +145,11 @@ func TestAuditEventsAndMetrics(t *testing.T) {
 	}
 	// New backup codes, then turn it off.
 	nextStep()
-	if r := b.post("/.auth/security/backup-codes", url.Values{"password": {testPassword}, "code": {totpCode(t, e.secret, testNow())}}); r.status != http.StatusOK {
+	if r := b.postSeeOther("/.auth/security/backup-codes", url.Values{"password": {testPassword}, "code": {totpCode(t, e.secret, testNow())}}, codesPage); r.status != http.StatusOK {
 		t.Fatalf("new backup codes: got %d", r.status)
 	}
 	nextStep()
-	if r := b.post("/.auth/security/disable", url.Values{"password": {testPassword}, "code": {totpCode(t, e.secret, testNow())}}); r.status != http.StatusOK {
+	if r := b.postSeeOther("/.auth/security/disable", url.Values{"password": {testPassword}, "code": {totpCode(t, e.secret, testNow())}}, securityPage); r.status != http.StatusOK {
 		t.Fatalf("disable: got %d", r.status)
 	}
 	if got := scrape(t)["caddy_two_factor_enrolled_users"]; got != 0 {

@@ -54,6 +54,9 @@ type codeResult struct {
 	ok     bool
 	method factor // factorTOTP or factorBackup
 	left   int    // backup codes left after a backup code was used
+	// used: the code is right, but for the TOTP step accepted last, so it
+	// was already used (a code is accepted once); not ok.
+	used bool
 }
 
 // checkCode verifies a TOTP code or a backup code for the account and, when
@@ -71,12 +74,22 @@ func (h *Handler) checkCode(ctx context.Context, a store.Account, input string) 
 			return res, fmt.Errorf("opening the TOTP secret of %s: %w", a.Name, err)
 		}
 		p := otp.Params{Algorithm: a.TOTP.Algorithm, Digits: a.TOTP.Digits, Period: a.TOTP.Period}
-		step, ok := otp.MatchAfter(secret, p, input, h.now(), h.skew, a.TOTP.LastStep)
+		now := h.now()
+		step, ok := otp.MatchAfter(secret, p, input, now, h.skew, a.TOTP.LastStep)
 		if !ok {
+			// Right for the step accepted last: the code was just used.
+			if step, ok := otp.Match(secret, p, input, now, h.skew); ok && step == a.TOTP.LastStep {
+				res.used = true
+			}
 			return res, nil
 		}
 		err = h.db.UseTOTPStep(ctx, a.Name, step)
-		if errors.Is(err, store.ErrStepUsed) || errors.Is(err, store.ErrNotEnabled) {
+		if errors.Is(err, store.ErrStepUsed) {
+			// Another request used this step (or a newer one) meanwhile.
+			res.used = true
+			return res, nil
+		}
+		if errors.Is(err, store.ErrNotEnabled) {
 			return res, nil
 		}
 		res.ok = err == nil
@@ -105,6 +118,8 @@ func (h *Handler) recordCode(r *http.Request, step string, acct *account, res co
 	metricCodes.WithLabelValues(string(res.method), outcome).Inc()
 	user := zap.String("user", acct.name)
 	switch {
+	case !res.ok && res.used:
+		h.auditRequest(r, zapcore.WarnLevel, evCodeFailed, "one-time code rejected", user, zap.String("step", step), zap.String("method", string(res.method)), zap.String("reason", "already_used"))
 	case !res.ok:
 		h.auditRequest(r, zapcore.WarnLevel, evCodeFailed, "one-time code rejected", user, zap.String("step", step), zap.String("method", string(res.method)))
 	case res.method == factorBackup:
@@ -119,6 +134,23 @@ func (h *Handler) recordCode(r *http.Request, step string, acct *account, res co
 type verdict struct {
 	ok   bool
 	wait time.Duration // > 0: throttled; nothing was checked
+	// used: the password was right and the code was right for a TOTP step
+	// already used; the change was refused.
+	used bool
+}
+
+// codeUsed is (the catalogue key of) the message for a settings change
+// whose password was right and whose code was already used: the user is
+// to wait for the next code. It tells nothing that the user does not
+// already know, having typed the right password and a right code.
+const codeUsed = "error.code_used"
+
+// failure is the catalogue key of the message for a refused change.
+func (v verdict) failure() string {
+	if v.used {
+		return codeUsed
+	}
+	return genericFailure
 }
 
 // confirmPassword checks the account password for a settings change, on
@@ -190,7 +222,7 @@ func (h *Handler) confirm(r *http.Request, step string, acct *account, password 
 	}
 	h.recordCode(r, step, acct, res)
 	if !res.ok {
-		return verdict{}, nil
+		return verdict{used: res.used}, nil
 	}
 	h.settle(r, code, store.Succeeded)
 	return verdict{ok: true}, nil

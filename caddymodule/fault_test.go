@@ -259,8 +259,9 @@ func (e *faultEnv) enable(c *http.Cookie) (*http.Cookie, string, []string) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	r = e.must(e.post("/.auth/security/enable", c, "password", testPassword, "code", totpCode(e.t, key.Secret(), testNow())), http.StatusOK)
-	return r.cookie(), key.Secret(), backupCodesOn(e.t, r.w.Body.String())
+	c = e.must(e.post("/.auth/security/enable", c, "password", testPassword, "code", totpCode(e.t, key.Secret(), testNow())), http.StatusSeeOther).cookie()
+	r = e.must(e.get("/.auth/security/backup-codes", c), http.StatusOK)
+	return c, key.Secret(), backupCodesOn(e.t, r.w.Body.String())
 }
 
 // fullLogin logs in with both factors.

@@ -282,6 +282,23 @@ func (b *browser) cookie() string {
 	return ""
 }
 
+// postSeeOther submits a form whose success answers 303 (POST-redirect-
+// GET), checks where it leads, and loads that page as the browser would.
+func (b *browser) postSeeOther(path string, form url.Values, wantLocation string, headers ...string) response {
+	b.t.Helper()
+	r := b.post(path, form, headers...)
+	if r.status != http.StatusSeeOther || r.header.Get("Location") != wantLocation {
+		b.t.Fatalf("POST %s: got %d Location %q, want 303 %q; body: %.300s", path, r.status, r.header.Get("Location"), wantLocation, r.body)
+	}
+	return b.get(wantLocation, headers...)
+}
+
+// Where the Security forms lead after a success.
+const (
+	codesPage    = "/.auth/security/backup-codes"
+	securityPage = "/.auth/security"
+)
+
 // login does the password step and checks where it leads.
 func (b *browser) login(user, password, wantLocation string) response {
 	b.t.Helper()
@@ -317,7 +334,7 @@ func (b *browser) enable() enrolment {
 		b.t.Fatal(err)
 	}
 	code := totpCode(b.t, key.Secret(), testNow())
-	r = b.post("/.auth/security/enable", url.Values{"code": {code}, "password": {testPassword}})
+	r = b.postSeeOther("/.auth/security/enable", url.Values{"code": {code}, "password": {testPassword}}, codesPage)
 	if r.status != http.StatusOK {
 		b.t.Fatalf("enable: got %d, want 200: %.500s", r.status, r.body)
 	}

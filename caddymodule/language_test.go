@@ -56,7 +56,7 @@ func TestRussianPagesSpeakTheSeedsWords(t *testing.T) {
 		t.Fatalf("no key for manual entry on the Russian enable page")
 	}
 	secret := strings.ReplaceAll(key[1], " ", "")
-	r = b.post("/.auth/security/enable", url.Values{"code": {totpCode(t, secret, testNow())}, "password": {testPassword}}, ru...)
+	r = b.postSeeOther("/.auth/security/enable", url.Values{"code": {totpCode(t, secret, testNow())}, "password": {testPassword}}, codesPage, ru...)
 	if !strings.Contains(r.body, "Сохраните резервные коды") || len(backupCodesOn(t, r.body)) != 10 {
 		t.Fatalf("backup codes page in Russian: %.500s", r.body)
 	}
@@ -174,7 +174,7 @@ func (b *browser) enablePage() string {
 	if key == nil {
 		b.t.Fatalf("no key on the enable page")
 	}
-	r = b.post("/.auth/security/enable", url.Values{"code": {totpCode(b.t, strings.ReplaceAll(key[1], " ", ""), testNow())}, "password": {testPassword}})
+	r = b.postSeeOther("/.auth/security/enable", url.Values{"code": {totpCode(b.t, strings.ReplaceAll(key[1], " ", ""), testNow())}, "password": {testPassword}}, codesPage)
 	if r.status != http.StatusOK {
 		b.t.Fatalf("enable: got %d", r.status)
 	}

@@ -55,7 +55,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	if wait > 0 {
 		h.auditThrottled(r, factorPassword, "", wait)
-		return h.throttled(w, wait)
+		return h.throttled(w, wait, "/login", "error.back_login")
 	}
 	acct, ok, err := h.users.verify(r.Context(), h.db, key, password)
 	if err != nil {
@@ -138,7 +138,7 @@ func (h *Handler) code(w http.ResponseWriter, r *http.Request) error {
 	}
 	if wait > 0 {
 		h.auditThrottled(r, f, name, wait)
-		return h.throttled(w, wait)
+		return h.throttled(w, wait, "/code", "error.back_code")
 	}
 	a, err := h.db.Account(r.Context(), rec.User)
 	if err != nil {

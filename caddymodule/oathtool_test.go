@@ -47,7 +47,7 @@ func TestManualKeyWithOathtool(t *testing.T) {
 	if len(key) != 32 {
 		t.Errorf("manual key %q: got %d Base32 characters, want 32 (a 20-byte secret)", key, len(key))
 	}
-	r = b.post("/.auth/security/enable", url.Values{"code": {oathtool(t, key, testNow())}, "password": {testPassword}})
+	r = b.postSeeOther("/.auth/security/enable", url.Values{"code": {oathtool(t, key, testNow())}, "password": {testPassword}}, codesPage)
 	if r.status != http.StatusOK || len(backupCodesOn(t, r.body)) != 10 {
 		t.Fatalf("enable with an oathtool code: got %d", r.status)
 	}

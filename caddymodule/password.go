@@ -208,10 +208,10 @@ func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request) error {
 		return h.unavailable(w, err)
 	}
 	if v.wait > 0 {
-		return h.throttled(w, v.wait)
+		return h.throttled(w, v.wait, "/security", "error.back_security")
 	}
 	if !v.ok {
-		p.Error = genericFailure
+		p.Error = v.failure()
 		return h.render(w, http.StatusUnauthorized, "password", p)
 	}
 	newHash, err := h.hashPassword(r.Context(), newPassword)

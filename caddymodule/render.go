@@ -301,14 +301,17 @@ func (h *Handler) errorPage(w http.ResponseWriter, status int, title, message st
 	})
 }
 
-// throttled refuses an attempt while the account or client must wait.
-func (h *Handler) throttled(w http.ResponseWriter, wait time.Duration) error {
+// throttled refuses an attempt while the account or client must wait. Its
+// link leads back to the step that was refused (sub, under the prefix, with
+// the catalogue key of the link's text): at the code step the session is
+// still pending, so the way back is the code form, not the password form.
+func (h *Handler) throttled(w http.ResponseWriter, wait time.Duration, sub, backText string) error {
 	w.Header().Set("Retry-After", retryAfter(wait))
 	return h.render(w, http.StatusTooManyRequests, "error", page{
 		Title:    "error.throttled_title",
 		Message:  "error.throttled",
 		Wait:     wait,
-		BackLink: h.Prefix + "/login", BackText: "error.back_login",
+		BackLink: h.Prefix + sub, BackText: backText,
 	})
 }
 

@@ -91,7 +91,7 @@ var ownRoutes = map[string]route{
 	"/security":              {get: (*Handler).securityPage},
 	"/security/enable":       {get: (*Handler).enablePage, post: (*Handler).enable},
 	"/security/disable":      {get: (*Handler).disablePage, post: (*Handler).disable},
-	"/security/backup-codes": {post: (*Handler).newBackupCodes},
+	"/security/backup-codes": {get: (*Handler).backupCodesPage, post: (*Handler).newBackupCodes},
 	"/security/password":     {get: (*Handler).passwordPage, post: (*Handler).changePassword},
 	"/logout":                {post: (*Handler).logout},
 	"/me":                    {get: (*Handler).me},

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -61,11 +62,56 @@ func (h *Handler) securityView(acct *account, a store.Account) page {
 }
 
 func (h *Handler) securityPage(w http.ResponseWriter, r *http.Request) error {
-	_, acct, a, ok, err := h.settingsSession(w, r)
+	rec, acct, a, ok, err := h.settingsSession(w, r)
 	if !ok {
 		return err
 	}
-	return h.render(w, http.StatusOK, "security", h.securityView(acct, a))
+	p := h.securityView(acct, a)
+	// The notice of a change just made (POST-redirect-GET) is shown once;
+	// one left for the backup codes page waits for it.
+	if rec.Notice != "" && len(rec.Shown) == 0 {
+		p.Notice = rec.Notice
+		rec.Notice = rec.Notice[:0] // shown
+		if err := h.updateSession(r, rec); err != nil {
+			return h.unavailable(w, err)
+		}
+	}
+	return h.render(w, http.StatusOK, "security", p)
+}
+
+// keepCodes keeps new backup codes in the session record, sealed, with the
+// notice for the page that shows them: that page (GET) shows them once.
+// Nothing of them goes into a cookie or a URL.
+func (h *Handler) keepCodes(rec *store.Session, codes []string, notice string) error {
+	sealed, err := h.sealer.Seal([]byte(strings.Join(codes, "\n")), secretAAD("shown", rec.User))
+	if err != nil {
+		return err
+	}
+	rec.Shown, rec.Notice = sealed, notice
+	return nil
+}
+
+// backupCodesPage shows the backup codes just issued to the session, once:
+// they are dropped from the session record before the page is sent, so a
+// reload shows them no more (and goes to Security).
+func (h *Handler) backupCodesPage(w http.ResponseWriter, r *http.Request) error {
+	rec, acct, _, ok, err := h.settingsSession(w, r)
+	if !ok {
+		return err
+	}
+	if len(rec.Shown) == 0 {
+		return h.seeOther(w, r, h.Prefix+"/security")
+	}
+	plain, err := h.sealer.Open(rec.Shown, secretAAD("shown", rec.User))
+	notice := rec.Notice
+	rec.Shown, rec.Notice = nil, rec.Notice[:0]
+	if uerr := h.updateSession(r, rec); uerr != nil {
+		return h.unavailable(w, uerr)
+	}
+	if err != nil {
+		return h.unavailable(w, err)
+	}
+	return h.showCodes(w, acct, strings.Split(string(plain), "\n"), notice)
 }
 
 // pendingSecret returns the key being offered to the session on the enable
@@ -171,7 +217,7 @@ func (h *Handler) enable(w http.ResponseWriter, r *http.Request) error {
 		return h.unavailable(w, err)
 	}
 	if v.wait > 0 {
-		return h.throttled(w, v.wait)
+		return h.throttled(w, v.wait, "/security", "error.back_security")
 	}
 	if !v.ok {
 		return wrong()
@@ -202,11 +248,14 @@ func (h *Handler) enable(w http.ResponseWriter, r *http.Request) error {
 	// new ID.
 	rec.Pending, rec.PendingAt = nil, time.Time{}
 	rec.Stage = store.StageFull
+	if err := h.keepCodes(rec, codes, "notice.enabled"); err != nil {
+		return h.unavailable(w, err)
+	}
 	if err := h.startSession(w, r, rec); err != nil {
 		return h.unavailable(w, err)
 	}
 	h.auditRequest(r, zapcore.InfoLevel, evEnabled, "two-factor authentication enabled", zap.String("user", acct.name))
-	return h.showCodes(w, acct, codes, "notice.enabled")
+	return h.seeOther(w, r, h.Prefix+"/security/backup-codes")
 }
 
 // newCodes makes a set of backup codes and their hashes.
@@ -274,10 +323,10 @@ func (h *Handler) disable(w http.ResponseWriter, r *http.Request) error {
 		return h.unavailable(w, err)
 	}
 	if v.wait > 0 {
-		return h.throttled(w, v.wait)
+		return h.throttled(w, v.wait, "/security", "error.back_security")
 	}
 	if !v.ok {
-		return h.render(w, http.StatusUnauthorized, "disable", page{Title: "disable.title", User: acct.name, Error: genericFailure})
+		return h.render(w, http.StatusUnauthorized, "disable", page{Title: "disable.title", User: acct.name, Error: v.failure()})
 	}
 	if err := h.db.DisableTOTP(r.Context(), acct.key, nil); err != nil && !errors.Is(err, store.ErrNotEnabled) {
 		return h.unavailable(w, err)
@@ -286,18 +335,17 @@ func (h *Handler) disable(w http.ResponseWriter, r *http.Request) error {
 	if h.RequireTwoFactor {
 		rec.Stage = store.StageEnrol
 	}
+	rec.Notice, rec.Shown = "notice.disabled", nil
 	if err := h.startSession(w, r, rec); err != nil {
 		return h.unavailable(w, err)
 	}
-	p := h.securityView(acct, store.Account{Name: acct.key})
-	p.Notice = "notice.disabled"
-	return h.render(w, http.StatusOK, "security", p)
+	return h.seeOther(w, r, h.Prefix+"/security")
 }
 
 // newBackupCodes replaces every backup code with a new set, shown once; it
 // needs the password and a code.
 func (h *Handler) newBackupCodes(w http.ResponseWriter, r *http.Request) error {
-	_, acct, a, ok, err := h.settingsSession(w, r)
+	rec, acct, a, ok, err := h.settingsSession(w, r)
 	if !ok {
 		return err
 	}
@@ -309,11 +357,11 @@ func (h *Handler) newBackupCodes(w http.ResponseWriter, r *http.Request) error {
 		return h.unavailable(w, err)
 	}
 	if v.wait > 0 {
-		return h.throttled(w, v.wait)
+		return h.throttled(w, v.wait, "/security", "error.back_security")
 	}
 	if !v.ok {
 		p := h.securityView(acct, a)
-		p.Error = genericFailure
+		p.Error = v.failure()
 		return h.render(w, http.StatusUnauthorized, "security", p)
 	}
 	codes, hashes, err := h.newCodes(acct.key)
@@ -324,5 +372,11 @@ func (h *Handler) newBackupCodes(w http.ResponseWriter, r *http.Request) error {
 		return h.unavailable(w, err)
 	}
 	h.auditRequest(r, zapcore.InfoLevel, evCodesRegenerated, "backup codes replaced", zap.String("user", acct.name), zap.Int("backup_codes", len(codes)))
-	return h.showCodes(w, acct, codes, "notice.new_codes")
+	if err := h.keepCodes(rec, codes, "notice.new_codes"); err != nil {
+		return h.unavailable(w, err)
+	}
+	if err := h.updateSession(r, rec); err != nil {
+		return h.unavailable(w, err)
+	}
+	return h.seeOther(w, r, h.Prefix+"/security/backup-codes")
 }

@@ -39,3 +39,57 @@ func TestBackupCodesLeftWarning(t *testing.T) {
 		t.Errorf("no codes left, in Russian: the page does not warn: %.2000s", r.body)
 	}
 }
+
+// TestCodeJustUsedOnSecurityForms: the code a user has just logged in with,
+// typed again within its time step on a Security form with the right
+// password, is refused with "already used, wait for the next one" (in the
+// page's language) instead of the generic failure; a wrong password or a
+// wrong code still gets the generic failure, and the next code works.
+func TestCodeJustUsedOnSecurityForms(t *testing.T) {
+	const usedEN = "This code was already used. Wait for the next code"
+	const usedRU = "Этот код уже использован."
+	const generic = "The details you entered are not correct."
+	g := newGate(t, gateOpts{extra: "free_failures 20"})
+	b := g.browser()
+	b.login("alice", testPassword, "/")
+	enrolled := b.enable()
+	nextStep()
+	s := g.browser()
+	s.login("alice", testPassword, "/.auth/code")
+	used := totpCode(t, enrolled.secret, testNow())
+	if r := s.post("/.auth/code", url.Values{"code": {used}}); r.status != http.StatusSeeOther {
+		t.Fatalf("logging in with the code: got %d, want 303", r.status)
+	}
+	for _, path := range []string{"/.auth/security/disable", "/.auth/security/backup-codes"} {
+		r := s.post(path, url.Values{"password": {testPassword}, "code": {used}})
+		if r.status != http.StatusUnauthorized || !strings.Contains(r.body, usedEN) || strings.Contains(r.body, generic) {
+			t.Errorf("%s with the code just used: got %d, want 401 saying it was already used: %.400s", path, r.status, r.body)
+		}
+		r = s.post(path, url.Values{"password": {testPassword}, "code": {used}}, "Accept-Language", "ru")
+		if r.status != http.StatusUnauthorized || !strings.Contains(r.body, usedRU) {
+			t.Errorf("%s with the code just used, in Russian: got %d, want 401 saying it was already used: %.400s", path, r.status, r.body)
+		}
+		// Nothing more is told without the right password, or for a wrong code.
+		r = s.post(path, url.Values{"password": {"wrong"}, "code": {used}})
+		if r.status != http.StatusUnauthorized || !strings.Contains(r.body, generic) || strings.Contains(r.body, usedEN) {
+			t.Errorf("%s with a wrong password and the used code: got %d, want 401 with the generic failure: %.400s", path, r.status, r.body)
+		}
+		wrong := "000000"
+		if wrong == used {
+			wrong = "000001"
+		}
+		r = s.post(path, url.Values{"password": {testPassword}, "code": {wrong}})
+		if r.status != http.StatusUnauthorized || !strings.Contains(r.body, generic) || strings.Contains(r.body, usedEN) {
+			t.Errorf("%s with a wrong code: got %d, want 401 with the generic failure: %.400s", path, r.status, r.body)
+		}
+	}
+	// The next code turns 2FA off.
+	nextStep()
+	r := s.post("/.auth/security/disable", url.Values{"password": {testPassword}, "code": {totpCode(t, enrolled.secret, testNow())}})
+	if r.status != http.StatusOK && r.status != http.StatusSeeOther {
+		t.Fatalf("disable with the next code: got %d: %.300s", r.status, r.body)
+	}
+	if st := g.statusOf("alice"); st.TwoFactor {
+		t.Errorf("2FA still on after disabling with the next code")
+	}
+}

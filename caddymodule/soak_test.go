@@ -166,7 +166,11 @@ func TestSoak(t *testing.T) {
 				expect("after backup code", b.get("/app"), http.StatusOK, "")
 				if len(codes) < 3 {
 					r := b.post("/.auth/security/backup-codes", formOf("password", testPassword, "code", code("soak2", enrolled["soak2"].secret)))
-					if !expect("new backup codes", r, http.StatusOK, "") {
+					if !expect("new backup codes", r, http.StatusSeeOther, codesPage) {
+						return
+					}
+					r = b.get(codesPage)
+					if !expect("new backup codes shown", r, http.StatusOK, "") {
 						return
 					}
 					codes = backupCodesOn(t, r.body)
@@ -190,10 +194,11 @@ func TestSoak(t *testing.T) {
 				c, step := clk.codeFor(t, secret, 0)
 				last["soak1"] = step
 				lastMu.Unlock()
-				if !expect("enable", b.post("/.auth/security/enable", formOf("code", c, "password", testPassword)), http.StatusOK, "") {
+				if !expect("enable", b.post("/.auth/security/enable", formOf("code", c, "password", testPassword)), http.StatusSeeOther, codesPage) ||
+					!expect("backup codes shown", b.get(codesPage), http.StatusOK, "") {
 					return
 				}
-				if !expect("disable", b.post("/.auth/security/disable", formOf("password", testPassword, "code", code("soak1", secret))), http.StatusOK, "") {
+				if !expect("disable", b.post("/.auth/security/disable", formOf("password", testPassword, "code", code("soak1", secret))), http.StatusSeeOther, securityPage) {
 					return
 				}
 				expect("logout", b.post("/.auth/logout", nil), http.StatusSeeOther, "/.auth/login")

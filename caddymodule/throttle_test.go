@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -84,5 +85,48 @@ func TestClientBudgetAcrossAccounts(t *testing.T) {
 	}
 	if !strings.Contains(r.body, "Too many attempts") {
 		t.Errorf("429 page lacks an explanation")
+	}
+}
+
+// backLinkOn returns the href of the error page's way back (the link in its
+// actions paragraph).
+func backLinkOn(t *testing.T, page string) string {
+	t.Helper()
+	m := backLinkRe.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("the page has no link back: %.500s", page)
+	}
+	return m[1]
+}
+
+var backLinkRe = regexp.MustCompile(`<p class="actions">\s*<a class="button[^"]*" href="([^"]+)"`)
+
+// TestThrottledCodeStepLeadsBackToCode: the session is still pending after
+// a 429 at the code step, so the page's way back is the code form, which
+// accepts the code after the wait, not the password form.
+func TestThrottledCodeStepLeadsBackToCode(t *testing.T) {
+	g := newGate(t, gateOpts{extra: "free_failures 1"})
+	b := g.browser()
+	b.login("alice", testPassword, "/")
+	enrolled := b.enable()
+	nextStep()
+	s := g.browser()
+	s.login("alice", testPassword, "/.auth/code")
+	s.post("/.auth/code", url.Values{"code": {"000000"}})
+	s.post("/.auth/code", url.Values{"code": {"000000"}})
+	r := s.post("/.auth/code", url.Values{"code": {totpCode(t, enrolled.secret, testNow())}})
+	if r.status != http.StatusTooManyRequests {
+		t.Fatalf("code while throttled: got %d, want 429", r.status)
+	}
+	back := backLinkOn(t, r.body)
+	if back != "/.auth/code" {
+		t.Errorf("the 429 page at the code step links back to %q, want /.auth/code", back)
+	}
+	if r := s.get(back); r.status != http.StatusOK || !strings.Contains(r.body, `name="code"`) {
+		t.Fatalf("following the way back: got %d, want 200 and the code form: %.300s", r.status, r.body)
+	}
+	advance(5 * time.Second)
+	if r := s.post(back, url.Values{"code": {totpCode(t, enrolled.secret, testNow())}}); r.status != http.StatusSeeOther {
+		t.Fatalf("the code after the wait: got %d, want 303", r.status)
 	}
 }

@@ -120,13 +120,17 @@ func TestFullTwoFactorFlow(t *testing.T) {
 
 	// New backup codes: password and code; the old set stops working.
 	nextStep()
-	r = b3.post("/.auth/security/backup-codes", url.Values{"password": {testPassword}, "code": {totpCode(t, enrolled.secret, testNow())}})
+	r = b3.postSeeOther("/.auth/security/backup-codes", url.Values{"password": {testPassword}, "code": {totpCode(t, enrolled.secret, testNow())}}, codesPage)
 	fresh := backupCodesOn(t, r.body)
 	if r.status != 200 || len(fresh) != 10 {
 		t.Fatalf("new backup codes: got %d with %d codes, want 200 with 10", r.status, len(fresh))
 	}
 	if !strings.Contains(r.body, `download="backup-codes.txt"`) {
 		t.Errorf("backup codes page offers no text file")
+	}
+	// Shown once: a reload shows them no more, and leads to Security.
+	if r := b3.get(codesPage); (r.status != http.StatusFound && r.status != http.StatusSeeOther) || r.header.Get("Location") != securityPage || len(backupCodesOn(t, r.body)) != 0 {
+		t.Errorf("reloading the backup codes page: got %d Location %q with %d codes, want a redirect to Security and none", r.status, r.header.Get("Location"), len(backupCodesOn(t, r.body)))
 	}
 	if r := b4.post("/.auth/code", url.Values{"code": {enrolled.codes[1]}}); r.status != http.StatusUnauthorized {
 		t.Errorf("old backup code after regeneration: got %d, want 401", r.status)
@@ -143,9 +147,12 @@ func TestFullTwoFactorFlow(t *testing.T) {
 	if !me.TwoFactor || me.BackupCodesLeft != 10 {
 		t.Fatalf("after failed disables: got %+v, want 2FA still on with 10 codes (the wrong password must not use up the code)", me)
 	}
-	r = b3.post("/.auth/security/disable", url.Values{"password": {testPassword}, "code": {fresh[0]}})
-	if r.status != 200 || !strings.Contains(r.body, "Enable security") {
-		t.Fatalf("disable: got %d, want 200 with the security page: %.300s", r.status, r.body)
+	r = b3.postSeeOther("/.auth/security/disable", url.Values{"password": {testPassword}, "code": {fresh[0]}}, securityPage)
+	if r.status != 200 || !strings.Contains(r.body, "Enable security") || !strings.Contains(r.body, `class="message message-success"`) {
+		t.Fatalf("disable: got %d, want 200 with the security page and its notice: %.300s", r.status, r.body)
+	}
+	if r := b3.get(securityPage); r.status != 200 || strings.Contains(r.body, `class="message message-success"`) {
+		t.Errorf("reloading Security after disabling: got %d, want 200 without the notice again", r.status)
 	}
 	if r := b2.get("/secret"); r.status != http.StatusFound {
 		t.Errorf("another session after disabling 2FA: got %d, want it ended (302 to login)", r.status)

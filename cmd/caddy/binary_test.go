@@ -344,6 +344,13 @@ func (a *account) step(t *testing.T, r *rand.Rand) error {
 		if err != nil {
 			return died(err)
 		}
+		if res.status != http.StatusSeeOther || res.location != "/.auth/security/backup-codes" {
+			return fmt.Errorf("%s: enable: got %d %q, want 303 to the backup codes", a.name, res.status, res.location)
+		}
+		// POST-redirect-GET: the page shows the codes once.
+		if res, err = c.do(http.MethodGet, res.location, nil); err != nil {
+			return died(err)
+		}
 		codes := codeRe.FindAllStringSubmatch(res.body, -1)
 		if res.status != http.StatusOK || len(codes) != 10 {
 			return fmt.Errorf("%s: enable: got %d with %d codes", a.name, res.status, len(codes))
@@ -391,8 +398,8 @@ func (a *account) step(t *testing.T, r *rand.Rand) error {
 		if err != nil {
 			return died(err)
 		}
-		if res.status != http.StatusOK {
-			return fmt.Errorf("%s: disable: got %d", a.name, res.status)
+		if res.status != http.StatusSeeOther || res.location != "/.auth/security" {
+			return fmt.Errorf("%s: disable: got %d %q, want 303 to Security", a.name, res.status, res.location)
 		}
 		a.on, a.secret, a.codes, a.used, a.lastStep, a.unknown, a.pending = false, "", nil, nil, 0, 0, ""
 		return nil
@@ -400,6 +407,12 @@ func (a *account) step(t *testing.T, r *rand.Rand) error {
 	a.pending, a.pendingStep = "regenerate", step
 	res, err = c.post("/.auth/security/backup-codes", "password", password, "code", codeAt(t, a.secret, step))
 	if err != nil {
+		return died(err)
+	}
+	if res.status != http.StatusSeeOther || res.location != "/.auth/security/backup-codes" {
+		return fmt.Errorf("%s: new backup codes: got %d %q, want 303 to them", a.name, res.status, res.location)
+	}
+	if res, err = c.do(http.MethodGet, res.location, nil); err != nil {
 		return died(err)
 	}
 	codes := codeRe.FindAllStringSubmatch(res.body, -1)

@@ -621,6 +621,7 @@ func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 		}
 		s.Key = bytes.Clone(key)
 		s.Pending = bytes.Clone(s.Pending)
+		s.Shown = bytes.Clone(s.Shown)
 		return s, nil
 	}
 	var diskGen uint64
@@ -662,6 +663,7 @@ func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 	b.sessions.put(key, s, gen)
 	s.Key = bytes.Clone(key)
 	s.Pending = bytes.Clone(s.Pending)
+	s.Shown = bytes.Clone(s.Shown)
 	return s, nil
 }
 

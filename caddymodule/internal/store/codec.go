@@ -106,6 +106,9 @@ const (
 	sessionVersion1 byte = 1
 	sessionVersion2 byte = 2
 	sessionVersion3 byte = 3
+	// Version 4 (written now) adds the notice and the sealed codes to show
+	// once (an older record has neither).
+	sessionVersion4 byte = 4
 )
 
 // errMalformed is wrapped by every session decoding error.
@@ -129,8 +132,10 @@ var errMalformed = errors.New("malformed session record")
 //	name      uvarint length, bytes
 //	gen       uvarint
 //	cred      uvarint length, bytes
+//	notice    uvarint length, bytes   (version 4)
+//	shown     uvarint length, bytes   (version 4)
 func encodeSession(dst []byte, s *Session) []byte {
-	dst = append(dst, sessionVersion3, byte(s.Stage))
+	dst = append(dst, sessionVersion4, byte(s.Stage))
 	dst = appendBytes(dst, s.User)
 	dst = appendTime(dst, s.Created)
 	dst = appendTime(dst, s.Seen)
@@ -142,6 +147,8 @@ func encodeSession(dst []byte, s *Session) []byte {
 	dst = appendBytes(dst, s.Name)
 	dst = binary.AppendUvarint(dst, s.Gen)
 	dst = appendBytes(dst, s.Cred)
+	dst = appendBytes(dst, s.Notice)
+	dst = appendBytes(dst, s.Shown)
 	return dst
 }
 
@@ -165,7 +172,7 @@ func decodeSession(data []byte) (Session, error) {
 	var s Session
 	d := decoder{buf: data}
 	v := d.byte()
-	if d.err == nil && v != sessionVersion1 && v != sessionVersion2 && v != sessionVersion3 {
+	if d.err == nil && v != sessionVersion1 && v != sessionVersion2 && v != sessionVersion3 && v != sessionVersion4 {
 		return Session{}, fmt.Errorf("%w: unknown version %d", errMalformed, v)
 	}
 	s.Stage = Stage(d.byte())
@@ -192,6 +199,12 @@ func decodeSession(data []byte) (Session, error) {
 		s.Gen = d.uvarint("generation")
 		if c := d.bytes(); len(c) > 0 {
 			s.Cred = append([]byte(nil), c...)
+		}
+	}
+	if v >= sessionVersion4 {
+		s.Notice = string(d.bytes())
+		if c := d.bytes(); len(c) > 0 {
+			s.Shown = append([]byte(nil), c...)
 		}
 	}
 	if d.err != nil {

@@ -23,15 +23,38 @@ func fullSession() Session {
 		Name:      "Alice",
 		Gen:       7,
 		Cred:      []byte{9, 8, 7, 0, 255},
+		Notice:    "notice.enabled",
+		Shown:     []byte{1, 2, 3, 0},
 	}
 }
 
 // encodeV2 writes s as version 2 did: no generation.
 func encodeV2(s *Session) []byte {
-	rec := encodeSession(nil, s)
+	rec := encodeV3(s)
 	rec = rec[:len(rec)-len(binary.AppendUvarint(nil, s.Gen))-len(appendBytes(nil, s.Cred))]
 	rec[0] = sessionVersion2
 	return rec
+}
+
+// encodeV3 writes s as the code before notices and shown codes did.
+func encodeV3(s *Session) []byte {
+	rec := encodeSession(nil, s)
+	rec = rec[:len(rec)-len(appendBytes(nil, s.Notice))-len(appendBytes(nil, s.Shown))]
+	rec[0] = sessionVersion3
+	return rec
+}
+
+// TestDecodeSessionVersion3 reads a record as the code before notices and
+// shown codes wrote it: it has neither.
+func TestDecodeSessionVersion3(t *testing.T) {
+	s := fullSession()
+	got, err := decodeSession(encodeV3(&s))
+	if err != nil {
+		t.Fatalf("decoding a version 3 record: %v", err)
+	}
+	if got.Notice != "" || got.Shown != nil || got.Gen != s.Gen || !bytes.Equal(got.Cred, s.Cred) || got.User != s.User {
+		t.Errorf("version 3 record: got %+v, want the fields of %+v without notice and shown codes", got, s)
+	}
 }
 
 func TestSessionCodecRoundTrip(t *testing.T) {

@@ -163,6 +163,12 @@ type Session struct {
 	// that hash. Empty for store users, whose password changes end their
 	// sessions in the store.
 	Cred []byte
+	// Notice is (the catalogue key of) a message for the next page the
+	// session is shown after a change (POST-redirect-GET); empty when none.
+	Notice string
+	// Shown holds, sealed, backup codes just issued, until one page has
+	// shown them; empty when none.
+	Shown []byte
 }
 
 // Store is the gate's durable state. Every method is safe for concurrent
