@@ -122,20 +122,21 @@ before anything is written.`, cobra.ExactArgs(1), cliRestore),
 	)
 }
 
-// leaf makes a subcommand that runs f the way Caddy runs its commands:
-// errors go to Caddy's log and make the exit status 1.
+// leaf makes a subcommand that runs f. An error is printed as one line,
+// "error: ...", on standard error (not as a log line: these commands talk
+// to a person), and makes the exit status 1.
 func leaf(use, short, long string, args cobra.PositionalArgs, f func(*cli) error) *cobra.Command {
 	return &cobra.Command{
 		Use: use, Short: short, Long: long, Args: args,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
-				c := &cli{fl: fl, args: args, in: cmd.InOrStdin(), out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr()}
-				defer c.close()
-				if err := f(c); err != nil {
-					return caddy.ExitCodeFailedStartup, err
-				}
-				return caddy.ExitCodeSuccess, nil
-			})(cmd, args)
+			c := &cli{fl: caddycmd.Flags{FlagSet: cmd.Flags()}, args: args, in: cmd.InOrStdin(), out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr()}
+			defer c.close()
+			if err := f(c); err != nil {
+				cmd.SilenceErrors, cmd.SilenceUsage = true, true
+				fmt.Fprintf(cmd.ErrOrStderr(), "error: %v\n", err)
+				return err
+			}
+			return nil
 		},
 	}
 }

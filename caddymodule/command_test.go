@@ -187,3 +187,19 @@ func TestCLIOutputHasNoSecrets(t *testing.T) {
 		}
 	}
 }
+
+// TestCLIErrorsArePlainLines: a failing command prints one line
+// "error: ..." on standard error, as a person reads it, not a JSON log
+// line, and exits 1.
+func TestCLIErrorsArePlainLines(t *testing.T) {
+	g := newGate(t, gateOpts{})
+	r := runCLI(t, "", "status", "no such user!", "--address", adminAddr)
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1", r.code)
+	}
+	want := "error: " + r.err + "\n"
+	if r.errOut != want || strings.Contains(r.errOut, `"level"`) {
+		t.Fatalf("standard error: got %q, want %q", r.errOut, want)
+	}
+	_ = g
+}

@@ -2,6 +2,8 @@ package caddymodule
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -17,6 +19,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/text/language"
 
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
 	"github.com/caddy-two-factor/caddy-two-factor/templates"
 )
 
@@ -321,12 +324,28 @@ func (h *Handler) unavailable(w http.ResponseWriter, err error) error {
 	if wait, ok := overBudget(err); ok {
 		return h.busy(w, wait)
 	}
-	h.logger.Error("store failed; refusing the request", zap.Error(err))
+	h.logRefusal(err)
 	return h.render(w, http.StatusServiceUnavailable, "error", page{
 		Title:    "error.unavailable_title",
 		Message:  "error.unavailable",
 		BackLink: h.Prefix + "/login", BackText: "error.back_login",
 	})
+}
+
+// logRefusal says what failed when a request is refused with 503: the
+// client went away (not the server's fault), the store, or something else
+// (generating a QR code or a random value, sealing a secret: the error
+// says which).
+func (h *Handler) logRefusal(err error) {
+	var se *store.Error
+	switch {
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		h.logger.Info("the client went away before the request was done", zap.Error(err))
+	case errors.As(err, &se):
+		h.logger.Error("store failed; refusing the request", zap.String("operation", se.Op), zap.Error(err))
+	default:
+		h.logger.Error("could not complete the request; refusing it", zap.Error(err))
+	}
 }
 
 // busy refuses a password check that would wait too long for the hashing

@@ -372,12 +372,23 @@ func isSentinel(err error) bool {
 	return false
 }
 
+// Error is a failure of the store itself (as opposed to the sentinel
+// outcomes above): a caller can tell it from other failures with
+// errors.As.
+type Error struct {
+	Op  string // the operation that failed, such as "enable TOTP"
+	Err error
+}
+
+func (e *Error) Error() string { return "store: " + e.Op + ": " + e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
 // wrap adds the operation's name to a failure; sentinels pass unchanged.
 func wrap(op string, err error) error {
 	if err == nil || isSentinel(err) {
 		return err
 	}
-	return fmt.Errorf("store: %s: %w", op, err)
+	return &Error{Op: op, Err: err}
 }
 
 // getAccount reads the user's account within txn; a missing record gives
