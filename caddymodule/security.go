@@ -311,22 +311,11 @@ func (h *Handler) disablePage(w http.ResponseWriter, r *http.Request) error {
 // no longer has (under require_two_factor, access to the site) if what
 // follows fails; this one then goes on under a new ID.
 func (h *Handler) disable(w http.ResponseWriter, r *http.Request) error {
-	rec, acct, a, ok, err := h.settingsSession(w, r)
+	rec, acct, _, ok, err := h.confirmedChange(w, r, stepDisable, func(acct *account, _ store.Account, failure string) error {
+		return h.render(w, http.StatusUnauthorized, "disable", page{Title: "disable.title", User: acct.name, Error: failure})
+	})
 	if !ok {
 		return err
-	}
-	if !a.Enabled() {
-		return h.seeOther(w, r, h.Prefix+"/security")
-	}
-	v, err := h.confirmBoth(r, stepDisable, acct, a, r.PostForm.Get("password"), r.PostForm.Get("code"))
-	if err != nil {
-		return h.unavailable(w, err)
-	}
-	if v.wait > 0 {
-		return h.throttled(w, v.wait, "/security", "error.back_security")
-	}
-	if !v.ok {
-		return h.render(w, http.StatusUnauthorized, "disable", page{Title: "disable.title", User: acct.name, Error: v.failure()})
 	}
 	if err := h.db.DisableTOTP(r.Context(), acct.key, nil); err != nil && !errors.Is(err, store.ErrNotEnabled) {
 		return h.unavailable(w, err)
@@ -342,27 +331,43 @@ func (h *Handler) disable(w http.ResponseWriter, r *http.Request) error {
 	return h.seeOther(w, r, h.Prefix+"/security")
 }
 
+// confirmedChange is the front of the changes that need two-factor
+// authentication on, the password and a code (turn off, new backup
+// codes): the session, the enrolment, then both factors. When it answers
+// ok false it has written the response (the login, Security, a 429 or a
+// 503 page, or wrong's page for a wrong factor) and err is the handler's
+// result.
+func (h *Handler) confirmedChange(w http.ResponseWriter, r *http.Request, step string,
+	wrong func(acct *account, a store.Account, failure string) error) (*store.Session, *account, store.Account, bool, error) {
+	rec, acct, a, ok, err := h.settingsSession(w, r)
+	if !ok {
+		return nil, nil, a, false, err
+	}
+	if !a.Enabled() {
+		return nil, nil, a, false, h.seeOther(w, r, h.Prefix+"/security")
+	}
+	v, err := h.confirmBoth(r, step, acct, a, r.PostForm.Get("password"), r.PostForm.Get("code"))
+	switch {
+	case err != nil:
+		return nil, nil, a, false, h.unavailable(w, err)
+	case v.wait > 0:
+		return nil, nil, a, false, h.throttled(w, v.wait, "/security", "error.back_security")
+	case !v.ok:
+		return nil, nil, a, false, wrong(acct, a, v.failure())
+	}
+	return rec, acct, a, true, nil
+}
+
 // newBackupCodes replaces every backup code with a new set, shown once; it
 // needs the password and a code.
 func (h *Handler) newBackupCodes(w http.ResponseWriter, r *http.Request) error {
-	rec, acct, a, ok, err := h.settingsSession(w, r)
+	rec, acct, _, ok, err := h.confirmedChange(w, r, stepBackupCodes, func(acct *account, a store.Account, failure string) error {
+		p := h.securityView(acct, a)
+		p.Error = failure
+		return h.render(w, http.StatusUnauthorized, "security", p)
+	})
 	if !ok {
 		return err
-	}
-	if !a.Enabled() {
-		return h.seeOther(w, r, h.Prefix+"/security")
-	}
-	v, err := h.confirmBoth(r, stepBackupCodes, acct, a, r.PostForm.Get("password"), r.PostForm.Get("code"))
-	if err != nil {
-		return h.unavailable(w, err)
-	}
-	if v.wait > 0 {
-		return h.throttled(w, v.wait, "/security", "error.back_security")
-	}
-	if !v.ok {
-		p := h.securityView(acct, a)
-		p.Error = v.failure()
-		return h.render(w, http.StatusUnauthorized, "security", p)
 	}
 	codes, hashes, err := h.newCodes(acct.key)
 	if err != nil {
