@@ -300,6 +300,10 @@ func (o *adminOps) restore(w http.ResponseWriter, r *http.Request, t *target, au
 	return writeJSON(w, http.StatusOK, res)
 }
 
+// storeNotOpen starts the refusal of a storage_dir that no running handler
+// uses; the CLI then opens that folder itself.
+const storeNotOpen = "no running two_factor handler uses the storage_dir"
+
 // errNotOpen makes the usage pool drop a lookup of a folder no handler has
 // open.
 var errNotOpen = errors.New("not open")
@@ -331,7 +335,7 @@ func runningTarget(r *http.Request) (*target, *zap.Logger, func(), error) {
 	}
 	val, _, err := stores.LoadOrNew(dir, func() (caddy.Destructor, error) { return nil, errNotOpen })
 	if err != nil {
-		return nil, nil, nil, refuse(http.StatusNotFound, "no running two_factor handler uses the storage_dir %s; open ones: %s", dir, strings.Join(open, ", "))
+		return nil, nil, nil, refuse(http.StatusNotFound, storeNotOpen+" %s; open ones: %s", dir, strings.Join(open, ", "))
 	}
 	release := func() { _, _ = stores.Delete(dir) }
 	shared, ok := val.(*sharedStore)

@@ -42,10 +42,12 @@ backups of the whole store.
 While Caddy runs, its store is locked, so the commands go through Caddy's
 admin API (the same address as caddy reload uses: --address, else the
 admin address in --config, else localhost:2019). When no Caddy answers
-there, give --storage-dir to work on the store folder directly.
+there, or none of its handlers uses the --storage-dir given (a restore
+into a new folder), the command works on that store folder directly.
 
 If the running Caddy has several two_factor stores open, choose one with
---storage-dir.
+--storage-dir; if the store serves several realms, choose one with
+--realm.
 
 Passwords are read from the terminal, twice, or from standard input (one
 line) when it is not a terminal. Nothing these commands print holds a
@@ -238,6 +240,22 @@ func (c *cli) call(req request) (*http.Response, error) {
 		}
 		res, err = c.serveOffline(dir, addr, req.mayCreate, build)
 	}
+	if err == nil && dir != "" && res.StatusCode == http.StatusNotFound {
+		// A Caddy answers, but none of its handlers uses that folder
+		// (a restore into a new one, say): work on the folder directly,
+		// as when no Caddy runs. A folder another process holds is
+		// refused there as locked.
+		b, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+		res.Body.Close()
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(b, &e) == nil && strings.HasPrefix(e.Error, storeNotOpen) {
+			res, err = c.serveOffline(dir, addr, req.mayCreate, build)
+		} else {
+			res.Body = io.NopCloser(bytes.NewReader(b))
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -294,7 +312,7 @@ func adminDo(addr string, build func(origin string) (*http.Request, error)) (*ht
 // serves the request with the admin routes' own code.
 func (c *cli) serveOffline(dir, addr string, mayCreate bool, build func(origin string) (*http.Request, error)) (*http.Response, error) {
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) && !mayCreate {
-		return nil, fmt.Errorf("no Caddy answers at %s, and there is no store in %s", addr, dir)
+		return nil, fmt.Errorf("there is no store in %s, and no Caddy at %s uses that folder", dir, addr)
 	}
 	db, err := store.OpenBadger(dir, store.Options{Logger: func(level, msg string) {
 		if level == "error" {

@@ -354,6 +354,25 @@ func TestOperatorWithoutCaddy(t *testing.T) {
 	}
 }
 
+// TestRestoreIntoNewFolderWhileCaddyRuns: with a Caddy running on another
+// store, `restore --storage-dir NEW` works on the new folder directly, as
+// the docs show it, instead of failing on the running Caddy's stores.
+func TestRestoreIntoNewFolderWhileCaddyRuns(t *testing.T) {
+	g := newGate(t, gateOpts{})
+	b := g.browser()
+	b.login("alice", testPassword, "/")
+	b.enable()
+	file := filepath.Join(t.TempDir(), "b.backup")
+	g.cli("", "backup", file)
+	newStore := filepath.Join(t.TempDir(), "new", "store")
+	r := g.cli("", "restore", file, "--storage-dir", newStore, "--key-file", filepath.Join(g.dir, "store.key"))
+	if !strings.Contains(r.out, "1 second factor") {
+		t.Fatalf("restore into a new folder while Caddy runs: %q %q", r.out, r.errOut)
+	}
+	// A folder that holds no store is named as such.
+	g.cliFails("there is no store in", "", "status", "alice", "--storage-dir", filepath.Join(t.TempDir(), "none"))
+}
+
 // TestAdminAPI checks the routes' answers to malformed or misdirected
 // requests: a status that says what is wrong and a JSON error.
 func TestAdminAPI(t *testing.T) {
