@@ -72,8 +72,8 @@ func find(events []map[string]any, name string, want map[string]any) []map[strin
 	return out
 }
 
-// scrape reads Caddy's metrics from the admin endpoint: series → value.
-func scrape(t *testing.T) map[string]float64 {
+// metricsText reads Caddy's /metrics on the admin endpoint.
+func metricsText(t *testing.T) string {
 	t.Helper()
 	res, err := http.Get("http://" + adminAddr + "/metrics")
 	if err != nil {
@@ -81,8 +81,17 @@ func scrape(t *testing.T) map[string]float64 {
 	}
 	defer res.Body.Close()
 	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %d %s", res.StatusCode, body)
+	}
+	return string(body)
+}
+
+// scrape reads Caddy's metrics from the admin endpoint: series → value.
+func scrape(t *testing.T) map[string]float64 {
+	t.Helper()
 	m := map[string]float64{}
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(metricsText(t), "\n") {
 		if !strings.HasPrefix(line, "caddy_two_factor_") {
 			continue
 		}

@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -64,17 +63,9 @@ func dashboardMetrics(t *testing.T, file string) []string {
 // each family's type, from its "# TYPE" line.
 func metricFamilies(t *testing.T) map[string]string {
 	t.Helper()
-	res, err := http.Get("http://" + adminAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("/metrics: %d %s", res.StatusCode, body)
-	}
+	body := metricsText(t)
 	families := map[string]string{}
-	for line := range strings.SplitSeq(string(body), "\n") {
+	for line := range strings.SplitSeq(body, "\n") {
 		if f := strings.Fields(line); len(f) == 4 && f[0] == "#" && f[1] == "TYPE" {
 			families[f[2]] = f[3]
 		}
