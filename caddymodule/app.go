@@ -30,6 +30,9 @@ const appID = "two_factor"
 type App struct {
 	mu       sync.Mutex
 	handlers []*Handler
+	// standalone marks the App of a handler provisioned outside any
+	// config (by a test): nothing will start it.
+	standalone bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -44,11 +47,19 @@ func (a *App) add(h *Handler) {
 	a.handlers = append(a.handlers, h)
 }
 
-// Start records the realms each store serves and warns of the ones it
-// holds that no handler of this config serves.
+// Start opens the handlers' stores, records the realms each store serves
+// and warns of the ones it holds that no handler of this config serves.
 func (a *App) Start() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	// The stores open here, not at Provision, which `caddy validate` runs
+	// too. A failure (a wrong key, a locked folder, realms in conflict)
+	// stops the config from starting; Caddy then cleans the handlers up.
+	for _, h := range a.handlers {
+		if err := h.open(context.Background()); err != nil {
+			return err
+		}
+	}
 	byStore := map[*sharedStore][]*Handler{}
 	var order []*sharedStore
 	for _, h := range a.handlers {
@@ -148,7 +159,7 @@ var _ caddy.App = (*App)(nil)
 func configOf(ctx caddy.Context) (app *App, err error) {
 	defer func() {
 		if recover() != nil {
-			app, err = new(App), nil
+			app, err = &App{standalone: true}, nil
 		}
 	}()
 	v, err := ctx.App(appID)

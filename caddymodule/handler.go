@@ -238,7 +238,8 @@ type Handler struct {
 	ui       *pageSet
 	attempts store.Attempts
 	realm    string
-	config   *App // this config's two_factor app: which handlers are of one config
+	config   *App          // this config's two_factor app: which handlers are of one config
+	opened   chan struct{} // closed once the store is open
 	// configText is the handler's configuration as given, in JSON.
 	configText string
 	params     otp.Params
@@ -294,12 +295,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.crossSite = http.NewCrossOriginProtection()
 	h.crossSite.SetDenyHandler(http.HandlerFunc(h.denyCrossSite))
 
-	if err := h.openStore(ctx); err != nil {
-		return err
-	}
-	h.config.add(h)
 	h.sessions = &sessionStore{
-		db:       h.db,
 		idle:     time.Duration(h.SessionIdle),
 		lifetime: time.Duration(h.SessionLifetime),
 		pending:  time.Duration(h.CodeTimeout),
@@ -309,7 +305,48 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.sessions.options.Secure = true
 	h.sessions.options.HttpOnly = true
 	h.sessions.options.SameSite = http.SameSiteLaxMode
+	h.opened = make(chan struct{})
+	if h.config.standalone {
+		// No config will start the app (a handler provisioned by hand):
+		// open at once.
+		return h.open(ctx)
+	}
+	h.config.add(h)
 	return nil
+}
+
+// open opens (or shares) the store, once the config starts: the two_factor
+// app calls it from Start, which `caddy validate` does not run, so that
+// validating a config neither creates a store nor trips over the lock of
+// the Caddy that runs it. Requests that arrive before wait for it.
+func (h *Handler) open(ctx context.Context) error {
+	if err := h.openStore(ctx); err != nil {
+		return err
+	}
+	h.sessions.db = h.db
+	close(h.opened)
+	return nil
+}
+
+// waitOpen holds a request that arrives before the store is open (Caddy
+// may start serving before the two_factor app has started) for at most
+// 10 s; the error fails the request closed.
+func (h *Handler) waitOpen(r *http.Request) error {
+	select {
+	case <-h.opened:
+		return nil
+	default:
+	}
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	select {
+	case <-h.opened:
+		return nil
+	case <-r.Context().Done():
+		return r.Context().Err()
+	case <-t.C:
+		return errors.New("the store is not open yet")
+	}
 }
 
 // defaults fills the unset options and expands placeholders.
@@ -497,6 +534,9 @@ func (h *Handler) Cleanup() error {
 // ServeHTTP serves the gate's own pages under the prefix, and lets any
 // other request through only with a complete session.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if err := h.waitOpen(r); err != nil {
+		return h.storeFailed(err)
+	}
 	p := cleanPath(r.URL.Path)
 	if strings.HasPrefix(p, h.Prefix) && (len(p) == len(h.Prefix) || p[len(h.Prefix)] == '/') {
 		return h.serveOwn(w, r, strings.TrimPrefix(p, h.Prefix))

@@ -175,7 +175,7 @@ const keyCheckMeta = "key-check"
 
 // openStore opens (or shares) the store and sets up the encryption key,
 // refusing to start with a key that does not match the store's secrets.
-func (h *Handler) openStore(ctx caddy.Context) error {
+func (h *Handler) openStore(ctx context.Context) error {
 	logger := h.logger.Named("badger")
 	logf := func(level, msg string) {
 		switch level {

@@ -728,3 +728,37 @@ func upstream(t *testing.T) string {
 	t.Cleanup(srv.Close)
 	return l.Addr().String()
 }
+
+// TestValidateTouchesNoState: `caddy validate` provisions the module but
+// must not open or create its store: on a fresh host it creates nothing,
+// and while a Caddy runs the same config (holding the store's lock) it
+// passes.
+func TestValidateTouchesNoState(t *testing.T) {
+	needBinary(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "Caddyfile")
+	config := caddyfile(dir, upstream(t), "One", adminAddr, siteAddr)
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	validate := func(when string) {
+		t.Helper()
+		cmd := exec.Command(caddyBin, "validate", "--config", path, "--adapter", "caddyfile")
+		cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir+"/data", "XDG_CONFIG_HOME="+dir+"/config")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("caddy validate %s: %v\n%s", when, err, out)
+		}
+	}
+	validate("on a fresh host")
+	for _, p := range []string{dir + "/store", dir + "/store.key"} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("caddy validate created %s (%v)", p, err)
+		}
+	}
+	startServer(t, dir, config)
+	validate("while Caddy runs the config")
+	c := newClient()
+	if r, err := c.post("/.auth/login", "username", "alice", "password", password); err != nil || r.status != http.StatusSeeOther {
+		t.Errorf("the running Caddy after validate: %d %v", r.status, err)
+	}
+}
