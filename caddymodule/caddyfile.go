@@ -97,8 +97,8 @@ func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := oneArg(d, &t.Realm); err != nil {
 				return err
 			}
-			if !store.ValidRealm(t.Realm) {
-				return d.Errf("realm %q: 1 to 64 of a-z, 0-9, '.', '_' and '-', starting with a letter or digit", t.Realm)
+			if err := store.CheckRealm(t.Realm); err != nil {
+				return d.Errf("%v", err)
 			}
 		case "storage_dir":
 			if err := oneArg(d, &t.StorageDir); err != nil {

@@ -189,8 +189,8 @@ func (c *cli) call(req request) (*http.Response, error) {
 		q[k] = v
 	}
 	if realm := c.fl.String("realm"); realm != "" {
-		if !store.ValidRealm(realm) {
-			return nil, fmt.Errorf("--realm %q: 1 to 64 of a-z, 0-9, '.', '_' and '-', starting with a letter or digit", realm)
+		if err := store.CheckRealm(realm); err != nil {
+			return nil, fmt.Errorf("--realm: %w", err)
 		}
 		q.Set("realm", realm)
 	}

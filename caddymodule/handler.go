@@ -456,8 +456,8 @@ func (h *Handler) validateConfig() error {
 		path.Clean(h.Prefix) != h.Prefix || strings.ContainsAny(h.Prefix, "?#%\\ \t") {
 		return fmt.Errorf("prefix %q: must be a clean absolute path other than /, without a trailing slash, such as %s", h.Prefix, DefaultPrefix)
 	}
-	if !store.ValidRealm(h.realm) {
-		return fmt.Errorf("realm %q: 1 to 64 of a-z, 0-9, '.', '_' and '-', starting with a letter or digit", h.Realm)
+	if err := store.CheckRealm(h.realm); err != nil {
+		return err
 	}
 	// Every number against the table the Caddyfile parser uses.
 	if err := h.checkNumericOptions(); err != nil {

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -87,7 +88,7 @@ func sameUsers(a, b *directory) error {
 		if y == nil {
 			return fmt.Errorf("user %s is only in the first", x.name)
 		}
-		if x.hashText != y.hashText {
+		if !bytes.Equal(x.cred, y.cred) {
 			return fmt.Errorf("user %s has another password hash", x.name)
 		}
 	}

@@ -97,11 +97,10 @@ type account struct {
 	name string // as configured or added; shown to the user and sent upstream
 	key  string // canonical name; the store's key
 	hash passwordHash
-	// hashText is a configured user's hash as configured, and cred its
-	// fingerprint, kept in the user's sessions: a session is good only
-	// while the configuration has the hash it was made with.
-	hashText string
-	cred     []byte
+	// cred is a configured user's fingerprint of the hash as configured,
+	// kept in the user's sessions: a session is good only while the
+	// configuration has the hash it was made with.
+	cred []byte
 	// origin says where the user is defined. For a store user, stored is
 	// the hash as the store holds it, for a rehash over exactly that one.
 	origin store.Origin
@@ -151,7 +150,7 @@ func newDirectory(users []User, maxHashes int, storeDecoy func() (passwordHash, 
 		if err != nil {
 			return nil, fmt.Errorf("user %d (%s): %w", i, u.Username, err)
 		}
-		d.byKey[key] = &account{name: u.Username, key: key, hash: h, hashText: u.Password, cred: credOf(u.Password), origin: store.OriginConfig}
+		d.byKey[key] = &account{name: u.Username, key: key, hash: h, cred: credOf(u.Password), origin: store.OriginConfig}
 		d.decoys = append(d.decoys, h)
 	}
 	// The key is derived from the hashes themselves: secret enough (they

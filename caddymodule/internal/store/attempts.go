@@ -139,16 +139,17 @@ func (a *MemoryAttempts) Reserve(ctx context.Context, g Guess) (Reservation, tim
 
 // Settle implements Attempts.
 func (a *MemoryAttempts) Settle(_ context.Context, res Reservation, o Outcome) error {
-	switch o {
-	case Succeeded:
-		a.accounts.Reset(res.accountKey)
-		a.clients.Release(res.client)
-	case Unchecked:
-		a.mu.Lock()
-		a.accounts.Release(res.account)
-		a.clients.Release(res.client)
-		a.mu.Unlock()
+	if o == Failed {
+		return nil // the reservation stays counted
 	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if o == Succeeded {
+		a.accounts.Reset(res.accountKey)
+	} else {
+		a.accounts.Release(res.account)
+	}
+	a.clients.Release(res.client)
 	return nil
 }
 

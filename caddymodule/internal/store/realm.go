@@ -24,9 +24,18 @@ const realmSep = "\x1f"
 // maxRealmLen bounds a realm's name.
 const maxRealmLen = 64
 
-// ValidRealm reports whether name can name a realm: 1 to 64 of a-z, 0-9,
+// CheckRealm returns an error that says what a realm name must be when
+// name is not one, else nil.
+func CheckRealm(name string) error {
+	if !validRealm(name) {
+		return fmt.Errorf("realm %q: 1 to 64 of a-z, 0-9, '.', '_' and '-', starting with a letter or digit", name)
+	}
+	return nil
+}
+
+// validRealm reports whether name can name a realm: 1 to 64 of a-z, 0-9,
 // '.', '_' and '-', starting with a letter or digit.
-func ValidRealm(name string) bool {
+func validRealm(name string) bool {
 	if name == "" || len(name) > maxRealmLen {
 		return false
 	}
@@ -52,14 +61,6 @@ func UserID(realm, name string) string {
 	return realm + realmSep + name
 }
 
-// SplitUserID returns the realm and the user name of a user ID.
-func SplitUserID(id string) (realm, name string) {
-	if r, n, ok := strings.Cut(id, realmSep); ok {
-		return r, n
-	}
-	return DefaultRealm, id
-}
-
 // inRealm reports whether the user ID id belongs to the realm whose IDs
 // start with prefix ("" for the default realm), and returns the user name.
 // It does not allocate: the proxied request's session lookup calls it.
@@ -74,10 +75,6 @@ func inRealm(id, prefix string) (string, bool) {
 	return name, !strings.Contains(name, realmSep)
 }
 
-// errWrongRealm is returned (wrapped) when a record handed to a realm's
-// view belongs to another realm.
-var errWrongRealm = errors.New("record of another realm")
-
 // Realm is one realm's view of a Store: every user name it takes or
 // returns is a name within the realm, and it sees only the realm's users,
 // enrolments and sessions. A session of another realm is ErrNotFound, so a
@@ -91,14 +88,14 @@ type Realm struct {
 
 var _ Store = (*Realm)(nil)
 
-// InRealm returns the realm's view of s. The name must be ValidRealm (or
+// InRealm returns the realm's view of s. The name must be a valid realm name (or
 // empty, for the default realm).
 func InRealm(s Store, realm string) (*Realm, error) {
 	if realm == "" {
 		realm = DefaultRealm
 	}
-	if !ValidRealm(realm) {
-		return nil, fmt.Errorf("invalid realm name %q", realm)
+	if err := CheckRealm(realm); err != nil {
+		return nil, err
 	}
 	r := &Realm{Store: s, name: realm}
 	if realm != DefaultRealm {
@@ -107,15 +104,12 @@ func InRealm(s Store, realm string) (*Realm, error) {
 	return r, nil
 }
 
-// Name returns the realm's name.
-func (r *Realm) Name() string { return r.name }
-
 // id returns the store key of a user of the realm.
 func (r *Realm) id(user string) string {
 	if user == "" {
 		return "" // the store refuses it as an empty name
 	}
-	return r.prefix + user
+	return UserID(r.name, user)
 }
 
 // local turns a session read from the store into the realm's form, or
