@@ -345,6 +345,18 @@ func (b *browser) enable() enrolment {
 	return enrolment{secret: key.Secret(), codes: codes}
 }
 
+// enrolAlice turns 2FA on for alice, as a person would, and moves the
+// clock to the next time step, so that a fresh code is not the one used
+// to enrol.
+func (g *gate) enrolAlice() enrolment {
+	g.t.Helper()
+	b := g.browser()
+	b.login("alice", testPassword, "/")
+	e := b.enable()
+	nextStep()
+	return e
+}
+
 // totpCode computes a code with pquerna/otp directly, independent of the
 // module's own TOTP code.
 func totpCode(t *testing.T, secret string, at time.Time) string {

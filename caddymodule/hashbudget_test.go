@@ -266,13 +266,20 @@ func TestHashBudgetJSONLimits(t *testing.T) {
 		{`"hash_cpu_percent": -1`, "hash_cpu -1%: must be more than 0"},
 		{`"hash_cpu_burst": -1000000000`, "hash_cpu_burst -1s: must be between 0 and 24h"},
 	} {
-		caddytest.AssertLoadError(t, `{
+		assertJSONFieldRefused(t, tc.field, tc.want)
+	}
+}
+
+// assertJSONFieldRefused loads a JSON config whose two_factor handler has
+// the extra field, and checks that Caddy refuses it with want in the error.
+func assertJSONFieldRefused(t *testing.T, field, want string) {
+	t.Helper()
+	caddytest.AssertLoadError(t, `{
 	"admin": {"listen": "localhost:2999"},
 	"apps": {"http": {"servers": {"s": {"listen": [":9080"], "routes": [{"handle": [{
 		"handler": "two_factor", "storage_dir": "`+t.TempDir()+`",
 		"users": [{"username": "alice", "password": "`+testHash+`"}],
-		`+tc.field+`
+		`+field+`
 	}]}]}}}}
-}`, "json", tc.want)
-	}
+}`, "json", want)
 }

@@ -50,10 +50,7 @@ func TestCodeJustUsedOnSecurityForms(t *testing.T) {
 	const usedRU = "Этот код уже использован."
 	const generic = "The details you entered are not correct."
 	g := newGate(t, gateOpts{extra: "free_failures 20"})
-	b := g.browser()
-	b.login("alice", testPassword, "/")
-	enrolled := b.enable()
-	nextStep()
+	enrolled := g.enrolAlice()
 	s := g.browser()
 	s.login("alice", testPassword, "/.auth/code")
 	used := totpCode(t, enrolled.secret, testNow())

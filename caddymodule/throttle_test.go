@@ -41,10 +41,7 @@ func TestPasswordThrottlePerAccount(t *testing.T) {
 
 func TestCodeBudgetSurvivesNewLogins(t *testing.T) {
 	g := newGate(t, gateOpts{extra: "free_failures 3"})
-	b := g.browser()
-	b.login("alice", testPassword, "/")
-	enrolled := b.enable()
-	nextStep()
+	enrolled := g.enrolAlice()
 	// Wrong codes from new sessions and restarted logins share one budget,
 	// and a correct password does not reset it.
 	for i := range 4 {
@@ -106,10 +103,7 @@ var backLinkRe = regexp.MustCompile(`<p class="actions">\s*<a class="button[^"]*
 // accepts the code after the wait, not the password form.
 func TestThrottledCodeStepLeadsBackToCode(t *testing.T) {
 	g := newGate(t, gateOpts{extra: "free_failures 1"})
-	b := g.browser()
-	b.login("alice", testPassword, "/")
-	enrolled := b.enable()
-	nextStep()
+	enrolled := g.enrolAlice()
 	s := g.browser()
 	s.login("alice", testPassword, "/.auth/code")
 	s.post("/.auth/code", url.Values{"code": {"000000"}})
