@@ -14,14 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/ui"
 	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
-
-	"github.com/caddy-two-factor/caddy-two-factor/templates"
 )
 
 // The browser tests walk through every page as a person does, in headless
@@ -98,7 +97,7 @@ type tab struct {
 	axe       string
 	noScript  bool
 	downloads string
-	loc       *locale // the language the pages should be in
+	loc       *ui.Locale // the language the pages should be in
 	product   string
 }
 
@@ -314,7 +313,7 @@ func (tb *tab) want(what, got, want string) {
 // its accessibility, in light and dark colours.
 func (tb *tab) page(name, h1 string) {
 	tb.t.Helper()
-	tb.want(name+": <html lang>", eval[string](tb, "document.documentElement.lang"), tb.loc.tag.String())
+	tb.want(name+": <html lang>", eval[string](tb, "document.documentElement.lang"), tb.loc.Tag())
 	tb.want(name+": heading", tb.text("h1"), h1)
 	tb.want(name+": product", tb.text(".brand"), tb.product)
 	// The CSP allows no inline script or style; none is there to break.
@@ -436,7 +435,7 @@ func TestBrowserWithoutJavaScript(t *testing.T) {
 // walkThrough is the whole tour: lang is the language the pages must be
 // in; switchTo, when set, is chosen with the switch on the first page.
 func walkThrough(t *testing.T, o tabOptions, lang, switchTo string) {
-	cats, err := loadCatalogues(templates.FS, "", nil)
+	loc, err := ui.Embedded(lang)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,7 +445,7 @@ func walkThrough(t *testing.T, o tabOptions, lang, switchTo string) {
 	}
 	tb := newTab(t, g, o)
 	tb.product = o.product
-	tb.loc = cats.byTag[lang]
+	tb.loc = loc
 	T := tb.loc.T
 
 	// A visit to the site goes to the login page, which keeps the path.
@@ -617,7 +616,7 @@ func walkThrough(t *testing.T, o tabOptions, lang, switchTo string) {
 	}
 	retry, waits := tb.text(".card p:nth-of-type(2)"), []string{}
 	for s := 1; s <= 60; s++ {
-		waits = append(waits, T("error.retry", "wait", humanWait(tb.loc, time.Duration(s)*time.Second)))
+		waits = append(waits, T("error.retry", "wait", ui.HumanWait(tb.loc, time.Duration(s)*time.Second)))
 	}
 	if !slices.Contains(waits, retry) {
 		t.Errorf("%s: throttled: got %q, want it to say when to try again, such as %q", o.run, retry, waits[0])

@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/ui"
 )
 
 func init() {
@@ -160,14 +161,14 @@ func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := oneArg(d, &t.LogoURL); err != nil {
 				return err
 			}
-			if _, err := checkLogoURL(t.LogoURL); err != nil {
+			if _, err := ui.CheckLogoURL(t.LogoURL); err != nil {
 				return d.Err(err.Error())
 			}
 		case "home_url":
 			if err := oneArg(d, &t.HomeURL); err != nil {
 				return err
 			}
-			if err := checkHomeURL(t.HomeURL); err != nil {
+			if err := ui.CheckHomeURL(t.HomeURL); err != nil {
 				return d.Err(err.Error())
 			}
 		case "primary_color":
@@ -183,7 +184,7 @@ func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.Errf("primary_color: want exactly one value")
 			}
-			if !hexColour.MatchString(c) {
+			if !ui.IsHexColour(c) {
 				return d.Errf("primary_color: want a hex colour such as \"#1d5fd1\", got '%s'", d.Val())
 			}
 			t.PrimaryColor = c

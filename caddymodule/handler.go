@@ -26,6 +26,7 @@ import (
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/otp"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/secrets"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/ui"
 )
 
 func init() {
@@ -235,7 +236,7 @@ type Handler struct {
 	sealer   *secrets.Sealer
 	codes    *backupcodes.Hasher
 	sessions *sessionStore
-	ui       *pageSet
+	ui       *ui.Pages
 	attempts store.Attempts
 	realm    string
 	config   *App          // this config's two_factor app: which handlers are of one config
@@ -288,7 +289,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.users.budget = newHashBudget(h.HashCPUPercent, time.Duration(h.HashCPUBurst), h.now)
 	registerMetrics(ctx.GetMetricsRegistry())
-	if h.ui, err = h.loadPages(); err != nil {
+	if h.ui, err = ui.Load(ui.Config{
+		TemplatesDir: h.TemplatesDir, LanguageCookie: h.CookieName + "_lang", Languages: h.Languages,
+		PrimaryColor: h.PrimaryColor, Product: h.ProductName, Logo: h.LogoURL, Home: h.HomeURL,
+		Prefix: h.Prefix, Digits: h.params.Digits, Logger: h.logger,
+	}); err != nil {
 		return err
 	}
 	h.identity = identityHeaders(h.UserHeader, h.StripHeaders...)
@@ -481,10 +486,10 @@ func (h *Handler) validateConfig() error {
 	if strings.TrimSpace(h.Issuer) == "" || strings.Contains(h.Issuer, ":") || len(h.Issuer) > 100 {
 		return fmt.Errorf("issuer %q: must be non-empty, at most 100 bytes, without ':' (authenticator apps use it as the separator)", h.Issuer)
 	}
-	if err := checkHomeURL(h.HomeURL); err != nil {
+	if err := ui.CheckHomeURL(h.HomeURL); err != nil {
 		return err
 	}
-	return checkProductName(h.ProductName)
+	return ui.CheckProductName(h.ProductName)
 }
 
 // expandUsers returns the users with the placeholders in their names and

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/ui"
 	"github.com/caddyserver/caddy/v2/caddytest"
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
@@ -47,7 +48,7 @@ func TestMain(m *testing.M) {
 	}
 	testHash = string(h)
 	var missing missingKeys
-	onMissingMessage = missing.add
+	ui.OnMissingMessage(missing.add)
 	code := m.Run()
 	if keys := missing.list(); len(keys) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: pages asked for message keys that no catalogue has:\n  %s\n", strings.Join(keys, "\n  "))

@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/ui"
 )
 
 // afterLogin is where a session at rec's stage goes next.
@@ -35,7 +36,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
 		}
 		return h.seeOther(w, r, next)
 	}
-	return h.render(w, http.StatusOK, "login", page{Title: "login.title", Next: next})
+	return h.ui.Render(w, http.StatusOK, "login", ui.Page{Title: "login.title", Next: next})
 }
 
 // login is the first factor. A wrong password and an unknown name take the
@@ -73,7 +74,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 		} else {
 			h.auditRequest(r, zapcore.WarnLevel, evLoginFailed, "login failed", zap.String("user", acct.name), zap.String("step", stepLogin), zap.String("reason", "wrong_password"))
 		}
-		return h.render(w, http.StatusUnauthorized, "login", page{Title: "login.title", Next: next, Error: genericFailure})
+		return h.ui.Render(w, http.StatusUnauthorized, "login", ui.Page{Title: "login.title", Next: next, Error: genericFailure})
 	}
 	h.settle(r, res, store.Succeeded)
 	h.rehash(r.Context(), acct, password)
@@ -120,7 +121,7 @@ func (h *Handler) codePage(w http.ResponseWriter, r *http.Request) error {
 	if _, ok, err := h.pendingSession(w, r); !ok {
 		return err
 	}
-	return h.render(w, http.StatusOK, "code", page{Title: "code.title"})
+	return h.ui.Render(w, http.StatusOK, "code", ui.Page{Title: "code.title"})
 }
 
 // code is the second factor: a TOTP code or one unused backup code.
@@ -160,7 +161,7 @@ func (h *Handler) code(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.recordCode(r, stepCode, &account{name: name, key: rec.User}, res)
 	if !res.ok {
-		return h.render(w, http.StatusUnauthorized, "code", page{Title: "code.title", Error: genericFailure, BackupFailed: f == factorBackup})
+		return h.ui.Render(w, http.StatusUnauthorized, "code", ui.Page{Title: "code.title", Error: genericFailure, BackupFailed: f == factorBackup})
 	}
 	h.settle(r, attempt, store.Succeeded)
 	rec.Stage = store.StageFull

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/argon2"
 
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/ui"
 )
 
 // Defaults of the argon2id cost for the passwords of store users: those of
@@ -157,8 +158,8 @@ func (h *Handler) rehash(ctx context.Context, acct *account, password string) {
 }
 
 // passwordView is the change-password page.
-func (h *Handler) passwordView(acct *account, a store.Account) page {
-	return page{
+func (h *Handler) passwordView(acct *account, a store.Account) ui.Page {
+	return ui.Page{
 		Title: "password.title", User: acct.name, Enabled: a.Enabled(),
 		PasswordChangeable: acct.origin == store.OriginStore, MinPassword: minPasswordChars,
 	}
@@ -169,7 +170,7 @@ func (h *Handler) passwordPage(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return err
 	}
-	return h.render(w, http.StatusOK, "password", h.passwordView(acct, a))
+	return h.ui.Render(w, http.StatusOK, "password", h.passwordView(acct, a))
 }
 
 // changePassword sets a new password for a user kept in the store: it
@@ -184,16 +185,16 @@ func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request) error {
 	}
 	p := h.passwordView(acct, a)
 	if acct.origin != store.OriginStore {
-		return h.render(w, http.StatusForbidden, "password", p)
+		return h.ui.Render(w, http.StatusForbidden, "password", p)
 	}
 	newPassword := r.PostForm.Get("new_password")
 	if err := checkNewPassword(newPassword); err != nil {
 		p.Error = newPasswordErrorKey(err)
-		return h.render(w, http.StatusBadRequest, "password", p)
+		return h.ui.Render(w, http.StatusBadRequest, "password", p)
 	}
 	if newPassword != r.PostForm.Get("confirm_password") {
 		p.Error = "password.error_mismatch"
-		return h.render(w, http.StatusBadRequest, "password", p)
+		return h.ui.Render(w, http.StatusBadRequest, "password", p)
 	}
 	var v verdict
 	if a.Enabled() {
@@ -212,7 +213,7 @@ func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !v.ok {
 		p.Error = v.failure()
-		return h.render(w, http.StatusUnauthorized, "password", p)
+		return h.ui.Render(w, http.StatusUnauthorized, "password", p)
 	}
 	newHash, err := h.hashPassword(r.Context(), newPassword)
 	if err != nil {
@@ -239,5 +240,5 @@ func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request) error {
 		zap.String("by", "user"), zap.Int("sessions_ended", ended))
 	view := h.securityView(acct, a)
 	view.Notice = "password.changed"
-	return h.render(w, http.StatusOK, "security", view)
+	return h.ui.Render(w, http.StatusOK, "security", view)
 }

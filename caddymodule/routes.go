@@ -26,7 +26,7 @@ const genericFailure = "error.wrong_details"
 // serveOwn dispatches the gate's own routes (sub is the path under the
 // prefix). Nothing here is ever passed to the next handler.
 func (h *Handler) serveOwn(w http.ResponseWriter, r *http.Request, sub string) error {
-	h.securityHeaders(w)
+	h.ui.SecurityHeaders(w)
 	route, ok := ownRoutes[sub]
 	back := h.Prefix + "/security"
 	if ok && r.Method == http.MethodGet {
@@ -37,7 +37,7 @@ func (h *Handler) serveOwn(w http.ResponseWriter, r *http.Request, sub string) e
 	} else if ok && route.get != nil {
 		back = h.Prefix + sub
 	}
-	w = h.pageWriterFor(w, r, back)
+	w = h.ui.For(w, r, back)
 	if !ok {
 		return h.errorPage(w, http.StatusNotFound, "error.not_found_title", "error.not_found")
 	}
@@ -104,7 +104,7 @@ func (h *Handler) home(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) stylesheet(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "text/css; charset=utf-8")
 	w.Header().Set("Cache-Control", "public, max-age=3600")
-	_, err := w.Write(h.ui.css)
+	_, err := w.Write(h.ui.Stylesheet())
 	return err
 }
 
@@ -113,7 +113,7 @@ func (h *Handler) stylesheet(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) script(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
 	w.Header().Set("Cache-Control", "public, max-age=3600")
-	_, err := w.Write(h.ui.js)
+	_, err := w.Write(h.ui.Script())
 	return err
 }
 
@@ -130,9 +130,9 @@ func (h *Handler) setLanguage(w http.ResponseWriter, r *http.Request) error {
 		back = h.Prefix + "/login"
 	}
 	tag := r.PostForm.Get("lang")
-	if _, ok := h.ui.picker.byTag[tag]; ok {
+	if h.ui.Offers(tag) {
 		http.SetCookie(w, &http.Cookie{
-			Name: h.ui.cookie, Value: tag, Path: "/",
+			Name: h.ui.LanguageCookie(), Value: tag, Path: "/",
 			MaxAge: int(languageCookieAge.Seconds()), Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode,
 		})
 	}

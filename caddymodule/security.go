@@ -15,6 +15,7 @@ import (
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/backupcodes"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/otp"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/ui"
 )
 
 // pendingLifetime is how long a key offered on the enable page stays valid
@@ -53,8 +54,8 @@ func (h *Handler) settingsSession(w http.ResponseWriter, r *http.Request) (*stor
 	return rec, acct, a, true, nil
 }
 
-func (h *Handler) securityView(acct *account, a store.Account) page {
-	return page{
+func (h *Handler) securityView(acct *account, a store.Account) ui.Page {
+	return ui.Page{
 		Title: "security.title", User: acct.name, Enabled: a.Enabled(),
 		BackupLeft: len(a.BackupCodes), RequireTwoFactor: h.RequireTwoFactor,
 		PasswordChangeable: acct.origin == store.OriginStore,
@@ -76,7 +77,7 @@ func (h *Handler) securityPage(w http.ResponseWriter, r *http.Request) error {
 			return h.unavailable(w, err)
 		}
 	}
-	return h.render(w, http.StatusOK, "security", p)
+	return h.ui.Render(w, http.StatusOK, "security", p)
 }
 
 // keepCodes keeps new backup codes in the session record, sealed, with the
@@ -143,13 +144,13 @@ func (h *Handler) pendingSecret(r *http.Request, rec *store.Session, fresh bool)
 // enableView is the enable page for a secret: QR code, key for manual
 // entry, account name, otpauth link. Issuer and label come from the
 // configuration and the account, never from the request's Host.
-func (h *Handler) enableView(acct *account, secret []byte) (page, error) {
+func (h *Handler) enableView(acct *account, secret []byte) (ui.Page, error) {
 	link := otp.URL(h.Issuer, acct.name, secret, h.params)
 	png, err := otp.QRPNG(link, 200)
 	if err != nil {
-		return page{}, err
+		return ui.Page{}, err
 	}
-	return page{
+	return ui.Page{
 		Title: "enable.title", User: acct.name,
 		QRCode:      template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png)),
 		Secret:      otp.GroupKey(otp.EncodeSecret(secret)),
@@ -174,7 +175,7 @@ func (h *Handler) enablePage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return h.unavailable(w, err)
 	}
-	return h.render(w, http.StatusOK, "enable", p)
+	return h.ui.Render(w, http.StatusOK, "enable", p)
 }
 
 // enable turns the second factor on: it needs the account password and a
@@ -202,7 +203,7 @@ func (h *Handler) enable(w http.ResponseWriter, r *http.Request) error {
 			return h.unavailable(w, err)
 		}
 		p.Error = genericFailure
-		return h.render(w, http.StatusUnauthorized, "enable", p)
+		return h.ui.Render(w, http.StatusUnauthorized, "enable", p)
 	}
 	var step int64
 	v, err := h.confirm(r, stepEnable, acct, r.PostForm.Get("password"), factorTOTP, func() (codeResult, error) {
@@ -279,7 +280,7 @@ func (h *Handler) newCodes(user string) ([]string, [][]byte, error) {
 // them to download, in the page's language. The page offers no way off it
 // but its own "I have saved them" (notice is a message key).
 func (h *Handler) showCodes(w http.ResponseWriter, acct *account, codes []string, notice string) error {
-	loc := h.localeOf(w)
+	loc := h.ui.Locale(w)
 	text := backupcodes.Text(
 		[]string{
 			loc.T("codes_file.heading", "user", acct.name, "product", h.ProductName),
@@ -288,7 +289,7 @@ func (h *Handler) showCodes(w http.ResponseWriter, acct *account, codes []string
 		codes,
 		[]string{loc.T("codes_file.once"), loc.T("codes_file.keep_safe")},
 	)
-	return h.render(w, http.StatusOK, "backup_codes", page{
+	return h.ui.Render(w, http.StatusOK, "backup_codes", ui.Page{
 		Title: "codes.title", User: acct.name, Notice: notice, BackupCodes: codes, HideNav: true,
 		BackupText: template.URL("data:text/plain;charset=utf-8;base64," + base64.StdEncoding.EncodeToString([]byte(text))),
 	})
@@ -302,7 +303,7 @@ func (h *Handler) disablePage(w http.ResponseWriter, r *http.Request) error {
 	if !a.Enabled() {
 		return h.seeOther(w, r, h.Prefix+"/security")
 	}
-	return h.render(w, http.StatusOK, "disable", page{Title: "disable.title", User: acct.name})
+	return h.ui.Render(w, http.StatusOK, "disable", ui.Page{Title: "disable.title", User: acct.name})
 }
 
 // disable turns the second factor off ("Turn off"): it needs the password
@@ -312,7 +313,7 @@ func (h *Handler) disablePage(w http.ResponseWriter, r *http.Request) error {
 // follows fails; this one then goes on under a new ID.
 func (h *Handler) disable(w http.ResponseWriter, r *http.Request) error {
 	rec, acct, _, ok, err := h.confirmedChange(w, r, stepDisable, func(acct *account, _ store.Account, failure string) error {
-		return h.render(w, http.StatusUnauthorized, "disable", page{Title: "disable.title", User: acct.name, Error: failure})
+		return h.ui.Render(w, http.StatusUnauthorized, "disable", ui.Page{Title: "disable.title", User: acct.name, Error: failure})
 	})
 	if !ok {
 		return err
@@ -364,7 +365,7 @@ func (h *Handler) newBackupCodes(w http.ResponseWriter, r *http.Request) error {
 	rec, acct, _, ok, err := h.confirmedChange(w, r, stepBackupCodes, func(acct *account, a store.Account, failure string) error {
 		p := h.securityView(acct, a)
 		p.Error = failure
-		return h.render(w, http.StatusUnauthorized, "security", p)
+		return h.ui.Render(w, http.StatusUnauthorized, "security", p)
 	})
 	if !ok {
 		return err

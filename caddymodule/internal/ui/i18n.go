@@ -1,4 +1,4 @@
-package caddymodule
+package ui
 
 import (
 	"encoding/json"
@@ -17,6 +17,8 @@ import (
 
 	"golang.org/x/text/feature/plural"
 	"golang.org/x/text/language"
+
+	"github.com/caddy-two-factor/caddy-two-factor/templates"
 )
 
 // The pages' words live in message catalogues, one JSON file per language
@@ -78,20 +80,20 @@ func (m message) texts() []string {
 	return slices.Collect(maps.Values(m.forms))
 }
 
-// locale is one language's catalogue.
-type locale struct {
+// Locale is one language's catalogue.
+type Locale struct {
 	tag      language.Tag
 	messages map[string]message
-	fallback *locale // the base language, for keys this catalogue lacks
+	fallback *Locale // the base language, for keys this catalogue lacks
 	// missing is told of a key that no catalogue has.
 	missing func(lang, key string)
 }
 
 // Name is the language's name in itself, for the language switch.
-func (l *locale) Name() string { return l.T("language.name") }
+func (l *Locale) Name() string { return l.T("language.name") }
 
 // Dir is the writing direction, ltr or rtl.
-func (l *locale) Dir() string {
+func (l *Locale) Dir() string {
 	if l.T("language.direction") == "rtl" {
 		return "rtl"
 	}
@@ -103,7 +105,7 @@ func (l *locale) Dir() string {
 // An integer argument named count picks the plural form. A key no
 // catalogue has comes back as it is (and is reported), so that a missing
 // translation shows as text rather than breaking the page.
-func (l *locale) T(key string, args ...any) string {
+func (l *Locale) T(key string, args ...any) string {
 	m, ok := l.messages[key]
 	if !ok && l.fallback != nil {
 		m, ok = l.fallback.messages[key]
@@ -201,7 +203,7 @@ func placeholders(text string) []string {
 
 // catalogues are the languages a handler can speak.
 type catalogues struct {
-	byTag map[string]*locale // by canonical BCP 47 tag
+	byTag map[string]*Locale // by canonical BCP 47 tag
 }
 
 // loadCatalogues reads the embedded catalogues and, when dir is set, the
@@ -211,7 +213,7 @@ type catalogues struct {
 // whose keys all exist in the English catalogue, with the same
 // placeholders, so that a typo is an error at startup.
 func loadCatalogues(embedded fs.FS, dir string, missing func(lang, key string)) (*catalogues, error) {
-	c := &catalogues{byTag: map[string]*locale{}}
+	c := &catalogues{byTag: map[string]*Locale{}}
 	read := func(fsys fs.FS, where string) error {
 		names, err := fs.Glob(fsys, path.Join(localesDir, "*.json"))
 		if err != nil {
@@ -291,7 +293,7 @@ func (c *catalogues) add(file string, b []byte, missing func(lang, key string)) 
 	}
 	l := c.byTag[tag.String()]
 	if l == nil {
-		l = &locale{tag: tag, messages: map[string]message{}, missing: missing}
+		l = &Locale{tag: tag, messages: map[string]message{}, missing: missing}
 		c.byTag[tag.String()] = l
 	}
 	maps.Copy(l.messages, msgs)
@@ -317,15 +319,15 @@ func (c *catalogues) tags() []string {
 // the switch (a cookie), else the best match for Accept-Language, else the
 // first offered.
 type languagePicker struct {
-	offered []*locale
-	byTag   map[string]*locale
+	offered []*Locale
+	byTag   map[string]*Locale
 	matcher language.Matcher
 }
 
 // newLanguagePicker picks among the offered languages, the first the
 // default.
-func newLanguagePicker(offered []*locale) *languagePicker {
-	p := &languagePicker{offered: offered, byTag: map[string]*locale{}}
+func newLanguagePicker(offered []*Locale) *languagePicker {
+	p := &languagePicker{offered: offered, byTag: map[string]*Locale{}}
 	tags := make([]language.Tag, len(offered))
 	for i, l := range offered {
 		tags[i] = l.tag
@@ -341,7 +343,7 @@ const maxAcceptLanguage = 512
 
 // pick returns the locale for a request's language cookie value and
 // Accept-Language header.
-func (p *languagePicker) pick(cookie, acceptLanguage string) *locale {
+func (p *languagePicker) pick(cookie, acceptLanguage string) *Locale {
 	if len(p.offered) == 1 {
 		return p.offered[0]
 	}
@@ -467,4 +469,37 @@ func argAt(n *parse.CommandNode, i int) parse.Node {
 		return n.Args[i]
 	}
 	return nil
+}
+
+// Tag is the language's BCP 47 tag.
+func (l *Locale) Tag() string { return l.tag.String() }
+
+// Has reports whether the language's catalogue (or its fallback) has key.
+func (l *Locale) Has(key string) bool {
+	if _, ok := l.messages[key]; ok {
+		return true
+	}
+	return l.fallback != nil && l.fallback.Has(key)
+}
+
+// Embedded returns the embedded catalogue of a language, as the pages
+// use it when no templates_dir changes it.
+func Embedded(tag string) (*Locale, error) {
+	cats, err := loadCatalogues(templates.FS, "", nil)
+	if err != nil {
+		return nil, err
+	}
+	if l := cats.byTag[tag]; l != nil {
+		return l, nil
+	}
+	return nil, fmt.Errorf("no embedded catalogue %q", tag)
+}
+
+// Keys are the message keys of the embedded base catalogue, sorted.
+func Keys() ([]string, error) {
+	base, err := Embedded(baseLanguage)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Sorted(maps.Keys(base.messages)), nil
 }

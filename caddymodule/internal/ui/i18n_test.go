@@ -1,65 +1,22 @@
-package caddymodule
+package ui
 
 import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"html"
 	"html/template"
 	"io/fs"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"text/template/parse"
 	"time"
 
 	"github.com/caddy-two-factor/caddy-two-factor/templates"
 )
-
-// missingKeys records the message keys pages asked for that no catalogue
-// has; TestMain fails the run on any.
-type missingKeys struct {
-	mu   sync.Mutex
-	keys map[string]bool
-}
-
-func (m *missingKeys) add(lang, key string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.keys == nil {
-		m.keys = map[string]bool{}
-	}
-	m.keys[lang+": "+key] = true
-}
-
-func (m *missingKeys) list() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return slices.Sorted(maps.Keys(m.keys))
-}
-
-// catalogueText returns a message of the embedded catalogues, for tests that
-// look for it on a page.
-func catalogueText(t *testing.T, lang, key string, args ...any) string {
-	t.Helper()
-	cats, err := loadCatalogues(templates.FS, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := cats.byTag[lang]
-	if l == nil {
-		t.Fatalf("no catalogue %s", lang)
-	}
-	if _, ok := l.messages[key]; !ok {
-		t.Fatalf("catalogue %s has no key %q", lang, key)
-	}
-	return html.EscapeString(l.T(key, args...))
-}
 
 func embeddedCatalogues(t *testing.T) *catalogues {
 	t.Helper()
@@ -144,7 +101,7 @@ func TestEveryKeyIsUsedAndEveryUsedKeyExists(t *testing.T) {
 			}
 		}
 	}
-	goFiles, _ := filepath.Glob("*.go")
+	goFiles := flowSources(t)
 	var source strings.Builder
 	for _, f := range goFiles {
 		if strings.HasSuffix(f, "_test.go") {
@@ -167,7 +124,7 @@ func TestMessages(t *testing.T) {
 	cats := embeddedCatalogues(t)
 	en, ru := cats.byTag["en"], cats.byTag["ru"]
 	for _, tc := range []struct {
-		loc  *locale
+		loc  *Locale
 		key  string
 		args []any
 		want string
@@ -195,14 +152,14 @@ func TestMessages(t *testing.T) {
 			t.Errorf("%s T(%q, %v): got %q, want %q", tc.loc.tag, tc.key, tc.args, got, tc.want)
 		}
 	}
-	if got := humanWait(ru, 90*time.Second); got != "2 минуты" {
-		t.Errorf("humanWait(ru, 90s): got %q, want 2 минуты", got)
+	if got := HumanWait(ru, 90*time.Second); got != "2 минуты" {
+		t.Errorf("HumanWait(ru, 90s): got %q, want 2 минуты", got)
 	}
-	if got := humanWait(en, 300*time.Millisecond); got != "1 second" {
-		t.Errorf("humanWait(en, 300ms): got %q, want 1 second", got)
+	if got := HumanWait(en, 300*time.Millisecond); got != "1 second" {
+		t.Errorf("HumanWait(en, 300ms): got %q, want 1 second", got)
 	}
 	var reported []string
-	l := &locale{tag: ru.tag, messages: ru.messages, fallback: en, missing: func(lang, key string) { reported = append(reported, lang+" "+key) }}
+	l := &Locale{tag: ru.tag, messages: ru.messages, fallback: en, missing: func(lang, key string) { reported = append(reported, lang+" "+key) }}
 	if got := l.T("no.such.key"); got != "no.such.key" || !slices.Equal(reported, []string{"ru no.such.key"}) {
 		t.Errorf("missing key: got %q, reported %v; want the key back and one report", got, reported)
 	}
@@ -211,14 +168,14 @@ func TestMessages(t *testing.T) {
 func TestLanguagePicker(t *testing.T) {
 	cats := embeddedCatalogues(t)
 	en, ru := cats.byTag["en"], cats.byTag["ru"]
-	both := newLanguagePicker([]*locale{en, ru})
-	ruFirst := newLanguagePicker([]*locale{ru, en})
-	onlyRu := newLanguagePicker([]*locale{ru})
+	both := newLanguagePicker([]*Locale{en, ru})
+	ruFirst := newLanguagePicker([]*Locale{ru, en})
+	onlyRu := newLanguagePicker([]*Locale{ru})
 	for _, tc := range []struct {
 		name           string
 		p              *languagePicker
 		cookie, accept string
-		want           *locale
+		want           *Locale
 	}{
 		{"nothing: the first offered", both, "", "", en},
 		{"nothing, Russian first", ruFirst, "", "", ru},
@@ -325,7 +282,7 @@ var messageFields = map[string]bool{"Title": true, "Error": true, "Notice": true
 func TestGoCodeUsesOnlyKnownKeys(t *testing.T) {
 	en := embeddedCatalogues(t).byTag["en"]
 	fset := token.NewFileSet()
-	files, _ := filepath.Glob("*.go")
+	files := flowSources(t)
 	consts := map[string]string{}
 	var parsed []*ast.File
 	for _, f := range files {
@@ -410,4 +367,26 @@ func TestGoCodeUsesOnlyKnownKeys(t *testing.T) {
 	if found < 20 {
 		t.Errorf("found only %d message keys in the Go code; the test no longer sees them", found)
 	}
+}
+
+// flowSources are the Go files, tests aside, of the packages that hand
+// message keys to pages: the adapter and every internal package.
+func flowSources(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	for _, pattern := range []string{"../../*.go", "../*/*.go"} {
+		files, err := filepath.Glob(pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			if !strings.HasSuffix(f, "_test.go") {
+				out = append(out, f)
+			}
+		}
+	}
+	if len(out) < 10 {
+		t.Fatalf("found only %d Go files to read", len(out))
+	}
+	return out
 }

@@ -1,9 +1,12 @@
-package caddymodule
+// Package ui renders the gate's pages: the embedded templates (or an
+// operator's replacements), the message catalogues and the choice of
+// language, the brand (product name, logo, colour) and the security
+// headers of every page. It knows nothing of sessions or factors: the flows
+// hand it a Page of message keys and values.
+package ui
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -11,25 +14,24 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"text/template/parse"
 	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/text/language"
 
-	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
 	"github.com/caddy-two-factor/caddy-two-factor/templates"
 )
 
 // pageNames are the page templates; each is parsed with layout.html.
 var pageNames = []string{"login", "code", "security", "enable", "disable", "backup_codes", "error", "password"}
 
-// page is what every template gets. Title, Error, Notice, Message and
+// Page is what every template gets. Title, Error, Notice, Message and
 // BackText are message keys when a handler sets them; render replaces each
 // with its text in the page's language.
-type page struct {
+type Page struct {
 	Title            string
 	Product          string
 	Logo             string
@@ -37,7 +39,7 @@ type page struct {
 	Prefix           string
 	Lang             string // BCP 47 tag of the page's language
 	Dir              string // ltr or rtl
-	Languages        []languageChoice
+	Languages        []LanguageChoice
 	Back             string // where the language switch returns to
 	User             string
 	ShowNav          bool
@@ -68,17 +70,42 @@ type page struct {
 	MinPassword int
 }
 
-// languageChoice is one entry of the language switch.
-type languageChoice struct {
+// LanguageChoice is one entry of the language switch.
+type LanguageChoice struct {
 	Tag     string
 	Name    string
 	Current bool
 }
 
-// pageSet is everything the gate's pages are made of, ready to serve.
-type pageSet struct {
+// Config is what the pages are made of, beside the embedded templates.
+type Config struct {
+	// TemplatesDir holds files that replace embedded ones of the same
+	// name, and locales/<tag>.json catalogues; empty for none.
+	TemplatesDir string
+	// LanguageCookie is the name of the cookie that keeps a user's choice
+	// of language.
+	LanguageCookie string
+	// Languages are the offered languages, the default first; empty for
+	// every language there is a catalogue for, English first.
+	Languages []string
+	// PrimaryColor (#rrggbb) recolours buttons and links; empty for none.
+	PrimaryColor string
+	// Product, Logo and Home are the brand in every page's header: the
+	// name, an image beside it, and where it leads.
+	Product, Logo, Home string
+	// Prefix is the path the pages are served under.
+	Prefix string
+	// Digits is the length of the codes the forms ask for.
+	Digits int
+	// Logger gets rendering failures and missing message keys.
+	Logger *zap.Logger
+}
+
+// Pages is everything the gate's pages are made of, ready to serve.
+type Pages struct {
+	cfg    Config
 	pages  map[string]map[string]*template.Template // language tag, page name
-	langs  []*locale                                // offered, the default first
+	langs  []*Locale                                // offered, the default first
 	picker *languagePicker
 	css    []byte
 	js     []byte
@@ -89,11 +116,11 @@ type pageSet struct {
 	seen   sync.Map // message keys already logged as missing
 }
 
-// loadPages reads the catalogues, the templates, the stylesheet and the
-// script, each file from templates_dir when it has one of that name, and
+// Load reads the catalogues, the templates, the stylesheet and the
+// script, each file from TemplatesDir when it has one of that name, and
 // checks that every message key the templates use exists.
-func (h *Handler) loadPages() (*pageSet, error) {
-	dir := h.TemplatesDir
+func Load(cfg Config) (*Pages, error) {
+	dir := cfg.TemplatesDir
 	read := func(name string) ([]byte, error) {
 		if dir != "" {
 			b, err := os.ReadFile(filepath.Join(dir, name))
@@ -106,15 +133,15 @@ func (h *Handler) loadPages() (*pageSet, error) {
 		}
 		return fs.ReadFile(templates.FS, name)
 	}
-	ps := &pageSet{pages: map[string]map[string]*template.Template{}, cookie: h.CookieName + "_lang", logger: h.logger}
+	ps := &Pages{cfg: cfg, pages: map[string]map[string]*template.Template{}, cookie: cfg.LanguageCookie, logger: cfg.Logger}
 	cats, err := loadCatalogues(templates.FS, dir, ps.missingMessage)
 	if err != nil {
 		return nil, err
 	}
 	tags := cats.tags()
-	if len(h.Languages) > 0 {
+	if len(cfg.Languages) > 0 {
 		tags = nil
-		for i, s := range h.Languages {
+		for i, s := range cfg.Languages {
 			tag, err := language.Parse(s)
 			if err != nil || cats.byTag[tag.String()] == nil {
 				return nil, fmt.Errorf("languages: entry %d %q is not one of the available languages %v (add templates_dir/locales/<tag>.json for another)", i+1, s, cats.tags())
@@ -163,8 +190,8 @@ func (h *Handler) loadPages() (*pageSet, error) {
 	if ps.css, err = read("style.css"); err != nil {
 		return nil, err
 	}
-	if h.PrimaryColor != "" {
-		rules, err := brandStylesheet(h.PrimaryColor)
+	if cfg.PrimaryColor != "" {
+		rules, err := brandStylesheet(cfg.PrimaryColor)
 		if err != nil {
 			return nil, err
 		}
@@ -174,8 +201,8 @@ func (h *Handler) loadPages() (*pageSet, error) {
 		return nil, err
 	}
 	logoOrigin := ""
-	if h.LogoURL != "" {
-		if logoOrigin, err = checkLogoURL(h.LogoURL); err != nil {
+	if cfg.Logo != "" {
+		if logoOrigin, err = CheckLogoURL(cfg.Logo); err != nil {
 			return nil, err
 		}
 	}
@@ -185,7 +212,7 @@ func (h *Handler) loadPages() (*pageSet, error) {
 
 // checkTemplateKeys fails for a t call in t whose key the base catalogue
 // lacks, naming the template file and line.
-func checkTemplateKeys(t *template.Template, base *locale) error {
+func checkTemplateKeys(t *template.Template, base *Locale) error {
 	for _, tt := range t.Templates() {
 		keys, err := templateKeys([]*parse.Tree{tt.Tree})
 		if err != nil {
@@ -202,22 +229,26 @@ func checkTemplateKeys(t *template.Template, base *locale) error {
 
 // missingMessage reports a message key no catalogue has: a template or a
 // handler asked for text that does not exist. It is logged once per key.
-func (ps *pageSet) missingMessage(lang, key string) {
+func (ps *Pages) missingMessage(lang, key string) {
 	if _, seen := ps.seen.LoadOrStore(lang+"\x00"+key, true); !seen {
 		ps.logger.Warn("message key missing from the catalogues", zap.String("language", lang), zap.String("key", key))
 	}
-	if onMissingMessage != nil {
-		onMissingMessage(lang, key)
+	if f := onMissing.Load(); f != nil {
+		(*f)(lang, key)
 	}
 }
 
-// onMissingMessage, when set (by tests), is told of every missing key.
-var onMissingMessage func(lang, key string)
+// onMissing, when set, is told of every missing key.
+var onMissing atomic.Pointer[func(lang, key string)]
 
-// securityHeaders go on every response of the gate's own routes.
-func (h *Handler) securityHeaders(w http.ResponseWriter) {
+// OnMissingMessage has f told of every message key a page asks for that no
+// catalogue has, in any Pages of the process: tests fail a run on any.
+func OnMissingMessage(f func(lang, key string)) { onMissing.Store(&f) }
+
+// SecurityHeaders go on every response of the gate's own routes.
+func (ps *Pages) SecurityHeaders(w http.ResponseWriter) {
 	hd := w.Header()
-	hd.Set("Content-Security-Policy", h.ui.csp)
+	hd.Set("Content-Security-Policy", ps.csp)
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Referrer-Policy", "no-referrer")
 	hd.Set("X-Frame-Options", "DENY")
@@ -225,46 +256,62 @@ func (h *Handler) securityHeaders(w http.ResponseWriter) {
 	hd.Set("Cross-Origin-Opener-Policy", "same-origin")
 }
 
-// pageWriter is the ResponseWriter of a request for one of the gate's own
-// routes. It carries what serveOwn decided about the request, its
-// language and the page the language switch returns to, to render and the
-// error pages, which get only the writer.
-type pageWriter struct {
+// Writer is the ResponseWriter of a request for one of the gate's own
+// routes. It carries what was decided about the request, its language and
+// the page the language switch returns to, to Render, which gets only the
+// writer.
+type Writer struct {
 	http.ResponseWriter
-	loc  *locale
+	loc  *Locale
 	back string
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.
-func (w *pageWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *Writer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// pageWriterFor picks the request's language and wraps w with it.
-func (h *Handler) pageWriterFor(w http.ResponseWriter, r *http.Request, back string) *pageWriter {
+// For picks the request's language and wraps w with it; back is the page
+// the language switch returns to.
+func (ps *Pages) For(w http.ResponseWriter, r *http.Request, back string) *Writer {
 	cookie := ""
-	if c, err := r.Cookie(h.ui.cookie); err == nil {
+	if c, err := r.Cookie(ps.cookie); err == nil {
 		cookie = c.Value
 	}
-	return &pageWriter{ResponseWriter: w, loc: h.ui.picker.pick(cookie, r.Header.Get("Accept-Language")), back: back}
+	return &Writer{ResponseWriter: w, loc: ps.picker.pick(cookie, r.Header.Get("Accept-Language")), back: back}
 }
 
-// localeOf is the language of the page w writes.
-func (h *Handler) localeOf(w http.ResponseWriter) *locale {
-	if pw, ok := w.(*pageWriter); ok {
+// Locale is the language of the page w writes.
+func (ps *Pages) Locale(w http.ResponseWriter) *Locale {
+	if pw, ok := w.(*Writer); ok {
 		return pw.loc
 	}
-	return h.ui.langs[0]
+	return ps.langs[0]
 }
 
-// render writes a page in the request's language. Rendering into a buffer
+// Stylesheet is the pages' CSS.
+func (ps *Pages) Stylesheet() []byte { return ps.css }
+
+// Script is the pages' one script file.
+func (ps *Pages) Script() []byte { return ps.js }
+
+// LanguageCookie names the cookie that keeps the choice of language.
+func (ps *Pages) LanguageCookie() string { return ps.cookie }
+
+// Offers reports whether tag is one of the offered languages.
+func (ps *Pages) Offers(tag string) bool {
+	_, ok := ps.picker.byTag[tag]
+	return ok
+}
+
+// Render writes a page in the request's language. Rendering into a buffer
 // first means a template error becomes a clean 500, not half a page.
-func (h *Handler) render(w http.ResponseWriter, status int, name string, p page) error {
-	loc := h.localeOf(w)
-	p.Product = h.ProductName
-	p.Logo = h.LogoURL
-	p.Home = h.HomeURL
-	p.Prefix = h.Prefix
+func (ps *Pages) Render(w http.ResponseWriter, status int, name string, p Page) error {
+	loc := ps.Locale(w)
+	p.Product = ps.cfg.Product
+	p.Logo = ps.cfg.Logo
+	p.Home = ps.cfg.Home
+	p.Prefix = ps.cfg.Prefix
 	p.Lang, p.Dir = loc.tag.String(), loc.Dir()
-	p.Digits = h.params.Digits
+	p.Digits = ps.cfg.Digits
 	if p.User != "" && p.BackLink == "" && !p.HideNav {
 		p.ShowNav = true
 	}
@@ -274,17 +321,17 @@ func (h *Handler) render(w http.ResponseWriter, status int, name string, p page)
 		}
 	}
 	if p.Wait > 0 {
-		p.Retry = humanWait(loc, p.Wait)
+		p.Retry = HumanWait(loc, p.Wait)
 	}
-	if pw, ok := w.(*pageWriter); ok && len(h.ui.langs) > 1 && !p.HideNav {
+	if pw, ok := w.(*Writer); ok && len(ps.langs) > 1 && !p.HideNav {
 		p.Back = pw.back
-		for _, l := range h.ui.langs {
-			p.Languages = append(p.Languages, languageChoice{Tag: l.tag.String(), Name: l.Name(), Current: l == loc})
+		for _, l := range ps.langs {
+			p.Languages = append(p.Languages, LanguageChoice{Tag: l.tag.String(), Name: l.Name(), Current: l == loc})
 		}
 	}
 	var buf bytes.Buffer
-	if err := h.ui.pages[loc.tag.String()][name].ExecuteTemplate(&buf, "layout", p); err != nil {
-		h.logger.Error("rendering page", zap.String("page", name), zap.Error(err))
+	if err := ps.pages[loc.tag.String()][name].ExecuteTemplate(&buf, "layout", p); err != nil {
+		ps.logger.Error("rendering page", zap.String("page", name), zap.Error(err))
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return nil
 	}
@@ -295,79 +342,9 @@ func (h *Handler) render(w http.ResponseWriter, status int, name string, p page)
 	return err
 }
 
-// errorPage renders a page that explains a refusal.
-// title and message are message keys.
-func (h *Handler) errorPage(w http.ResponseWriter, status int, title, message string) error {
-	return h.render(w, status, "error", page{
-		Title: title, Message: message,
-		BackLink: h.Prefix + "/security", BackText: "error.back_security",
-	})
-}
-
-// throttled refuses an attempt while the account or client must wait. Its
-// link leads back to the step that was refused (sub, under the prefix, with
-// the catalogue key of the link's text): at the code step the session is
-// still pending, so the way back is the code form, not the password form.
-func (h *Handler) throttled(w http.ResponseWriter, wait time.Duration, sub, backText string) error {
-	w.Header().Set("Retry-After", retryAfter(wait))
-	return h.render(w, http.StatusTooManyRequests, "error", page{
-		Title:    "error.throttled_title",
-		Message:  "error.throttled",
-		Wait:     wait,
-		BackLink: h.Prefix + sub, BackText: backText,
-	})
-}
-
-// unavailable is the page for a store that cannot be read or written, or
-// for a password check refused because hashing is over its CPU budget.
-func (h *Handler) unavailable(w http.ResponseWriter, err error) error {
-	if wait, ok := overBudget(err); ok {
-		return h.busy(w, wait)
-	}
-	h.logRefusal(err)
-	return h.render(w, http.StatusServiceUnavailable, "error", page{
-		Title:    "error.unavailable_title",
-		Message:  "error.unavailable",
-		BackLink: h.Prefix + "/login", BackText: "error.back_login",
-	})
-}
-
-// logRefusal says what failed when a request is refused with 503: the
-// client went away (not the server's fault), the store, or something else
-// (generating a QR code or a random value, sealing a secret: the error
-// says which).
-func (h *Handler) logRefusal(err error) {
-	var se *store.Error
-	switch {
-	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
-		h.logger.Info("the client went away before the request was done", zap.Error(err))
-	case errors.As(err, &se):
-		h.logger.Error("store failed; refusing the request", zap.String("operation", se.Op), zap.Error(err))
-	default:
-		h.logger.Error("could not complete the request; refusing it", zap.Error(err))
-	}
-}
-
-// busy refuses a password check that would wait too long for the hashing
-// budget: nothing was checked, nothing counts against the account.
-func (h *Handler) busy(w http.ResponseWriter, wait time.Duration) error {
-	metricHashBudget.Inc()
-	if h.users.budget.logDue() {
-		h.logger.Warn("password hashing is over its CPU budget (hash_cpu); refusing logins until it refills",
-			zap.Duration("retry_after", wait))
-	}
-	w.Header().Set("Retry-After", retryAfter(wait))
-	return h.render(w, http.StatusServiceUnavailable, "error", page{
-		Title:    "error.busy_title",
-		Message:  "error.busy",
-		Wait:     wait,
-		BackLink: h.Prefix + "/login", BackText: "error.back_login",
-	})
-}
-
-// humanWait says how long to wait, rounded up to a whole second, minute or
+// HumanWait says how long to wait, rounded up to a whole second, minute or
 // hour, in the page's language.
-func humanWait(loc *locale, d time.Duration) string {
+func HumanWait(loc *Locale, d time.Duration) string {
 	s := int((d + time.Second - 1) / time.Second)
 	switch {
 	case s < 60:
@@ -377,15 +354,4 @@ func humanWait(loc *locale, d time.Duration) string {
 	default:
 		return loc.T("duration.hours", "count", (s+3599)/3600)
 	}
-}
-
-// denyCrossSite answers a state-changing request from another site.
-func (h *Handler) denyCrossSite(w http.ResponseWriter, r *http.Request) {
-	h.securityHeaders(w)
-	_ = h.errorPage(w, http.StatusForbidden, "error.cross_site_title", "error.cross_site")
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return s
 }

@@ -1,4 +1,4 @@
-package caddymodule
+package ui
 
 import (
 	"fmt"
@@ -114,15 +114,15 @@ func brandStylesheet(primary string) (string, error) {
 // optional port. It goes into the Content-Security-Policy, so nothing else.
 var validHost = regexp.MustCompile(`^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?$`)
 
-// checkLogoURL checks logo_url: a path on this site, or an https URL, and
+// CheckLogoURL checks logo_url: a path on this site, or an https URL, and
 // returns the origin to allow in the CSP's img-src ("" for a path here).
-func checkLogoURL(s string) (origin string, err error) {
+func CheckLogoURL(s string) (origin string, err error) {
 	return checkSiteURL("logo_url", "/brand/logo.svg", s)
 }
 
-// checkHomeURL checks home_url, where the brand in the pages' header
+// CheckHomeURL checks home_url, where the brand in the pages' header
 // leads: as logo_url, a path on this site or an https URL.
-func checkHomeURL(s string) error {
+func CheckHomeURL(s string) error {
 	_, err := checkSiteURL("home_url", "/", s)
 	return err
 }
@@ -163,9 +163,9 @@ func checkSiteURL(name, example, s string) (origin string, err error) {
 	return "https://" + u.Host, nil
 }
 
-// checkProductName checks product_name: shown on every page and in the
+// CheckProductName checks product_name: shown on every page and in the
 // backup codes file, so one line of reasonable length.
-func checkProductName(s string) error {
+func CheckProductName(s string) error {
 	if strings.TrimSpace(s) == "" || len(s) > 100 {
 		return fmt.Errorf("product_name %q: must be non-empty and at most 100 bytes", s)
 	}
@@ -187,3 +187,6 @@ func contentSecurityPolicy(logoOrigin string) string {
 	}
 	return "default-src 'none'; script-src 'self'; style-src 'self'; " + img + "; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 }
+
+// IsHexColour reports whether s is a colour as #rrggbb.
+func IsHexColour(s string) bool { return hexColour.MatchString(s) }
