@@ -18,10 +18,6 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// now is the store's clock, used to decide whether a session has expired.
-// Tests replace it.
-var now = time.Now
-
 // testHookBeforeCommit, when set by a test, runs in every read-write
 // transaction after its work is done and before it commits.
 var testHookBeforeCommit func(b *Badger)
@@ -67,6 +63,10 @@ type Options struct {
 	// would go past it, the oldest (by Created) end. Zero means
 	// DefaultMaxSessionsPerUser (100), a negative value means no cap.
 	MaxSessionsPerUser int
+	// Now is the clock of every time the store reads: expiry, sweeps,
+	// creation times. Nil means time.Now. Badger's own TTLs follow the real
+	// clock whatever Now says.
+	Now func() time.Time
 }
 
 // Badger is the embedded Store, kept in a badger database in one folder.
@@ -81,6 +81,8 @@ type Badger struct {
 	closed bool
 
 	space *spaceGuard // refuses writes on a (nearly) full file system
+
+	now func() time.Time // the store's clock (Options.Now)
 
 	stopGC chan struct{} // closed by Close to stop runGC
 	gcDone chan struct{} // closed by runGC when it returns
@@ -120,9 +122,13 @@ func OpenBadger(dir string, opt Options) (*Badger, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open store: create folder: %w", err)
 	}
+	now := opt.Now
+	if now == nil {
+		now = time.Now
+	}
 	// Opening replays the write-ahead log through memory-mapped files:
 	// on a full file system that would be a SIGBUS, so refuse first.
-	space := newSpaceGuard(dir)
+	space := newSpaceGuard(dir, now)
 	if err := space.measure(); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -178,6 +184,7 @@ func OpenBadger(dir string, opt Options) (*Badger, error) {
 		db:         db,
 		dir:        dir,
 		space:      space,
+		now:        now,
 		stopGC:     make(chan struct{}),
 		gcDone:     make(chan struct{}),
 		sessions:   newSessionCache(cacheSize),
@@ -615,7 +622,7 @@ func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 	}
 	s, cached, gen := b.sessions.get(key)
 	if cached {
-		if !now().Before(s.Expires) {
+		if !b.now().Before(s.Expires) {
 			b.sessions.drop(key)
 			return Session{}, ErrNotFound
 		}
@@ -657,7 +664,7 @@ func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 	if err != nil {
 		return Session{}, wrap("read session", err)
 	}
-	if !now().Before(s.Expires) {
+	if !b.now().Before(s.Expires) {
 		return Session{}, ErrNotFound
 	}
 	// The generation in memory is the newer one while a change commits.
@@ -761,7 +768,7 @@ func (b *Badger) writeSession(ctx context.Context, s Session, mustExist bool) er
 		case err != nil:
 			return err
 		default:
-			replaces = old.User == s.User && old.Gen == g && now().Before(old.Expires)
+			replaces = old.User == s.User && old.Gen == g && b.now().Before(old.Expires)
 			if mustExist && !replaces {
 				return ErrNotFound
 			}
@@ -862,7 +869,7 @@ func (b *Badger) TouchSession(ctx context.Context, key []byte, seen, expires tim
 		if err != nil {
 			return err
 		}
-		if !now().Before(s.Expires) {
+		if !b.now().Before(s.Expires) {
 			return ErrNotFound
 		}
 		g, err := getGen(txn, s.User)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/pb"
@@ -134,9 +135,10 @@ type restoreSet struct {
 }
 
 // CheckBackup reads and checks a whole backup without restoring it, and
-// summarises it.
+// summarises it. It reads no store, so the expiry of the backup's records
+// is judged by time.Now.
 func CheckBackup(r io.Reader) (Snapshot, error) {
-	set, err := readBackup(r)
+	set, err := readBackup(r, time.Now)
 	if err != nil {
 		return Snapshot{}, err
 	}
@@ -145,8 +147,8 @@ func CheckBackup(r io.Reader) (Snapshot, error) {
 
 // readBackup reads and checks a whole backup. For each key only its newest
 // version counts; a key whose newest version is a deletion, or expired, is
-// not in the backup.
-func readBackup(r io.Reader) (*restoreSet, error) {
+// not in the backup; now is the clock that tells expired.
+func readBackup(r io.Reader, now func() time.Time) (*restoreSet, error) {
 	type latest struct {
 		version uint64
 		kv      *pb.KV
@@ -245,7 +247,7 @@ func truncate(s string, n int) string {
 // every session. Other operations wait while it runs.
 func (b *Badger) Restore(ctx context.Context, r io.Reader, accept func(Snapshot) error) (Snapshot, error) {
 	const op = "restore"
-	set, err := readBackup(r)
+	set, err := readBackup(r, b.now)
 	if err != nil {
 		return Snapshot{}, wrap(op, err)
 	}

@@ -40,12 +40,27 @@ func openTestWith(t testing.TB, opt Options) *Badger {
 	return b
 }
 
-// setClock makes the store's clock return at until the test ends.
-func setClock(t testing.TB, at time.Time) {
+// testClock is a store clock (Options.Now) that a test can stop: it reads
+// time.Now until set fixes it.
+type testClock struct{ at atomic.Pointer[time.Time] }
+
+func (c *testClock) now() time.Time {
+	if at := c.at.Load(); at != nil {
+		return *at
+	}
+	return time.Now()
+}
+
+// set makes the clock return at from now on.
+func (c *testClock) set(at time.Time) { c.at.Store(&at) }
+
+// openTestClock is openTestWith with the store's clock a testClock, which
+// it returns too.
+func openTestClock(t testing.TB, opt Options) (*Badger, *testClock) {
 	t.Helper()
-	old := now
-	now = func() time.Time { return at }
-	t.Cleanup(func() { now = old })
+	clk := &testClock{}
+	opt.Now = clk.now
+	return openTestWith(t, opt), clk
 }
 
 func testTOTP() TOTP {
@@ -526,20 +541,20 @@ func checkSessionEqual(t *testing.T, got, want Session) {
 
 func TestSessionExpiry(t *testing.T) {
 	ctx := context.Background()
-	b := openTest(t)
+	b, clk := openTestClock(t, Options{})
 	s := testSession("k", "alice")
 	if err := b.PutSession(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	setClock(t, s.Expires.Add(-time.Nanosecond))
+	clk.set(s.Expires.Add(-time.Nanosecond))
 	if !sessionExists(t, b, "k") {
 		t.Fatal("session gone before it expired")
 	}
-	setClock(t, s.Expires)
+	clk.set(s.Expires)
 	if sessionExists(t, b, "k") {
 		t.Fatal("session found at its expiry time")
 	}
-	setClock(t, s.Expires.Add(time.Hour))
+	clk.set(s.Expires.Add(time.Hour))
 	if sessionExists(t, b, "k") {
 		t.Fatal("session found after its expiry time")
 	}
@@ -551,13 +566,13 @@ func TestSessionBadgerTTL(t *testing.T) {
 	ctx := context.Background()
 	// Without the session cache, which checks expiry by the store's clock
 	// only (the same time as badger's, in production).
-	b := openTestWith(t, Options{SessionCache: -1})
+	b, clk := openTestClock(t, Options{SessionCache: -1})
 	s := testSession("k", "alice")
 	s.Expires = time.Now().Add(time.Second)
 	if err := b.PutSession(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	setClock(t, time.Time{}) // the store's own check would never expire it
+	clk.set(time.Time{}) // the store's own check would never expire it
 	if !sessionExists(t, b, "k") {
 		t.Fatal("session missing right after PutSession")
 	}

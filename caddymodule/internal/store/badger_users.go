@@ -233,7 +233,7 @@ func (b *Badger) UserSessions(ctx context.Context, user string) ([]Session, erro
 		if err != nil {
 			return err
 		}
-		t := now()
+		t := b.now()
 		for _, key := range keys {
 			item, err := txn.Get(sessionKey(key))
 			if errors.Is(err, badger.ErrKeyNotFound) {

@@ -177,7 +177,7 @@ func TestDeleteUserTakesEnrolmentAndSessions(t *testing.T) {
 }
 
 func TestUserSessions(t *testing.T) {
-	b := openTest(t)
+	b, clk := openTestClock(t, Options{})
 	ctx := context.Background()
 	putSessions(t, b, "carol", "c1", "c2")
 	putSessions(t, b, "carolyn", "x1")
@@ -186,7 +186,7 @@ func TestUserSessions(t *testing.T) {
 	if err := b.PutSession(ctx, expired); err != nil {
 		t.Fatal(err)
 	}
-	setClock(t, time.Now().Add(time.Minute))
+	clk.set(time.Now().Add(time.Minute))
 	got, err := b.UserSessions(ctx, "carol")
 	if err != nil {
 		t.Fatal(err)

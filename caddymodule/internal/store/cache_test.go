@@ -215,13 +215,13 @@ func TestSessionCacheConcurrentLogout(t *testing.T) {
 }
 
 func TestSessionCacheExpiry(t *testing.T) {
-	b := openTest(t)
+	b, clk := openTestClock(t, Options{})
 	s := testSession("k", "alice")
 	putSessions(t, b, "alice", "k")
 	if !sessionExists(t, b, "k") {
 		t.Fatal("session missing")
 	}
-	setClock(t, s.Expires)
+	clk.set(s.Expires)
 	if sessionExists(t, b, "k") {
 		t.Error("a cached session was found at its expiry time")
 	}
@@ -290,7 +290,7 @@ func TestSessionCacheClosed(t *testing.T) {
 
 func TestTouchSession(t *testing.T) {
 	ctx := context.Background()
-	b := openTest(t)
+	b, clk := openTestClock(t, Options{})
 	s := testSession("k", "alice")
 	s.Next, s.Pending, s.PendingAt = "/next", []byte("pending"), s.Seen
 	if err := b.PutSession(ctx, s); err != nil {
@@ -321,7 +321,7 @@ func TestTouchSession(t *testing.T) {
 		t.Errorf("a late, older touch moved seen back to %v", got.Seen)
 	}
 	// The index entry moved with it: the session is still the user's.
-	setClock(t, s.Expires.Add(time.Second))
+	clk.set(s.Expires.Add(time.Second))
 	if n, err := b.DeleteUserSessions(ctx, "alice", nil); err != nil || n != 1 {
 		t.Errorf("DeleteUserSessions after the old expiry: got %d %v, want 1", n, err)
 	}
@@ -329,7 +329,7 @@ func TestTouchSession(t *testing.T) {
 
 func TestTouchSessionNeverCreates(t *testing.T) {
 	ctx := context.Background()
-	b := openTest(t)
+	b, clk := openTestClock(t, Options{})
 	s := testSession("k", "alice")
 	if err := b.TouchSession(ctx, s.Key, s.Seen, s.Expires); !errors.Is(err, ErrNotFound) {
 		t.Errorf("touch of a missing session: got %v, want ErrNotFound", err)
@@ -348,7 +348,7 @@ func TestTouchSessionNeverCreates(t *testing.T) {
 		t.Error("touch brought a deleted session back")
 	}
 	putSessions(t, b, "alice", "k")
-	setClock(t, s.Expires)
+	clk.set(s.Expires)
 	if err := b.TouchSession(ctx, s.Key, s.Expires, s.Expires.Add(time.Hour)); !errors.Is(err, ErrNotFound) {
 		t.Errorf("touch of an expired session: got %v, want ErrNotFound", err)
 	}

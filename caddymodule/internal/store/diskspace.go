@@ -37,6 +37,8 @@ type spaceGuard struct {
 	// system; ok is false where that cannot be told (the guard then lets
 	// everything through).
 	free func(dir string) (n uint64, ok bool)
+	// now is the store's clock, which times the readings.
+	now func() time.Time
 
 	mu      sync.Mutex
 	checked time.Time
@@ -46,8 +48,8 @@ type spaceGuard struct {
 // freeSpace measures free space; tests replace it.
 var freeSpace = freeBytes
 
-func newSpaceGuard(dir string) *spaceGuard {
-	return &spaceGuard{dir: dir, reserve: diskReserve, free: freeSpace}
+func newSpaceGuard(dir string, now func() time.Time) *spaceGuard {
+	return &spaceGuard{dir: dir, reserve: diskReserve, free: freeSpace, now: now}
 }
 
 // check returns nil if a write may go ahead, an error wrapping ErrNoSpace
@@ -55,10 +57,11 @@ func newSpaceGuard(dir string) *spaceGuard {
 func (g *spaceGuard) check() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if time.Since(g.checked) < diskCheckEvery {
+	t := g.now()
+	if t.Sub(g.checked) < diskCheckEvery {
 		return g.err
 	}
-	g.checked = time.Now()
+	g.checked = t
 	g.err = g.measure()
 	return g.err
 }

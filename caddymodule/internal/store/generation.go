@@ -197,7 +197,7 @@ func (b *Badger) endSessions(ctx context.Context, user string, keep []byte, chan
 			return err
 		}
 		if len(keep) > 0 {
-			if err := rewriteKept(txn, user, keep, g, next); err != nil {
+			if err := b.rewriteKept(txn, user, keep, g, next); err != nil {
 				return err
 			}
 		}
@@ -234,7 +234,7 @@ func (b *Badger) resyncGen(user string) {
 
 // rewriteKept writes the kept session again under generation next, if it
 // is a live session of the user under generation cur.
-func rewriteKept(txn *badger.Txn, user string, keep []byte, cur, next uint64) error {
+func (b *Badger) rewriteKept(txn *badger.Txn, user string, keep []byte, cur, next uint64) error {
 	sk := sessionKey(keep)
 	s, err := getSession(txn, sk)
 	if errors.Is(err, ErrNotFound) || errors.Is(err, errMalformed) {
@@ -243,7 +243,7 @@ func rewriteKept(txn *badger.Txn, user string, keep []byte, cur, next uint64) er
 	if err != nil {
 		return err
 	}
-	if s.User != user || s.Gen != cur || !now().Before(s.Expires) {
+	if s.User != user || s.Gen != cur || !b.now().Before(s.Expires) {
 		return nil
 	}
 	s.Gen = next
