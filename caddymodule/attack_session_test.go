@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/session"
 )
 
 // plant puts a session cookie with value v into the browser, as an
@@ -45,7 +47,7 @@ func assertDead(t *testing.T, g *gate, what, v string) {
 }
 
 func randomID(t *testing.T) string {
-	b := make([]byte, sessionIDSize)
+	b := make([]byte, session.IDSize)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,7 @@ func provisionBench(tb testing.TB, h *Handler) {
 	if h.StorageDir == "" {
 		h.StorageDir = tb.TempDir() + "/store"
 	}
+	swappableStore(h)
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	tb.Cleanup(cancel)
 	if err := h.Provision(ctx); err != nil {

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -88,6 +89,7 @@ func provisionHandler(t testing.TB, h *Handler) {
 	t.Helper()
 	h.Users = []User{{Username: "alice", Password: testHash}}
 	h.StorageDir = t.TempDir() + "/store"
+	swappableStore(h)
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
 	if err := h.Provision(ctx); err != nil {
@@ -120,8 +122,8 @@ func form(path string, v url.Values) *http.Request {
 func TestStoreFailureFailsClosed(t *testing.T) {
 	h := &Handler{}
 	provisionHandler(t, h)
-	bs := &brokenStore{Store: h.db}
-	h.db, h.sessions.db = bs, bs
+	bs := &brokenStore{}
+	replaceStore(h, func(s store.Store) store.Store { bs.Store = s; return bs })
 
 	w, err, _ := serve(h, form("/.auth/login", url.Values{"username": {"alice"}, "password": {testPassword}}))
 	if err != nil || w.Code != http.StatusSeeOther {
@@ -159,4 +161,26 @@ func TestStoreFailureFailsClosed(t *testing.T) {
 	if _, err, reached := serve(h, withCookie(httptest.NewRequest(http.MethodGet, "/app", nil))); err != nil || !reached {
 		t.Errorf("after the store recovered: got %v, reached %v; want through", err, reached)
 	}
+}
+
+// swappable is the store under a handler provisioned by a test, which the
+// test may wrap later (replaceStore).
+type swappable struct{ store.Store }
+
+// swaps holds the swappable store of each handler a test provisioned.
+var swaps sync.Map // *Handler → *swappable
+
+// swappableStore has h, about to be provisioned, use a swappable store.
+func swappableStore(h *Handler) {
+	sw := &swappable{}
+	swaps.Store(h, sw)
+	h.wrapStore = func(s store.Store) store.Store { sw.Store = s; return sw }
+}
+
+// replaceStore puts wrap(its store) under h, a handler provisioned with
+// provisionHandler or provisionBench, from the next request on.
+func replaceStore(h *Handler, wrap func(store.Store) store.Store) {
+	v, _ := swaps.Load(h)
+	sw := v.(*swappable)
+	sw.Store = wrap(sw.Store)
 }

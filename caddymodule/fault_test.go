@@ -182,8 +182,8 @@ type faultEnv struct {
 func newFaultEnv(t *testing.T, require bool) *faultEnv {
 	h := &Handler{FreeFailures: 50, RequireTwoFactor: require}
 	provisionHandler(t, h)
-	fs := &faultyStore{Store: h.db}
-	h.db, h.sessions.db = fs, fs
+	fs := &faultyStore{}
+	replaceStore(h, func(s store.Store) store.Store { fs.Store = s; return fs })
 	return &faultEnv{t: t, h: h, fs: fs}
 }
 

@@ -93,24 +93,6 @@ func FuzzCanonicalName(f *testing.F) {
 	})
 }
 
-// FuzzParseSessionID: only a cookie value of the exact form of an ID is
-// looked up, under the hash of the value as sent.
-func FuzzParseSessionID(f *testing.F) {
-	f.Add(strings.Repeat("A", 43))
-	f.Add("98pzNPEtokQJ7UKk5K9UAUyt6f9OGszDy8hBONgxOXs")
-	f.Add("98pzNPEtokQJ7UKk5K9UAUyt6f9OGszDy8hBONgxOX+")
-	f.Add("")
-	f.Fuzz(func(t *testing.T, v string) {
-		key, ok := parseSessionID(v)
-		if !ok {
-			return
-		}
-		if len(v) != 43 || len(key) != 32 || string(key) != string(keyOf(v)) {
-			t.Fatalf("parseSessionID(%q) accepted it with key %x", v, key)
-		}
-	})
-}
-
 // FuzzCodeInput: whatever is typed into a code field is classified
 // without panicking; what is read as a backup code normalises to a code
 // of the alphabet, and its display form normalises back to it.

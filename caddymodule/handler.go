@@ -25,6 +25,7 @@ import (
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/backupcodes"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/otp"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/secrets"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/session"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/ui"
 )
@@ -235,12 +236,15 @@ type Handler struct {
 	argon2   argon2Params
 	sealer   *secrets.Sealer
 	codes    *backupcodes.Hasher
-	sessions *sessionStore
+	sessions *session.Store
 	ui       *ui.Pages
 	attempts store.Attempts
 	realm    string
 	config   *App          // this config's two_factor app: which handlers are of one config
 	opened   chan struct{} // closed once the store is open
+	// wrapStore, when set (by tests, before Provision), wraps the realm's
+	// view of the store that everything else goes through.
+	wrapStore func(store.Store) store.Store
 	// configText is the handler's configuration as given, in JSON.
 	configText string
 	params     otp.Params
@@ -300,16 +304,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.crossSite = http.NewCrossOriginProtection()
 	h.crossSite.SetDenyHandler(http.HandlerFunc(h.denyCrossSite))
 
-	h.sessions = &sessionStore{
-		idle:     time.Duration(h.SessionIdle),
-		lifetime: time.Duration(h.SessionLifetime),
-		pending:  time.Duration(h.CodeTimeout),
-		now:      func() time.Time { return h.now() },
-	}
-	h.sessions.options.Path = "/"
-	h.sessions.options.Secure = true
-	h.sessions.options.HttpOnly = true
-	h.sessions.options.SameSite = http.SameSiteLaxMode
 	h.opened = make(chan struct{})
 	if h.config.standalone {
 		// No config will start the app (a handler provisioned by hand):
@@ -328,7 +322,10 @@ func (h *Handler) open(ctx context.Context) error {
 	if err := h.openStore(ctx); err != nil {
 		return err
 	}
-	h.sessions.db = h.db
+	h.sessions = session.New(h.db, session.Config{
+		Cookie: h.CookieName, Idle: time.Duration(h.SessionIdle), Lifetime: time.Duration(h.SessionLifetime),
+		Pending: time.Duration(h.CodeTimeout), Now: h.now,
+	})
 	close(h.opened)
 	return nil
 }
@@ -546,7 +543,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if strings.HasPrefix(p, h.Prefix) && (len(p) == len(h.Prefix) || p[len(h.Prefix)] == '/') {
 		return h.serveOwn(w, r, strings.TrimPrefix(p, h.Prefix))
 	}
-	rec, _, err := h.sessions.lookup(r, h.CookieName)
+	rec, err := h.sessions.Lookup(r)
 	if err != nil {
 		return h.storeFailed(err)
 	}
@@ -559,14 +556,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// user now has the name of the store user the session is for.
 		return h.refuse(w, r, nil)
 	}
-	switch err := h.keepAlive(r.Context(), rec); {
+	switch err := h.sessions.KeepAlive(r.Context(), rec); {
 	case errors.Is(err, store.ErrNotFound):
 		return h.refuse(w, r, nil) // ended meanwhile, by a logout
 	case err != nil:
 		return h.storeFailed(err)
 	}
 	stripIdentity(r, h.identity)
-	removeCookie(r, h.CookieName)
+	h.sessions.RemoveFrom(r)
 	r.Header.Set(h.UserHeader, name)
 	var user any = name // boxed once for both
 	caddyhttp.SetVar(r.Context(), "two_factor.user", user)
@@ -574,16 +571,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		repl.Set("http.auth.user.id", user)
 	}
 	return next.ServeHTTP(w, r)
-}
-
-// keepAlive moves a session's idle timer on when it is due (at most once
-// per touchInterval, so the hot path writes only now and then). It answers
-// store.ErrNotFound if the session ended meanwhile.
-func (h *Handler) keepAlive(ctx context.Context, rec *store.Session) error {
-	if h.now().Sub(rec.Seen) <= h.sessions.touchInterval() {
-		return nil
-	}
-	return h.sessions.touch(ctx, rec)
 }
 
 // sessionName returns the name of a session's user, from memory: the

@@ -92,8 +92,8 @@ func TestProxiedRequestReadsOnce(t *testing.T) {
 	if err := h.db.AddUser(context.Background(), store.User{Name: "carol", Display: "Carol", PasswordHash: testHash, Created: at, PasswordChanged: at}); err != nil {
 		t.Fatal(err)
 	}
-	cs := &countingStore{Store: h.db}
-	h.db, h.sessions.db = cs, cs
+	cs := &countingStore{}
+	replaceStore(h, func(s store.Store) store.Store { cs.Store = s; return cs })
 	for _, tc := range []struct{ login, want string }{{"alice", "alice"}, {"CAROL", "Carol"}} {
 		w, err, _ := serve(h, form("/.auth/login", url.Values{"username": {tc.login}, "password": {testPassword}}))
 		if err != nil || w.Code != http.StatusSeeOther {

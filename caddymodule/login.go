@@ -92,7 +92,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	case h.RequireTwoFactor:
 		rec.Stage = store.StageEnrol
 	}
-	if err := h.startSession(w, r, rec); err != nil {
+	if err := h.sessions.Start(w, r, rec); err != nil {
 		return h.unavailable(w, err)
 	}
 	metricLogins.WithLabelValues("ok").Inc()
@@ -149,7 +149,7 @@ func (h *Handler) code(w http.ResponseWriter, r *http.Request) error {
 	if !a.Enabled() {
 		// Two-factor authentication was turned off meanwhile: start over.
 		h.settle(r, attempt, store.Unchecked)
-		if err := h.endSession(w, r); err != nil {
+		if err := h.sessions.End(w, r); err != nil {
 			return h.unavailable(w, err)
 		}
 		return h.seeOther(w, r, h.Prefix+"/login")
@@ -167,7 +167,7 @@ func (h *Handler) code(w http.ResponseWriter, r *http.Request) error {
 	rec.Stage = store.StageFull
 	target := h.afterLogin(rec)
 	rec.Next = ""
-	if err := h.startSession(w, r, rec); err != nil {
+	if err := h.sessions.Start(w, r, rec); err != nil {
 		return h.unavailable(w, err)
 	}
 	return h.seeOther(w, r, target)

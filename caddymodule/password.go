@@ -225,7 +225,7 @@ func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request) error {
 	ended, err := h.db.SetPassword(r.Context(), acct.key, newHash, h.now(), rec.Key)
 	if errors.Is(err, store.ErrNoUser) {
 		// Deleted meanwhile: the session is over.
-		if err := h.endSession(w, r); err != nil {
+		if err := h.sessions.End(w, r); err != nil {
 			return h.unavailable(w, err)
 		}
 		return h.seeOther(w, r, h.Prefix+"/login")
@@ -233,7 +233,7 @@ func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return h.unavailable(w, err)
 	}
-	if err := h.startSession(w, r, rec); err != nil {
+	if err := h.sessions.Start(w, r, rec); err != nil {
 		return h.unavailable(w, err)
 	}
 	h.auditRequest(r, zapcore.InfoLevel, evPasswordChanged, "password changed", zap.String("user", acct.name),

@@ -1,10 +1,8 @@
 package caddymodule
 
 import (
-	"bytes"
 	"fmt"
 	"net/http"
-	"net/textproto"
 	"net/url"
 	"path"
 	"strings"
@@ -156,143 +154,6 @@ func foldByte(c byte) byte {
 		return '-'
 	}
 	return c
-}
-
-// removeCookie drops the gate's own cookie from the Cookie header(s), so
-// the upstream never sees the session ID. Other cookies are kept as sent.
-// A request that carries only the gate's cookie (the usual case) costs no
-// allocation.
-func removeCookie(r *http.Request, name string) {
-	lines := r.Header["Cookie"]
-	if len(lines) == 1 { // HTTP/1.1, and HTTP/2 (Go joins its cookie fields)
-		var buf [256]byte // longer lines spill to the heap
-		out, found := withoutCookie(lines[0], name, buf[:0])
-		switch {
-		case !found:
-		case strings.TrimSpace(out) == "":
-			delete(r.Header, "Cookie")
-		default:
-			r.Header["Cookie"] = []string{out}
-		}
-		return
-	}
-	changed := false
-	for _, line := range lines {
-		if _, ok := withoutCookie(line, name, nil); ok {
-			changed = true
-			break
-		}
-	}
-	if !changed {
-		return
-	}
-	var kept []string
-	for _, line := range lines {
-		var buf [256]byte // longer lines spill to the heap
-		out, found := withoutCookie(line, name, buf[:0])
-		if !found {
-			out = strings.TrimLeft(line, " ") // as rebuilt from its parts
-		}
-		if strings.TrimSpace(out) != "" {
-			kept = append(kept, out)
-		}
-	}
-	if len(kept) == 0 {
-		delete(r.Header, "Cookie")
-		return
-	}
-	r.Header["Cookie"] = kept
-}
-
-// withoutCookie returns line with every ";"-separated part named name left
-// out (the rest joined by ";" and stripped of leading spaces), and whether
-// there was such a part. With a nil buf it only reports.
-func withoutCookie(line, name string, buf []byte) (string, bool) {
-	found, first := false, true
-	for rest := line; ; {
-		part, more, ok := strings.Cut(rest, ";")
-		n, _, _ := strings.Cut(part, "=")
-		if strings.TrimSpace(n) == name {
-			found = true
-			if buf == nil {
-				return "", true
-			}
-		} else if buf != nil {
-			if !first {
-				buf = append(buf, ';')
-			}
-			buf = append(buf, part...)
-			first = false
-		}
-		if !ok {
-			break
-		}
-		rest = more
-	}
-	if buf == nil || !found {
-		return "", found
-	}
-	return string(bytes.TrimLeft(buf, " ")), found
-}
-
-// maxCookies is net/http's default limit on the cookies it reads from a
-// request (GODEBUG httpcookiemaxnum); past it, r.Cookie finds none.
-const maxCookies = 3000
-
-// cookieValue returns the value of the request's first cookie called name,
-// exactly as r.Cookie(name) would find it, without allocating: the gate
-// reads its cookie on every request. The value has any surrounding double
-// quotes removed.
-func cookieValue(h http.Header, name string) (string, bool) {
-	lines := h["Cookie"]
-	if len(lines) == 0 {
-		return "", false
-	}
-	size := 0
-	for _, line := range lines {
-		size += len(line)
-	}
-	if size >= maxCookies { // else there cannot be more than maxCookies
-		count := 0
-		for _, line := range lines {
-			count += strings.Count(line, ";") + 1
-		}
-		if count > maxCookies {
-			return "", false
-		}
-	}
-	for _, line := range lines {
-		line = textproto.TrimString(line)
-		for len(line) > 0 {
-			var part string
-			part, line, _ = strings.Cut(line, ";")
-			part = textproto.TrimString(part)
-			if part == "" {
-				continue
-			}
-			n, val, _ := strings.Cut(part, "=")
-			if textproto.TrimString(n) != name {
-				continue
-			}
-			if len(val) > 1 && val[0] == '"' && val[len(val)-1] == '"' {
-				val = val[1 : len(val)-1]
-			}
-			if validCookieValue(val) {
-				return val, true
-			}
-		}
-	}
-	return "", false
-}
-
-// validCookieValue is net/http's test of a cookie value's bytes.
-func validCookieValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if b := v[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
-			return false
-		}
-	}
-	return true
 }
 
 func validHeaderName(n string) bool { return n != "" && httpguts.ValidHeaderFieldName(n) }

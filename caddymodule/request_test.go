@@ -66,35 +66,6 @@ func TestStripIdentity(t *testing.T) {
 	}
 }
 
-func TestRemoveCookie(t *testing.T) {
-	for _, tc := range []struct {
-		in   []string
-		want []string
-	}{
-		{[]string{"a=1; __Host-two_factor=xyz; b=2"}, []string{"a=1; b=2"}},
-		{[]string{"__Host-two_factor=xyz"}, nil},
-		{[]string{"__Host-two_factor=xyz", "c=3"}, []string{"c=3"}},
-		{[]string{"x=1;__Host-two_factor=xyz;y=2"}, []string{"x=1;y=2"}},
-		{[]string{"a=1"}, []string{"a=1"}},
-	} {
-		r := httptest.NewRequest("GET", "/", nil)
-		for _, l := range tc.in {
-			r.Header.Add("Cookie", l)
-		}
-		removeCookie(r, DefaultCookieName)
-		got := r.Header.Values("Cookie")
-		if len(got) != len(tc.want) {
-			t.Errorf("removeCookie(%q): got %q, want %q", tc.in, got, tc.want)
-			continue
-		}
-		for i := range got {
-			if got[i] != tc.want[i] {
-				t.Errorf("removeCookie(%q): got %q, want %q", tc.in, got, tc.want)
-			}
-		}
-	}
-}
-
 func TestCanonicalName(t *testing.T) {
 	for _, tc := range []struct {
 		in, want string

@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/session"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
 )
 
@@ -59,12 +60,12 @@ func seedSessions(t *testing.T, dir, user, display string, n int) []string {
 	at := testNow()
 	var cookies []string
 	for i := range n {
-		id, err := newSessionID()
+		id, err := session.NewID()
 		if err != nil {
 			t.Fatal(err)
 		}
 		err = db.PutSession(ctx, store.Session{
-			Key: keyOf(id), User: user, Stage: store.StageFull, Origin: origin, Name: display, Cred: cred,
+			Key: session.KeyOf(id), User: user, Stage: store.StageFull, Origin: origin, Name: display, Cred: cred,
 			Created: at, Seen: at, Expires: at.Add(DefaultSessionIdle),
 		})
 		if err != nil {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/gorilla/sessions"
 	"go.uber.org/zap"
 
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
@@ -168,7 +167,7 @@ func clientIP(r *http.Request) string {
 // user no longer configured, or of another origin, counts as none. A store
 // user's account here has no hash: checking their password reads it anew.
 func (h *Handler) current(r *http.Request) (*store.Session, *account, error) {
-	rec, _, err := h.sessions.lookup(r, h.CookieName)
+	rec, err := h.sessions.Current(r)
 	if err != nil || rec == nil {
 		return nil, nil, err
 	}
@@ -183,49 +182,8 @@ func (h *Handler) current(r *http.Request) (*store.Session, *account, error) {
 	return rec, acct, nil
 }
 
-// startSession gives the user a new session, with a new ID, and ends the
-// one the request came with: no session ID survives a change of stage.
-func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, rec *store.Session) error {
-	if c, err := r.Cookie(h.CookieName); err == nil {
-		if key, ok := parseSessionID(c.Value); ok {
-			if err := h.db.DeleteSession(r.Context(), key); err != nil {
-				return err
-			}
-		}
-	}
-	now := h.now()
-	rec.Created, rec.Seen = now, now
-	sess := sessions.NewSession(h.sessions, h.CookieName)
-	opts := h.sessions.options
-	opts.MaxAge = int(h.sessions.lifetime.Seconds())
-	sess.Options = &opts
-	setRecord(sess, rec)
-	return h.sessions.Save(r, w, sess)
-}
-
-// updateSession rewrites a live session's record in place, same ID; it
-// returns store.ErrNotFound if the session ended meanwhile.
-func (h *Handler) updateSession(r *http.Request, rec *store.Session) error {
-	rec.Expires = h.sessions.expiry(*rec)
-	return h.db.UpdateSession(r.Context(), *rec)
-}
-
-// endSession ends the request's session on the server and in the browser.
-func (h *Handler) endSession(w http.ResponseWriter, r *http.Request) error {
-	sess := sessions.NewSession(h.sessions, h.CookieName)
-	opts := h.sessions.options
-	opts.MaxAge = -1
-	sess.Options = &opts
-	if c, err := r.Cookie(h.CookieName); err == nil {
-		if _, ok := parseSessionID(c.Value); ok {
-			sess.ID = c.Value
-		}
-	}
-	return h.sessions.Save(r, w, sess)
-}
-
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
-	if err := h.endSession(w, r); err != nil {
+	if err := h.sessions.End(w, r); err != nil {
 		return h.unavailable(w, err)
 	}
 	return h.seeOther(w, r, h.Prefix+"/login")

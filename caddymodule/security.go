@@ -41,7 +41,7 @@ func (h *Handler) settingsSession(w http.ResponseWriter, r *http.Request) (*stor
 		return nil, nil, store.Account{}, false, h.seeOther(w, r, h.Prefix+"/code")
 	}
 	// Time spent on these pages counts as activity, as on the site.
-	switch err := h.keepAlive(r.Context(), rec); {
+	switch err := h.sessions.KeepAlive(r.Context(), rec); {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, nil, store.Account{}, false, h.seeOther(w, r, h.Prefix+"/login")
 	case err != nil:
@@ -73,7 +73,7 @@ func (h *Handler) securityPage(w http.ResponseWriter, r *http.Request) error {
 	if rec.Notice != "" && len(rec.Shown) == 0 {
 		p.Notice = rec.Notice
 		rec.Notice = rec.Notice[:0] // shown
-		if err := h.updateSession(r, rec); err != nil {
+		if err := h.sessions.Update(r.Context(), rec); err != nil {
 			return h.unavailable(w, err)
 		}
 	}
@@ -106,7 +106,7 @@ func (h *Handler) backupCodesPage(w http.ResponseWriter, r *http.Request) error 
 	plain, err := h.sealer.Open(rec.Shown, secretAAD("shown", rec.User))
 	notice := rec.Notice
 	rec.Shown, rec.Notice = nil, rec.Notice[:0]
-	if uerr := h.updateSession(r, rec); uerr != nil {
+	if uerr := h.sessions.Update(r.Context(), rec); uerr != nil {
 		return h.unavailable(w, uerr)
 	}
 	if err != nil {
@@ -135,7 +135,7 @@ func (h *Handler) pendingSecret(r *http.Request, rec *store.Session, fresh bool)
 		return nil, err
 	}
 	rec.Pending, rec.PendingAt = sealed, h.now()
-	if err := h.updateSession(r, rec); err != nil {
+	if err := h.sessions.Update(r.Context(), rec); err != nil {
 		return nil, err
 	}
 	return secret, nil
@@ -252,7 +252,7 @@ func (h *Handler) enable(w http.ResponseWriter, r *http.Request) error {
 	if err := h.keepCodes(rec, codes, "notice.enabled"); err != nil {
 		return h.unavailable(w, err)
 	}
-	if err := h.startSession(w, r, rec); err != nil {
+	if err := h.sessions.Start(w, r, rec); err != nil {
 		return h.unavailable(w, err)
 	}
 	h.auditRequest(r, zapcore.InfoLevel, evEnabled, "two-factor authentication enabled", zap.String("user", acct.name))
@@ -326,7 +326,7 @@ func (h *Handler) disable(w http.ResponseWriter, r *http.Request) error {
 		rec.Stage = store.StageEnrol
 	}
 	rec.Notice, rec.Shown = "notice.disabled", nil
-	if err := h.startSession(w, r, rec); err != nil {
+	if err := h.sessions.Start(w, r, rec); err != nil {
 		return h.unavailable(w, err)
 	}
 	return h.seeOther(w, r, h.Prefix+"/security")
@@ -381,7 +381,7 @@ func (h *Handler) newBackupCodes(w http.ResponseWriter, r *http.Request) error {
 	if err := h.keepCodes(rec, codes, "notice.new_codes"); err != nil {
 		return h.unavailable(w, err)
 	}
-	if err := h.updateSession(r, rec); err != nil {
+	if err := h.sessions.Update(r.Context(), rec); err != nil {
 		return h.unavailable(w, err)
 	}
 	return h.seeOther(w, r, h.Prefix+"/security/backup-codes")

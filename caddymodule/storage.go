@@ -206,6 +206,9 @@ func (h *Handler) openStore(ctx context.Context) error {
 		h.dbKey = ""
 		return fmt.Errorf("realm: %w", err)
 	}
+	if h.wrapStore != nil {
+		h.db = h.wrapStore(h.db)
+	}
 	h.attempts = h.shared.attempts
 	h.shared.attempts.Configure(h.FreeFailures, time.Duration(h.MaxDelay))
 	h.shared.SetMaxSessionsPerUser(h.MaxSessionsPerUser)

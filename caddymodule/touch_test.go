@@ -98,8 +98,8 @@ func TestLogoutRacingTouch(t *testing.T) {
 	h := &Handler{}
 	provisionBench(t, h)
 	c := loginCookie(t, h, "alice", testPassword)
-	hw := &holdWrites{Store: h.db, armed: make(chan struct{}), release: make(chan struct{})}
-	h.db, h.sessions.db = hw, hw
+	hw := &holdWrites{armed: make(chan struct{}), release: make(chan struct{})}
+	replaceStore(h, func(s store.Store) store.Store { hw.Store = s; return hw })
 
 	advance(2 * time.Minute)
 	done := make(chan struct{})
@@ -147,8 +147,8 @@ func TestTouchCoalesced(t *testing.T) {
 	h := &Handler{}
 	provisionBench(t, h)
 	c := loginCookie(t, h, "alice", testPassword)
-	ct := &countTouches{Store: h.db, armed: make(chan struct{}), release: make(chan struct{})}
-	h.db, h.sessions.db = ct, ct
+	ct := &countTouches{armed: make(chan struct{}), release: make(chan struct{})}
+	replaceStore(h, func(s store.Store) store.Store { ct.Store = s; return ct })
 	advance(2 * time.Minute)
 	first := make(chan error, 1)
 	go func() {
