@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -365,7 +366,7 @@ func runningTarget(r *http.Request) (*target, *zap.Logger, func(), error) {
 	}
 	t := &target{
 		db: h.db, realm: realm, dir: dir, shared: shared,
-		hash:     h.hashForOperator,
+		hash:     func(ctx context.Context, pw string) (string, error) { return h.users.Hash(ctx, false, pw) },
 		keyCheck: h.sealer.VerifyCheck,
 		now:      func() time.Time { return clock() },
 	}

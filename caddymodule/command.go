@@ -27,6 +27,7 @@ import (
 
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/secrets"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/users"
 )
 
 func init() {
@@ -341,7 +342,7 @@ func (c *cli) serveOffline(dir, addr string, mayCreate bool, build func(origin s
 	t := &target{
 		db: view, realm: realm, dir: dir, keyCheck: keyCheck, now: func() time.Time { return clock() },
 		hash: func(_ context.Context, password string) (string, error) {
-			return argon2Params{time: DefaultArgon2idTime, memory: DefaultArgon2idMemory, threads: DefaultArgon2idThreads}.hash(password)
+			return users.Argon2id{Time: users.DefaultArgon2idTime, Memory: users.DefaultArgon2idMemory, Threads: users.DefaultArgon2idThreads}.Hash(password)
 		},
 	}
 	ops := adminOps{resolve: func(*http.Request) (*target, *zap.Logger, func(), error) {
@@ -443,7 +444,7 @@ func (c *cli) readPassword(user string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("reading the password: %w", err)
 		}
-		if err := checkNewPassword(string(first)); err != nil {
+		if err := users.CheckNewPassword(string(first)); err != nil {
 			return "", err
 		}
 		fmt.Fprint(c.errOut, "Confirm password: ")
@@ -457,12 +458,12 @@ func (c *cli) readPassword(user string) (string, error) {
 		}
 		pw = string(first)
 	} else {
-		line, err := bufio.NewReader(io.LimitReader(c.in, maxPasswordBytes+3)).ReadString('\n')
+		line, err := bufio.NewReader(io.LimitReader(c.in, users.MaxPasswordBytes+3)).ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
 			return "", fmt.Errorf("reading the password from standard input: %w", err)
 		}
-		if !strings.HasSuffix(line, "\n") && len(line) > maxPasswordBytes {
-			return "", errPasswordLong
+		if !strings.HasSuffix(line, "\n") && len(line) > users.MaxPasswordBytes {
+			return "", users.ErrPasswordLong
 		}
 		line = strings.TrimSuffix(line, "\n")
 		pw = strings.TrimSuffix(line, "\r")
@@ -470,7 +471,7 @@ func (c *cli) readPassword(user string) (string, error) {
 			return "", errors.New("no password on standard input (one line is read)")
 		}
 	}
-	if err := checkNewPassword(pw); err != nil {
+	if err := users.CheckNewPassword(pw); err != nil {
 		return "", err
 	}
 	return pw, nil
@@ -481,7 +482,7 @@ func (c *cli) readPassword(user string) (string, error) {
 func (c *cli) passwordBody(name string) (userRequest, error) {
 	req := userRequest{User: name}
 	if h := c.fl.String("password-hash"); h != "" {
-		if _, err := parsePasswordHash(h); err != nil {
+		if err := users.CheckHash(h); err != nil {
 			return req, fmt.Errorf("--password-hash: %w", err)
 		}
 		req.PasswordHash = h

@@ -14,6 +14,7 @@ import (
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/backupcodes"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/otp"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/users"
 )
 
 // codeFactor says which budget a code attempt counts against: anything
@@ -110,13 +111,13 @@ func (h *Handler) checkCode(ctx context.Context, a store.Account, input string) 
 }
 
 // recordCode logs and counts the outcome of a code check.
-func (h *Handler) recordCode(r *http.Request, step string, acct *account, res codeResult) {
+func (h *Handler) recordCode(r *http.Request, step string, acct *users.Account, res codeResult) {
 	outcome := "failed"
 	if res.ok {
 		outcome = "ok"
 	}
 	metricCodes.WithLabelValues(string(res.method), outcome).Inc()
-	user := zap.String("user", acct.name)
+	user := zap.String("user", acct.Name)
 	switch {
 	case !res.ok && res.used:
 		h.auditRequest(r, zapcore.WarnLevel, evCodeFailed, "one-time code rejected", user, zap.String("step", step), zap.String("method", string(res.method)), zap.String("reason", "already_used"))
@@ -155,13 +156,13 @@ func (v verdict) failure() string {
 
 // confirmPassword checks the account password for a settings change, on
 // the same budget as the login.
-func (h *Handler) confirmPassword(r *http.Request, step string, acct *account, password string) (verdict, error) {
+func (h *Handler) confirmPassword(r *http.Request, step string, acct *users.Account, password string) (verdict, error) {
 	return h.confirm(r, step, acct, password, "", nil)
 }
 
 // confirmBoth checks the password, then (only if it is right) the code,
 // using the code up. Either being wrong changes nothing else.
-func (h *Handler) confirmBoth(r *http.Request, step string, acct *account, a store.Account, password, code string) (verdict, error) {
+func (h *Handler) confirmBoth(r *http.Request, step string, acct *users.Account, a store.Account, password, code string) (verdict, error) {
 	return h.confirm(r, step, acct, password, codeFactor(code), func() (codeResult, error) {
 		return h.checkCode(r.Context(), a, code)
 	})
@@ -174,18 +175,18 @@ func (h *Handler) confirmBoth(r *http.Request, step string, acct *account, a sto
 // counted. A wrong password leaves the code's reservation taken back
 // (the code was not checked); a failure to check takes back what it had
 // not decided.
-func (h *Handler) confirm(r *http.Request, step string, acct *account, password string, f factor, check func() (codeResult, error)) (verdict, error) {
-	pw, wait, err := h.reserve(r, factorPassword, acct.key)
+func (h *Handler) confirm(r *http.Request, step string, acct *users.Account, password string, f factor, check func() (codeResult, error)) (verdict, error) {
+	pw, wait, err := h.reserve(r, factorPassword, acct.Key)
 	if err != nil {
 		return verdict{}, err
 	}
 	if wait > 0 {
-		h.auditThrottled(r, factorPassword, acct.name, wait)
+		h.auditThrottled(r, factorPassword, acct.Name, wait)
 		return verdict{wait: wait}, nil
 	}
 	var code store.Reservation
 	if check != nil {
-		code, wait, err = h.reserve(r, f, acct.key)
+		code, wait, err = h.reserve(r, f, acct.Key)
 		if err != nil || wait > 0 {
 			h.settle(r, pw, store.Unchecked)
 		}
@@ -193,11 +194,11 @@ func (h *Handler) confirm(r *http.Request, step string, acct *account, password 
 			return verdict{}, err
 		}
 		if wait > 0 {
-			h.auditThrottled(r, f, acct.name, wait)
+			h.auditThrottled(r, f, acct.Name, wait)
 			return verdict{wait: wait}, nil
 		}
 	}
-	_, ok, err := h.users.verify(r.Context(), h.db, acct.key, password)
+	_, ok, err := h.users.Verify(r.Context(), h.db, acct.Key, password)
 	if err != nil || !ok {
 		if check != nil {
 			h.settle(r, code, store.Unchecked)
@@ -208,7 +209,7 @@ func (h *Handler) confirm(r *http.Request, step string, acct *account, password 
 		return verdict{}, err
 	}
 	if !ok {
-		h.auditRequest(r, zapcore.WarnLevel, evLoginFailed, "wrong password", zap.String("user", acct.name), zap.String("step", step), zap.String("reason", "wrong_password"))
+		h.auditRequest(r, zapcore.WarnLevel, evLoginFailed, "wrong password", zap.String("user", acct.Name), zap.String("step", step), zap.String("reason", "wrong_password"))
 		return verdict{}, nil
 	}
 	h.settle(r, pw, store.Succeeded)

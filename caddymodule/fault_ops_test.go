@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/users"
 )
 
 // The store methods of users, backups and the operator's commands, made
@@ -40,11 +41,10 @@ func init() {
 }
 
 // storeUser adds dave to the store, with a hash of the handler's current
-// parameters (cheap ones, set here), so that a login does not rehash it.
+// parameters (cheap ones, set in newFaultEnv), so that a login does not rehash it.
 func (e *faultEnv) storeUser() {
 	e.t.Helper()
-	e.h.argon2 = argon2Params{time: 1, memory: 1024, threads: 1}
-	h, err := e.h.argon2.hash(testPassword)
+	h, err := users.Argon2id{Time: e.h.Argon2idTime, Memory: e.h.Argon2idMemory, Threads: e.h.Argon2idThreads}.Hash(testPassword)
 	if err != nil {
 		e.t.Fatal(err)
 	}

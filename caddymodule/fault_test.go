@@ -180,7 +180,7 @@ type faultEnv struct {
 }
 
 func newFaultEnv(t *testing.T, require bool) *faultEnv {
-	h := &Handler{FreeFailures: 50, RequireTwoFactor: require}
+	h := &Handler{FreeFailures: 50, RequireTwoFactor: require, Argon2idMemory: 1024}
 	provisionHandler(t, h)
 	fs := &faultyStore{}
 	replaceStore(h, func(s store.Store) store.Store { fs.Store = s; return fs })

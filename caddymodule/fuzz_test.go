@@ -22,6 +22,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/backupcodes"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/users"
 )
 
 // FuzzSafeNext: what safeNext keeps is the input itself, a path on this
@@ -80,15 +81,15 @@ func FuzzCanonicalName(f *testing.F) {
 	f.Add("Straße")
 	f.Add("ǅemal")
 	f.Fuzz(func(t *testing.T, in string) {
-		key, ok := canonicalName(in)
+		key, ok := users.CanonicalName(in)
 		if !ok {
 			return
 		}
 		if key == "" || !utf8.ValidString(key) {
-			t.Fatalf("canonicalName(%q) = %q", in, key)
+			t.Fatalf("users.CanonicalName(%q) = %q", in, key)
 		}
-		if again, ok := canonicalName(key); !ok || again != key {
-			t.Fatalf("canonicalName(%q) = %q, but canonicalName(%q) = %q, %v", in, key, key, again, ok)
+		if again, ok := users.CanonicalName(key); !ok || again != key {
+			t.Fatalf("users.CanonicalName(%q) = %q, but users.CanonicalName(%q) = %q, %v", in, key, key, again, ok)
 		}
 	})
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/session"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/ui"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/users"
 )
 
 func init() {
@@ -229,11 +230,10 @@ type Handler struct {
 
 	logger   *zap.Logger
 	audit    *zap.Logger
-	users    *directory
+	users    *users.Directory
 	db       store.Store
 	dbKey    string
 	shared   *sharedStore
-	argon2   argon2Params
 	sealer   *secrets.Sealer
 	codes    *backupcodes.Hasher
 	sessions *session.Store
@@ -288,10 +288,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Users, err = expandUsers(h.Users, repl); err != nil {
 		return err
 	}
-	if h.users, err = newDirectory(h.Users, h.MaxConcurrentHashes, h.argon2.decoy); err != nil {
+	hasher := users.Argon2id{Time: h.Argon2idTime, Memory: h.Argon2idMemory, Threads: h.Argon2idThreads}
+	budget := users.NewBudget(h.HashCPUPercent, time.Duration(h.HashCPUBurst), h.now)
+	if h.users, err = users.New(h.Users, h.MaxConcurrentHashes, hasher, budget); err != nil {
 		return err
 	}
-	h.users.budget = newHashBudget(h.HashCPUPercent, time.Duration(h.HashCPUBurst), h.now)
 	registerMetrics(ctx.GetMetricsRegistry())
 	if h.ui, err = ui.Load(ui.Config{
 		TemplatesDir: h.TemplatesDir, LanguageCookie: h.CookieName + "_lang", Languages: h.Languages,
@@ -433,15 +434,14 @@ func (h *Handler) defaults(repl *caddy.Replacer) error {
 		h.HashCPUPercent = DefaultHashCPUPercent
 	}
 	if h.Argon2idTime == 0 {
-		h.Argon2idTime = DefaultArgon2idTime
+		h.Argon2idTime = users.DefaultArgon2idTime
 	}
 	if h.Argon2idMemory == 0 {
-		h.Argon2idMemory = DefaultArgon2idMemory
+		h.Argon2idMemory = users.DefaultArgon2idMemory
 	}
 	if h.Argon2idThreads == 0 {
-		h.Argon2idThreads = DefaultArgon2idThreads
+		h.Argon2idThreads = users.DefaultArgon2idThreads
 	}
-	h.argon2 = argon2Params{time: h.Argon2idTime, memory: h.Argon2idMemory, threads: h.Argon2idThreads}
 	h.params = otp.Params{Algorithm: h.TOTPAlgorithm, Digits: h.TOTPDigits, Period: h.TOTPPeriod}
 	return nil
 }
@@ -581,8 +581,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // only while the configuration has the password hash it was made with:
 // changing a user line ends their sessions.
 func (h *Handler) sessionName(rec *store.Session) (string, bool) {
-	if acct := h.users.lookup(rec.User); acct != nil {
-		return acct.name, rec.Origin == store.OriginConfig && bytes.Equal(rec.Cred, acct.cred)
+	if acct := h.users.Lookup(rec.User); acct != nil {
+		return acct.Name, rec.Origin == store.OriginConfig && bytes.Equal(rec.Cred, acct.Cred)
 	}
 	return rec.Name, rec.Origin == store.OriginStore && rec.Name != ""
 }
@@ -622,3 +622,9 @@ var (
 	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )
+
+// User is an account configured in the Caddyfile or JSON: Username is the
+// login name (letter case and Unicode variants of it are the same
+// account), Password the hash printed by `caddy hash-password`, bcrypt
+// ($2a$/$2b$/$2y$) or argon2id ($argon2id$).
+type User = users.User

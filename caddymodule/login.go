@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/ui"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/users"
 )
 
 // afterLogin is where a session at rec's stage goes next.
@@ -46,7 +47,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	name := r.PostForm.Get("username")
 	password := r.PostForm.Get("password")
 	next := safeNext(r.PostForm.Get("next"))
-	key, ok := canonicalName(name)
+	key, ok := users.CanonicalName(name)
 	if !ok {
 		key = "\x00invalid"
 	}
@@ -58,7 +59,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 		h.auditThrottled(r, factorPassword, "", wait)
 		return h.throttled(w, wait, "/login", "error.back_login")
 	}
-	acct, ok, err := h.users.verify(r.Context(), h.db, key, password)
+	acct, ok, err := h.users.Verify(r.Context(), h.db, key, password)
 	if err != nil {
 		h.settle(r, res, store.Unchecked)
 		if r.Context().Err() != nil {
@@ -72,19 +73,19 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 		if acct == nil {
 			h.auditRequest(r, zapcore.WarnLevel, evLoginFailed, "login failed", zap.String("step", stepLogin), zap.String("reason", "unknown_user"))
 		} else {
-			h.auditRequest(r, zapcore.WarnLevel, evLoginFailed, "login failed", zap.String("user", acct.name), zap.String("step", stepLogin), zap.String("reason", "wrong_password"))
+			h.auditRequest(r, zapcore.WarnLevel, evLoginFailed, "login failed", zap.String("user", acct.Name), zap.String("step", stepLogin), zap.String("reason", "wrong_password"))
 		}
 		return h.ui.Render(w, http.StatusUnauthorized, "login", ui.Page{Title: "login.title", Next: next, Error: genericFailure})
 	}
 	h.settle(r, res, store.Succeeded)
 	h.rehash(r.Context(), acct, password)
-	a, err := h.db.Account(r.Context(), acct.key)
+	a, err := h.db.Account(r.Context(), acct.Key)
 	if err != nil {
 		return h.unavailable(w, err)
 	}
-	rec := &store.Session{User: acct.key, Stage: store.StageFull, Next: next, Origin: acct.origin, Cred: acct.cred}
-	if acct.origin == store.OriginStore {
-		rec.Name = acct.name
+	rec := &store.Session{User: acct.Key, Stage: store.StageFull, Next: next, Origin: acct.Origin, Cred: acct.Cred}
+	if acct.Origin == store.OriginStore {
+		rec.Name = acct.Name
 	}
 	switch {
 	case a.Enabled():
@@ -96,7 +97,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 		return h.unavailable(w, err)
 	}
 	metricLogins.WithLabelValues("ok").Inc()
-	h.auditRequest(r, zapcore.InfoLevel, evLoginOK, "password accepted", zap.String("user", acct.name),
+	h.auditRequest(r, zapcore.InfoLevel, evLoginOK, "password accepted", zap.String("user", acct.Name),
 		zap.Bool("code_required", rec.Stage == store.StagePassword))
 	return h.seeOther(w, r, h.afterLogin(rec))
 }
@@ -159,7 +160,7 @@ func (h *Handler) code(w http.ResponseWriter, r *http.Request) error {
 		h.settle(r, attempt, store.Unchecked)
 		return h.unavailable(w, err)
 	}
-	h.recordCode(r, stepCode, &account{name: name, key: rec.User}, res)
+	h.recordCode(r, stepCode, &users.Account{Name: name, Key: rec.User}, res)
 	if !res.ok {
 		return h.ui.Render(w, http.StatusUnauthorized, "code", ui.Page{Title: "code.title", Error: genericFailure, BackupFailed: f == factorBackup})
 	}

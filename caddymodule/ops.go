@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/users"
 )
 
 // target is a store an operator's command works on: one a running Caddy
@@ -134,15 +135,15 @@ type restoreResult struct {
 
 // userKey checks a user name given to a command and returns its key.
 func userKey(name string) (string, error) {
-	key, ok := canonicalName(name)
+	key, ok := users.CanonicalName(name)
 	if !ok {
-		return "", refuse(http.StatusBadRequest, "invalid user name %q: it must be non-empty UTF-8 without spaces or control characters, at most %d bytes", name, maxUsernameLen)
+		return "", refuse(http.StatusBadRequest, "invalid user name %q: it must be non-empty UTF-8 without spaces or control characters, at most %d bytes", name, users.MaxUsernameLen)
 	}
 	return key, nil
 }
 
 // configured returns the configured user of that key, if Caddy runs.
-func (t *target) configured(key string) *account {
+func (t *target) configured(key string) *users.Account {
 	if t.shared == nil {
 		return nil
 	}
@@ -154,7 +155,7 @@ func (t *target) configured(key string) *account {
 // that only has state in the store (an enrolment or sessions).
 func (t *target) whoIs(ctx context.Context, name, key string) (display, source string, err error) {
 	if a := t.configured(key); a != nil {
-		return a.name, sourceConfig, nil
+		return a.Name, sourceConfig, nil
 	}
 	u, err := t.db.User(ctx, key)
 	switch {
@@ -180,8 +181,8 @@ func (t *target) listUsers(ctx context.Context) (userList, error) {
 	var order []string
 	if t.shared != nil {
 		for _, a := range t.shared.configuredUsers(t.realm) {
-			keys[a.key] = &userInfo{User: a.name, Source: sourceConfig}
-			order = append(order, a.key)
+			keys[a.Key] = &userInfo{User: a.Name, Source: sourceConfig}
+			order = append(order, a.Key)
 		}
 	}
 	stored, err := t.db.Users(ctx)
@@ -221,12 +222,12 @@ func (t *target) newHash(ctx context.Context, password, hash string) (string, er
 	case password != "" && hash != "":
 		return "", refuse(http.StatusBadRequest, "give either password or password_hash, not both")
 	case hash != "":
-		if _, err := parsePasswordHash(hash); err != nil {
+		if err := users.CheckHash(hash); err != nil {
 			return "", refuse(http.StatusBadRequest, "password_hash: %v", err)
 		}
 		return hash, nil
 	}
-	if err := checkNewPassword(password); err != nil {
+	if err := users.CheckNewPassword(password); err != nil {
 		return "", refuse(http.StatusBadRequest, "password: %v", err)
 	}
 	h, err := t.hash(ctx, password)
@@ -243,7 +244,7 @@ func (t *target) addUser(ctx context.Context, name, password, hash string) (user
 		return userInfo{}, err
 	}
 	if a := t.configured(key); a != nil {
-		return userInfo{}, refuse(http.StatusConflict, "%s is a user in the Caddy config; a store user of that name could not log in", a.name)
+		return userInfo{}, refuse(http.StatusConflict, "%s is a user in the Caddy config; a store user of that name could not log in", a.Name)
 	}
 	h, err := t.newHash(ctx, password, hash)
 	if err != nil {
@@ -265,7 +266,7 @@ func (t *target) addUser(ctx context.Context, name, password, hash string) (user
 // configured one or an unknown one.
 func (t *target) storeUser(name, key string) error {
 	if a := t.configured(key); a != nil {
-		return refuse(http.StatusConflict, "%s is a user in the Caddy config: change or remove it there", a.name)
+		return refuse(http.StatusConflict, "%s is a user in the Caddy config: change or remove it there", a.Name)
 	}
 	return nil
 }

@@ -5,62 +5,14 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/users"
 )
-
-func TestArgon2Params(t *testing.T) {
-	p := argon2Params{time: 2, memory: 1024, threads: 1}
-	h, err := p.hash("correct horse")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(h, "$argon2id$v=19$m=1024,t=2,p=1$") {
-		t.Errorf("hash %q: want the PHC form with m=1024,t=2,p=1", h)
-	}
-	// Caddy's own comparer (and so caddy hash-password's users) reads it.
-	for pw, want := range map[string]bool{"correct horse": true, "correct horsE": false, "": false} {
-		if ok, err := (caddyauth.Argon2idHash{}).Compare([]byte(h), []byte(pw)); err != nil || ok != want {
-			t.Errorf("Compare(%q): got %v, %v; want %v", pw, ok, err, want)
-		}
-	}
-	if h2, _ := p.hash("correct horse"); h2 == h {
-		t.Error("two hashes of one password are equal: the salt is not random")
-	}
-	for stored, want := range map[string]bool{
-		h: true,
-		strings.Replace(h, "m=1024", "m=2048", 1): false,
-		strings.Replace(h, "t=2", "t=1", 1):       false,
-		testHash:                                  false, // bcrypt
-		"$argon2id$v=19$m=1024,t=2,p=1$bad":       false,
-	} {
-		if got := p.current(stored); got != want {
-			t.Errorf("current(%.40s): got %v, want %v", stored, got, want)
-		}
-	}
-}
-
-func TestCheckNewPassword(t *testing.T) {
-	for pw, want := range map[string]error{
-		"1234567":                          errPasswordShort,
-		"12345678":                         nil,
-		"ÄÖÜäöüßé":                         nil, // 8 characters, 16 bytes
-		"ÄÖÜäöüß":                          errPasswordShort,
-		strings.Repeat("x", 1024):          nil,
-		strings.Repeat("x", 1025):          errPasswordLong,
-		"\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8": errPasswordUTF8,
-	} {
-		if got := checkNewPassword(pw); got != want {
-			t.Errorf("checkNewPassword(%.12q): got %v, want %v", pw, got, want)
-		}
-	}
-}
 
 func TestPasswordChangePage(t *testing.T) {
 	g := newGate(t, gateOpts{extra: cheapArgon2})
@@ -212,9 +164,6 @@ func TestStoreOnlyUsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = h.Cleanup() })
-	if d, err := h.users.decoyFor("nobody"); err != nil || !strings.HasPrefix(string(d.hash), "$argon2id$v=19$m=1024,t=2,p=1$") {
-		t.Errorf("decoy %.32s (%v): want argon2id with the configured parameters", d.hash, err)
-	}
 	login := func(user, pw string) int {
 		w, err, _ := serve(h, form("/.auth/login", url.Values{"username": {user}, "password": {pw}}))
 		if err != nil {
@@ -225,7 +174,7 @@ func TestStoreOnlyUsers(t *testing.T) {
 	if got := login("nobody", "some password"); got != http.StatusUnauthorized {
 		t.Errorf("unknown name: got %d, want 401", got)
 	}
-	hash, _ := h.argon2.hash("store password")
+	hash, _ := users.Argon2id{Time: 2, Memory: 1024, Threads: 1}.Hash("store password")
 	at := clock()
 	if err := h.db.AddUser(context.Background(), store.User{Name: "gina", Display: "Gina", PasswordHash: hash, Created: at, PasswordChanged: at}); err != nil {
 		t.Fatal(err)
@@ -235,41 +184,5 @@ func TestStoreOnlyUsers(t *testing.T) {
 	}
 	if got := login("gina", "wrong password"); got != http.StatusUnauthorized {
 		t.Errorf("store user, wrong password: got %d, want 401", got)
-	}
-}
-
-// noStoreUsers is a store without users, for directory tests.
-type noStoreUsers struct{ store.Store }
-
-func (noStoreUsers) User(context.Context, string) (store.User, error) {
-	return store.User{}, store.ErrNoUser
-}
-
-// TestDecoysFollowStoreUsers: unknown names are compared against a hash
-// like the store users' as often as store users are among all users.
-func TestDecoysFollowStoreUsers(t *testing.T) {
-	p := argon2Params{time: 1, memory: 1024, threads: 1}
-	d, err := newDirectory([]User{{Username: "alice", Password: testHash}}, 1, p.decoy)
-	if err != nil {
-		t.Fatal(err)
-	}
-	count := func(storeUsers int) (argon int) {
-		d.storeUsers = func() int { return storeUsers }
-		for i := range 200 {
-			h, err := d.decoyFor("nobody" + strconv.Itoa(i))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if strings.HasPrefix(string(h.hash), "$argon2id$") {
-				argon++
-			}
-		}
-		return argon
-	}
-	if n := count(0); n != 0 {
-		t.Errorf("no store users: %d of 200 unknown names compared against the store users' kind, want 0", n)
-	}
-	if n := count(3); n < 110 || n > 190 {
-		t.Errorf("3 store users and 1 configured: %d of 200 unknown names compared against the store users' kind, want about 150", n)
 	}
 }

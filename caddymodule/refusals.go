@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/ui"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/users"
 	"go.uber.org/zap"
 )
 
@@ -37,7 +38,7 @@ func (h *Handler) throttled(w http.ResponseWriter, wait time.Duration, sub, back
 // unavailable is the page for a store that cannot be read or written, or
 // for a password check refused because hashing is over its CPU budget.
 func (h *Handler) unavailable(w http.ResponseWriter, err error) error {
-	if wait, ok := overBudget(err); ok {
+	if wait, ok := users.OverBudget(err); ok {
 		return h.busy(w, wait)
 	}
 	h.logRefusal(err)
@@ -68,7 +69,7 @@ func (h *Handler) logRefusal(err error) {
 // budget: nothing was checked, nothing counts against the account.
 func (h *Handler) busy(w http.ResponseWriter, wait time.Duration) error {
 	metricHashBudget.Inc()
-	if h.users.budget.logDue() {
+	if h.users.Budget().LogDue() {
 		h.logger.Warn("password hashing is over its CPU budget (hash_cpu); refusing logins until it refills",
 			zap.Duration("retry_after", wait))
 	}

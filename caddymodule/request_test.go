@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/users"
 )
 
 func TestSafeNext(t *testing.T) {
@@ -80,9 +82,9 @@ func TestCanonicalName(t *testing.T) {
 		{"a\x00", "", false},
 		{"\xff", "", false},
 	} {
-		got, ok := canonicalName(tc.in)
+		got, ok := users.CanonicalName(tc.in)
 		if got != tc.want || ok != tc.ok {
-			t.Errorf("canonicalName(%q): got %q %v, want %q %v", tc.in, got, ok, tc.want, tc.ok)
+			t.Errorf("users.CanonicalName(%q): got %q %v, want %q %v", tc.in, got, ok, tc.want, tc.ok)
 		}
 	}
 }

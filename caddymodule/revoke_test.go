@@ -19,6 +19,7 @@ import (
 
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/session"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/users"
 )
 
 // manySessions is more sessions of one user than one badger transaction
@@ -48,7 +49,7 @@ func seedSessions(t *testing.T, dir, user, display string, n int) []string {
 	origin := store.OriginConfig
 	// A configured user's session keeps the fingerprint of the hash it
 	// was made with (the test gates configure testHash).
-	cred := credOf(testHash)
+	cred := users.CredOf(testHash)
 	if display != "" {
 		cred = nil
 		origin = store.OriginStore

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/users"
 )
 
 // maxFormBytes bounds the body of a POST to the gate's pages.
@@ -166,7 +167,7 @@ func clientIP(r *http.Request) string {
 // current returns the request's live session and its user; a session of a
 // user no longer configured, or of another origin, counts as none. A store
 // user's account here has no hash: checking their password reads it anew.
-func (h *Handler) current(r *http.Request) (*store.Session, *account, error) {
+func (h *Handler) current(r *http.Request) (*store.Session, *users.Account, error) {
 	rec, err := h.sessions.Current(r)
 	if err != nil || rec == nil {
 		return nil, nil, err
@@ -175,9 +176,9 @@ func (h *Handler) current(r *http.Request) (*store.Session, *account, error) {
 	if !ok {
 		return nil, nil, nil
 	}
-	acct := h.users.lookup(rec.User)
+	acct := h.users.Lookup(rec.User)
 	if acct == nil {
-		acct = &account{name: name, key: rec.User, origin: store.OriginStore}
+		acct = &users.Account{Name: name, Key: rec.User, Origin: store.OriginStore}
 	}
 	return rec, acct, nil
 }
@@ -217,7 +218,7 @@ func (h *Handler) me(w http.ResponseWriter, r *http.Request) error {
 		return json.NewEncoder(w).Encode(map[string]string{"error": "store unavailable"})
 	}
 	return json.NewEncoder(w).Encode(meInfo{
-		User: acct.name, TwoFactor: a.Enabled(), BackupCodesLeft: len(a.BackupCodes),
+		User: acct.Name, TwoFactor: a.Enabled(), BackupCodesLeft: len(a.BackupCodes),
 		SetupRequired: rec.Stage == store.StageEnrol,
 	})
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/otp"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/ui"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/users"
 )
 
 // pendingLifetime is how long a key offered on the enable page stays valid
@@ -25,7 +26,7 @@ const pendingLifetime = 15 * time.Minute
 // settingsSession returns the session of a user who may see the Security
 // pages (logged in, or owing only the enrolment the site requires), or
 // redirects the request to where its session belongs.
-func (h *Handler) settingsSession(w http.ResponseWriter, r *http.Request) (*store.Session, *account, store.Account, bool, error) {
+func (h *Handler) settingsSession(w http.ResponseWriter, r *http.Request) (*store.Session, *users.Account, store.Account, bool, error) {
 	rec, acct, err := h.current(r)
 	if err != nil {
 		return nil, nil, store.Account{}, false, h.unavailable(w, err)
@@ -54,11 +55,11 @@ func (h *Handler) settingsSession(w http.ResponseWriter, r *http.Request) (*stor
 	return rec, acct, a, true, nil
 }
 
-func (h *Handler) securityView(acct *account, a store.Account) ui.Page {
+func (h *Handler) securityView(acct *users.Account, a store.Account) ui.Page {
 	return ui.Page{
-		Title: "security.title", User: acct.name, Enabled: a.Enabled(),
+		Title: "security.title", User: acct.Name, Enabled: a.Enabled(),
 		BackupLeft: len(a.BackupCodes), RequireTwoFactor: h.RequireTwoFactor,
-		PasswordChangeable: acct.origin == store.OriginStore,
+		PasswordChangeable: acct.Origin == store.OriginStore,
 	}
 }
 
@@ -144,17 +145,17 @@ func (h *Handler) pendingSecret(r *http.Request, rec *store.Session, fresh bool)
 // enableView is the enable page for a secret: QR code, key for manual
 // entry, account name, otpauth link. Issuer and label come from the
 // configuration and the account, never from the request's Host.
-func (h *Handler) enableView(acct *account, secret []byte) (ui.Page, error) {
-	link := otp.URL(h.Issuer, acct.name, secret, h.params)
+func (h *Handler) enableView(acct *users.Account, secret []byte) (ui.Page, error) {
+	link := otp.URL(h.Issuer, acct.Name, secret, h.params)
 	png, err := otp.QRPNG(link, 200)
 	if err != nil {
 		return ui.Page{}, err
 	}
 	return ui.Page{
-		Title: "enable.title", User: acct.name,
+		Title: "enable.title", User: acct.Name,
 		QRCode:      template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png)),
 		Secret:      otp.GroupKey(otp.EncodeSecret(secret)),
-		AccountName: acct.name,
+		AccountName: acct.Name,
 		OTPAuthURL:  template.URL(link),
 	}, nil
 }
@@ -224,11 +225,11 @@ func (h *Handler) enable(w http.ResponseWriter, r *http.Request) error {
 		return wrong()
 	}
 
-	codes, hashes, err := h.newCodes(acct.key)
+	codes, hashes, err := h.newCodes(acct.Key)
 	if err != nil {
 		return h.unavailable(w, err)
 	}
-	sealed, err := h.sealer.Seal(secret, secretAAD("totp", acct.key))
+	sealed, err := h.sealer.Seal(secret, secretAAD("totp", acct.Key))
 	if err != nil {
 		return h.unavailable(w, err)
 	}
@@ -236,7 +237,7 @@ func (h *Handler) enable(w http.ResponseWriter, r *http.Request) error {
 		SealedSecret: sealed, Algorithm: h.params.Algorithm, Digits: h.params.Digits,
 		Period: h.params.Period, LastStep: step, EnabledAt: h.now(),
 	}
-	err = h.db.EnableTOTP(r.Context(), acct.key, t, hashes)
+	err = h.db.EnableTOTP(r.Context(), acct.Key, t, hashes)
 	if errors.Is(err, store.ErrAlreadyEnabled) {
 		return h.seeOther(w, r, h.Prefix+"/security")
 	}
@@ -255,7 +256,7 @@ func (h *Handler) enable(w http.ResponseWriter, r *http.Request) error {
 	if err := h.sessions.Start(w, r, rec); err != nil {
 		return h.unavailable(w, err)
 	}
-	h.auditRequest(r, zapcore.InfoLevel, evEnabled, "two-factor authentication enabled", zap.String("user", acct.name))
+	h.auditRequest(r, zapcore.InfoLevel, evEnabled, "two-factor authentication enabled", zap.String("user", acct.Name))
 	return h.seeOther(w, r, h.Prefix+"/security/backup-codes")
 }
 
@@ -279,18 +280,18 @@ func (h *Handler) newCodes(user string) ([]string, [][]byte, error) {
 // showCodes shows a new set of backup codes, once, with a text file of
 // them to download, in the page's language. The page offers no way off it
 // but its own "I have saved them" (notice is a message key).
-func (h *Handler) showCodes(w http.ResponseWriter, acct *account, codes []string, notice string) error {
+func (h *Handler) showCodes(w http.ResponseWriter, acct *users.Account, codes []string, notice string) error {
 	loc := h.ui.Locale(w)
 	text := backupcodes.Text(
 		[]string{
-			loc.T("codes_file.heading", "user", acct.name, "product", h.ProductName),
+			loc.T("codes_file.heading", "user", acct.Name, "product", h.ProductName),
 			loc.T("codes_file.generated", "time", h.now().UTC().Format("2006-01-02 15:04 UTC")),
 		},
 		codes,
 		[]string{loc.T("codes_file.once"), loc.T("codes_file.keep_safe")},
 	)
 	return h.ui.Render(w, http.StatusOK, "backup_codes", ui.Page{
-		Title: "codes.title", User: acct.name, Notice: notice, BackupCodes: codes, HideNav: true,
+		Title: "codes.title", User: acct.Name, Notice: notice, BackupCodes: codes, HideNav: true,
 		BackupText: template.URL("data:text/plain;charset=utf-8;base64," + base64.StdEncoding.EncodeToString([]byte(text))),
 	})
 }
@@ -303,7 +304,7 @@ func (h *Handler) disablePage(w http.ResponseWriter, r *http.Request) error {
 	if !a.Enabled() {
 		return h.seeOther(w, r, h.Prefix+"/security")
 	}
-	return h.ui.Render(w, http.StatusOK, "disable", ui.Page{Title: "disable.title", User: acct.name})
+	return h.ui.Render(w, http.StatusOK, "disable", ui.Page{Title: "disable.title", User: acct.Name})
 }
 
 // disable turns the second factor off ("Turn off"): it needs the password
@@ -312,16 +313,16 @@ func (h *Handler) disablePage(w http.ResponseWriter, r *http.Request) error {
 // no longer has (under require_two_factor, access to the site) if what
 // follows fails; this one then goes on under a new ID.
 func (h *Handler) disable(w http.ResponseWriter, r *http.Request) error {
-	rec, acct, _, ok, err := h.confirmedChange(w, r, stepDisable, func(acct *account, _ store.Account, failure string) error {
-		return h.ui.Render(w, http.StatusUnauthorized, "disable", ui.Page{Title: "disable.title", User: acct.name, Error: failure})
+	rec, acct, _, ok, err := h.confirmedChange(w, r, stepDisable, func(acct *users.Account, _ store.Account, failure string) error {
+		return h.ui.Render(w, http.StatusUnauthorized, "disable", ui.Page{Title: "disable.title", User: acct.Name, Error: failure})
 	})
 	if !ok {
 		return err
 	}
-	if err := h.db.DisableTOTP(r.Context(), acct.key, nil); err != nil && !errors.Is(err, store.ErrNotEnabled) {
+	if err := h.db.DisableTOTP(r.Context(), acct.Key, nil); err != nil && !errors.Is(err, store.ErrNotEnabled) {
 		return h.unavailable(w, err)
 	}
-	h.auditRequest(r, zapcore.InfoLevel, evDisabled, "two-factor authentication disabled", zap.String("user", acct.name))
+	h.auditRequest(r, zapcore.InfoLevel, evDisabled, "two-factor authentication disabled", zap.String("user", acct.Name))
 	if h.RequireTwoFactor {
 		rec.Stage = store.StageEnrol
 	}
@@ -339,7 +340,7 @@ func (h *Handler) disable(w http.ResponseWriter, r *http.Request) error {
 // 503 page, or wrong's page for a wrong factor) and err is the handler's
 // result.
 func (h *Handler) confirmedChange(w http.ResponseWriter, r *http.Request, step string,
-	wrong func(acct *account, a store.Account, failure string) error) (*store.Session, *account, store.Account, bool, error) {
+	wrong func(acct *users.Account, a store.Account, failure string) error) (*store.Session, *users.Account, store.Account, bool, error) {
 	rec, acct, a, ok, err := h.settingsSession(w, r)
 	if !ok {
 		return nil, nil, a, false, err
@@ -362,7 +363,7 @@ func (h *Handler) confirmedChange(w http.ResponseWriter, r *http.Request, step s
 // newBackupCodes replaces every backup code with a new set, shown once; it
 // needs the password and a code.
 func (h *Handler) newBackupCodes(w http.ResponseWriter, r *http.Request) error {
-	rec, acct, _, ok, err := h.confirmedChange(w, r, stepBackupCodes, func(acct *account, a store.Account, failure string) error {
+	rec, acct, _, ok, err := h.confirmedChange(w, r, stepBackupCodes, func(acct *users.Account, a store.Account, failure string) error {
 		p := h.securityView(acct, a)
 		p.Error = failure
 		return h.ui.Render(w, http.StatusUnauthorized, "security", p)
@@ -370,14 +371,14 @@ func (h *Handler) newBackupCodes(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return err
 	}
-	codes, hashes, err := h.newCodes(acct.key)
+	codes, hashes, err := h.newCodes(acct.Key)
 	if err != nil {
 		return h.unavailable(w, err)
 	}
-	if err := h.db.ReplaceBackupCodes(r.Context(), acct.key, hashes); err != nil {
+	if err := h.db.ReplaceBackupCodes(r.Context(), acct.Key, hashes); err != nil {
 		return h.unavailable(w, err)
 	}
-	h.auditRequest(r, zapcore.InfoLevel, evCodesRegenerated, "backup codes replaced", zap.String("user", acct.name), zap.Int("backup_codes", len(codes)))
+	h.auditRequest(r, zapcore.InfoLevel, evCodesRegenerated, "backup codes replaced", zap.String("user", acct.Name), zap.Int("backup_codes", len(codes)))
 	if err := h.keepCodes(rec, codes, "notice.new_codes"); err != nil {
 		return h.unavailable(w, err)
 	}

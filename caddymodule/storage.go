@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/backupcodes"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/secrets"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/users"
 )
 
 // stores shares each open store among the handlers that use its folder,
@@ -72,31 +72,12 @@ func (p *sharedStore) attach(h *Handler) error {
 				"give each block its own `realm NAME` (the same name only for sites that really are one account system), or its own storage_dir",
 				o.label(), h.label(), p.dir)
 		}
-		if err := sameUsers(o.users, h.users); err != nil {
+		if err := o.users.Same(h.users); err != nil {
 			return fmt.Errorf("%s and %s are both in realm %q, but their configured users differ (%v): a realm is one account system, so give them the same user lines, or different realms",
 				o.label(), h.label(), h.realm, err)
 		}
 	}
 	p.handlers = append(p.handlers, h)
-	return nil
-}
-
-// sameUsers reports how two handlers' configured users differ, or nil.
-func sameUsers(a, b *directory) error {
-	for key, x := range a.byKey {
-		y := b.byKey[key]
-		if y == nil {
-			return fmt.Errorf("user %s is only in the first", x.name)
-		}
-		if !bytes.Equal(x.cred, y.cred) {
-			return fmt.Errorf("user %s has another password hash", x.name)
-		}
-	}
-	for key, y := range b.byKey {
-		if a.byKey[key] == nil {
-			return fmt.Errorf("user %s is only in the second", y.name)
-		}
-	}
 	return nil
 }
 
@@ -134,14 +115,14 @@ func (p *sharedStore) realms() []string {
 
 // configured returns the configured user of that canonical name in any
 // handler of the realm using the store, or nil.
-func (p *sharedStore) configured(realm, key string) *account {
+func (p *sharedStore) configured(realm, key string) *users.Account {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i := len(p.handlers) - 1; i >= 0; i-- {
 		if p.handlers[i].realm != realm {
 			continue
 		}
-		if a := p.handlers[i].users.lookup(key); a != nil {
+		if a := p.handlers[i].users.Lookup(key); a != nil {
 			return a
 		}
 	}
@@ -150,23 +131,23 @@ func (p *sharedStore) configured(realm, key string) *account {
 
 // configuredUsers returns the configured users of every handler of the
 // realm using the store, one per canonical name.
-func (p *sharedStore) configuredUsers(realm string) []*account {
+func (p *sharedStore) configuredUsers(realm string) []*users.Account {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	seen := map[string]bool{}
-	var out []*account
+	var out []*users.Account
 	for i := len(p.handlers) - 1; i >= 0; i-- {
 		if p.handlers[i].realm != realm {
 			continue
 		}
-		for key, a := range p.handlers[i].users.byKey {
-			if !seen[key] {
-				seen[key] = true
+		for _, a := range p.handlers[i].users.All() {
+			if !seen[a.Key] {
+				seen[a.Key] = true
 				out = append(out, a)
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b *account) int { return strings.Compare(a.key, b.key) })
+	slices.SortFunc(out, func(a, b *users.Account) int { return strings.Compare(a.Key, b.Key) })
 	return out
 }
 
@@ -239,11 +220,11 @@ func (h *Handler) warnShadowed(ctx context.Context) error {
 	}
 	count := h.shared.userCount(h.realm)
 	count.Store(int64(len(users)))
-	h.users.storeUsers = func() int { return int(count.Load()) }
+	h.users.SetStoreUsers(func() int { return int(count.Load()) })
 	for _, u := range users {
-		if a := h.users.lookup(u.Name); a != nil {
+		if a := h.users.Lookup(u.Name); a != nil {
 			h.logger.Warn("a user in the configuration has the name of a user in the store; the configuration wins, and the store user cannot log in",
-				zap.String("user", a.name), zap.String("store_user", u.Display))
+				zap.String("user", a.Name), zap.String("store_user", u.Display))
 		}
 	}
 	return nil

@@ -1,19 +1,27 @@
-package caddymodule
+// Package users is who may log in and how a password is checked: the
+// configured users and those kept in the store, one account for every
+// spelling of a name, password hashes (bcrypt and argon2id) and their
+// comparison, the same work for unknown names as for known ones, and the
+// bounds on hashing (slots and a CPU-time budget) that keep a flood of
+// logins from taking the CPUs from the proxied traffic.
+package users
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/text/cases"
 	"golang.org/x/text/unicode/norm"
@@ -33,19 +41,19 @@ type User struct {
 	Password string `json:"password"`
 }
 
-// maxUsernameLen bounds a login name; longer input is no account.
-const maxUsernameLen = 256
+// MaxUsernameLen bounds a login name; longer input is no account.
+const MaxUsernameLen = 256
 
 var folder = cases.Fold()
 
-// canonicalName maps every spelling of a name to one account key: Unicode
+// CanonicalName maps every spelling of a name to one account key: Unicode
 // NFKC, then case folding, then NFKC again (folding can denormalise). It
 // returns false for names no account can have: empty, too long, not UTF-8,
 // or holding spaces or control characters, before or after normalising
 // (NFKC turns some characters, such as a spacing diaeresis, into a space
 // and a mark). The key is its own canonical form.
-func canonicalName(name string) (string, bool) {
-	if name == "" || len(name) > maxUsernameLen || !utf8.ValidString(name) || !nameChars(name) {
+func CanonicalName(name string) (string, bool) {
+	if name == "" || len(name) > MaxUsernameLen || !utf8.ValidString(name) || !nameChars(name) {
 		return "", false
 	}
 	key := norm.NFKC.String(folder.String(norm.NFKC.String(name)))
@@ -68,7 +76,7 @@ func nameChars(s string) bool {
 // passwordHash is a parsed password hash and the comparer for its kind.
 type passwordHash struct {
 	hash    []byte
-	compare caddyauth.Comparer
+	compare func(hash, password []byte) (bool, error)
 }
 
 // parsePasswordHash recognises the hash kinds `caddy hash-password` prints.
@@ -79,12 +87,12 @@ func parsePasswordHash(h string) (passwordHash, error) {
 		if _, err := bcrypt.Cost(b); err != nil {
 			return passwordHash{}, fmt.Errorf("malformed bcrypt hash: %w", err)
 		}
-		return passwordHash{hash: b, compare: caddyauth.BcryptHash{}}, nil
+		return passwordHash{hash: b, compare: compareBcrypt}, nil
 	case strings.HasPrefix(h, "$argon2id$"):
-		if _, _, err := caddyauth.DecodeHash(b); err != nil {
+		if _, _, err := decodeArgon2id(h); err != nil {
 			return passwordHash{}, fmt.Errorf("malformed argon2id hash: %w", err)
 		}
-		return passwordHash{hash: b, compare: caddyauth.Argon2idHash{}}, nil
+		return passwordHash{hash: b, compare: compareArgon2id}, nil
 	case h == "":
 		return passwordHash{}, errors.New("missing password hash")
 	default:
@@ -92,27 +100,27 @@ func parsePasswordHash(h string) (passwordHash, error) {
 	}
 }
 
-// account is a user the gate knows, with a verifier for their password.
-type account struct {
-	name string // as configured or added; shown to the user and sent upstream
-	key  string // canonical name; the store's key
+// Account is a user the gate knows, with a verifier for their password.
+type Account struct {
+	Name string // as configured or added; shown to the user and sent upstream
+	Key  string // canonical name; the store's key
 	hash passwordHash
-	// cred is a configured user's fingerprint of the hash as configured,
+	// Cred is a configured user's fingerprint of the hash as configured,
 	// kept in the user's sessions: a session is good only while the
 	// configuration has the hash it was made with.
-	cred []byte
-	// origin says where the user is defined. For a store user, stored is
+	Cred []byte
+	// Origin says where the user is defined. For a store user, Stored is
 	// the hash as the store holds it, for a rehash over exactly that one.
-	origin store.Origin
-	stored string
+	Origin store.Origin
+	Stored string
 }
 
-// directory looks users up by any spelling of their name, in the
+// Directory looks users up by any spelling of their name, in the
 // configuration first and then in the store (the configuration wins on a
 // clash), and checks passwords, doing the same work for unknown names as
 // for known ones.
-type directory struct {
-	byKey map[string]*account
+type Directory struct {
+	byKey map[string]*Account
 	// decoys are the configured users' hashes, in order. An unknown name
 	// is compared against one of them, or against storeDecoy (a hash of
 	// the kind store users have) as often as store users are among all
@@ -130,27 +138,31 @@ type directory struct {
 	// flood of logins cannot starve the proxied traffic of CPU.
 	hashing chan struct{}
 	// budget bounds the CPU time hashing takes over time; nil for none.
-	budget *hashBudget
+	budget *Budget
+	// hasher makes the hashes of new passwords.
+	hasher Argon2id
 }
 
-// newDirectory indexes the configured users. storeDecoy makes a hash of
-// the kind store users have.
-func newDirectory(users []User, maxHashes int, storeDecoy func() (passwordHash, error)) (*directory, error) {
-	d := &directory{byKey: make(map[string]*account, len(users)), hashing: make(chan struct{}, maxHashes),
-		storeDecoy: sync.OnceValues(storeDecoy)}
+// New indexes the configured users. At most maxHashes password hashes run
+// at once, within budget (nil: no budget); new passwords are hashed with
+// hasher, whose cost is also that of the decoy an unknown name is compared
+// against when it stands for a store user.
+func New(users []User, maxHashes int, hasher Argon2id, budget *Budget) (*Directory, error) {
+	d := &Directory{byKey: make(map[string]*Account, len(users)), hashing: make(chan struct{}, maxHashes),
+		storeDecoy: sync.OnceValues(hasher.decoy), hasher: hasher, budget: budget}
 	for i, u := range users {
-		key, ok := canonicalName(u.Username)
+		key, ok := CanonicalName(u.Username)
 		if !ok {
-			return nil, fmt.Errorf("user %d: invalid username %q: it must be non-empty UTF-8 without spaces or control characters, at most %d bytes", i, u.Username, maxUsernameLen)
+			return nil, fmt.Errorf("user %d: invalid username %q: it must be non-empty UTF-8 without spaces or control characters, at most %d bytes", i, u.Username, MaxUsernameLen)
 		}
 		if prev, dup := d.byKey[key]; dup {
-			return nil, fmt.Errorf("user %d: username is not unique: %s (the same account as %s)", i, u.Username, prev.name)
+			return nil, fmt.Errorf("user %d: username is not unique: %s (the same account as %s)", i, u.Username, prev.Name)
 		}
 		h, err := parsePasswordHash(u.Password)
 		if err != nil {
 			return nil, fmt.Errorf("user %d (%s): %w", i, u.Username, err)
 		}
-		d.byKey[key] = &account{name: u.Username, key: key, hash: h, cred: credOf(u.Password), origin: store.OriginConfig}
+		d.byKey[key] = &Account{Name: u.Username, Key: key, hash: h, Cred: CredOf(u.Password), Origin: store.OriginConfig}
 		d.decoys = append(d.decoys, h)
 	}
 	// The key is derived from the hashes themselves: secret enough (they
@@ -167,7 +179,7 @@ func newDirectory(users []User, maxHashes int, storeDecoy func() (passwordHash, 
 
 // decoyFor picks the hash an unknown name is compared against: one of the
 // configured users' hashes, or one like the store users', in proportion.
-func (d *directory) decoyFor(key string) (passwordHash, error) {
+func (d *Directory) decoyFor(key string) (passwordHash, error) {
 	n := len(d.decoys)
 	if d.storeUsers != nil {
 		n += d.storeUsers()
@@ -184,19 +196,19 @@ func (d *directory) decoyFor(key string) (passwordHash, error) {
 	return d.storeDecoy()
 }
 
-// credOf is the fingerprint of a configured password hash that a session
+// CredOf is the fingerprint of a configured password hash that a session
 // keeps: enough to tell one hash from another, nothing to guess from.
-func credOf(hash string) []byte {
+func CredOf(hash string) []byte {
 	sum := sha256.Sum256([]byte("two_factor/cred\x00" + hash))
 	return sum[:16]
 }
 
-// lookup finds a configured account by its canonical name.
-func (d *directory) lookup(key string) *account { return d.byKey[key] }
+// Lookup finds a configured account by its canonical name.
+func (d *Directory) Lookup(key string) *Account { return d.byKey[key] }
 
-// find returns the account of a canonical name: the configured user, else
+// Find returns the account of a canonical name: the configured user, else
 // the user kept in the store, else nil. The error is the store's.
-func (d *directory) find(ctx context.Context, db store.Store, key string) (*account, error) {
+func (d *Directory) Find(ctx context.Context, db store.Store, key string) (*Account, error) {
 	if a := d.byKey[key]; a != nil {
 		return a, nil
 	}
@@ -211,11 +223,11 @@ func (d *directory) find(ctx context.Context, db store.Store, key string) (*acco
 	if err != nil {
 		return nil, fmt.Errorf("the stored password hash of %s: %w", key, err)
 	}
-	return &account{name: u.Display, key: key, hash: h, origin: store.OriginStore, stored: u.PasswordHash}, nil
+	return &Account{Name: u.Display, Key: key, hash: h, Origin: store.OriginStore, Stored: u.PasswordHash}, nil
 }
 
 // acquire waits for a hashing slot; release gives it back.
-func (d *directory) acquire(ctx context.Context) error {
+func (d *Directory) acquire(ctx context.Context) error {
 	select {
 	case d.hashing <- struct{}{}:
 		return nil
@@ -224,13 +236,13 @@ func (d *directory) acquire(ctx context.Context) error {
 	}
 }
 
-func (d *directory) release() { <-d.hashing }
+func (d *Directory) release() { <-d.hashing }
 
 // withHash runs work, which computes a password hash, under the hashing
 // budget (nil: none) and in a hashing slot, and charges the budget the
 // time it took. The error is the request's context ending while it waits,
 // errHashBudget when the wait would be too long, or work's.
-func (d *directory) withHash(ctx context.Context, budget *hashBudget, work func() error) error {
+func (d *Directory) withHash(ctx context.Context, budget *Budget, work func() error) error {
 	booked, err := budget.reserve(ctx)
 	if err != nil {
 		return err
@@ -247,16 +259,16 @@ func (d *directory) withHash(ctx context.Context, budget *hashBudget, work func(
 	return err
 }
 
-// verify checks a password for the canonical name. An unknown name costs
+// Verify checks a password for the canonical name. An unknown name costs
 // one hash comparison like a known one, and fails. The account is returned
 // when the name is known, even if the password is wrong. The error is the
 // store's, or one of withHash's.
-func (d *directory) verify(ctx context.Context, db store.Store, key, password string) (*account, bool, error) {
-	var acct *account
+func (d *Directory) Verify(ctx context.Context, db store.Store, key, password string) (*Account, bool, error) {
+	var acct *Account
 	var ok bool
 	err := d.withHash(ctx, d.budget, func() error {
 		var err error
-		if acct, err = d.find(ctx, db, key); err != nil {
+		if acct, err = d.Find(ctx, db, key); err != nil {
 			return err
 		}
 		var h passwordHash
@@ -268,7 +280,7 @@ func (d *directory) verify(ctx context.Context, db store.Store, key, password st
 		// The hashes were checked when they were set, so an error here
 		// comes from the input (bcrypt refuses passwords over 72 bytes):
 		// a wrong password.
-		match, err := h.compare.Compare(h.hash, []byte(password))
+		match, err := h.compare(h.hash, []byte(password))
 		ok = err == nil && acct != nil && match
 		return nil
 	})
@@ -277,3 +289,68 @@ func (d *directory) verify(ctx context.Context, db store.Store, key, password st
 	}
 	return acct, ok, nil
 }
+
+// SetStoreUsers tells the directory how many users the store keeps, so
+// that unknown names stand for store users as often as real names do.
+func (d *Directory) SetStoreUsers(count func() int) { d.storeUsers = count }
+
+// Budget is the hashing budget of logins; nil for none.
+func (d *Directory) Budget() *Budget { return d.budget }
+
+// Hash hashes a new password with the configured argon2id parameters, in a
+// hashing slot; within the hashing budget when budgeted (a user's change),
+// outside it for an operator's, so that adding or resetting a user works
+// during a flood of logins.
+func (d *Directory) Hash(ctx context.Context, budgeted bool, password string) (string, error) {
+	budget := d.budget
+	if !budgeted {
+		budget = nil
+	}
+	var hash string
+	err := d.withHash(ctx, budget, func() error {
+		var err error
+		hash, err = d.hasher.Hash(password)
+		return err
+	})
+	return hash, err
+}
+
+// Current reports whether a stored hash has the configured parameters;
+// any other is rehashed at the next successful login.
+func (d *Directory) Current(stored string) bool { return d.hasher.Current(stored) }
+
+// All returns the configured users, by canonical name.
+func (d *Directory) All() []*Account {
+	out := slices.Collect(maps.Values(d.byKey))
+	slices.SortFunc(out, func(a, b *Account) int { return strings.Compare(a.Key, b.Key) })
+	return out
+}
+
+// Same reports how two directories' configured users differ, or nil.
+func (d *Directory) Same(o *Directory) error {
+	for key, x := range d.byKey {
+		y := o.byKey[key]
+		if y == nil {
+			return fmt.Errorf("user %s is only in the first", x.Name)
+		}
+		if !bytes.Equal(x.Cred, y.Cred) {
+			return fmt.Errorf("user %s has another password hash", x.Name)
+		}
+	}
+	for key, y := range o.byKey {
+		if d.byKey[key] == nil {
+			return fmt.Errorf("user %s is only in the second", y.Name)
+		}
+	}
+	return nil
+}
+
+// CheckHash reports whether h is a password hash a user may have: bcrypt
+// or argon2id, well formed.
+func CheckHash(h string) error {
+	_, err := parsePasswordHash(h)
+	return err
+}
+
+// MaxHashes is how many password hashes may run at once.
+func (d *Directory) MaxHashes() int { return cap(d.hashing) }

@@ -1,4 +1,4 @@
-package caddymodule
+package users
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 )
 
 // errHashBudget is returned when a password check would have to wait
-// longer than maxHashWait for the hashing budget. The request is refused
+// longer than MaxHashWait for the hashing budget. The request is refused
 // with 503 and a Retry-After; nothing was checked or counted.
 type errHashBudget struct{ wait time.Duration }
 
@@ -18,10 +18,10 @@ func (e errHashBudget) Error() string {
 	return "password hashing is over its CPU budget; try again in " + e.wait.Round(time.Second).String()
 }
 
-// maxHashWait is how long a login may wait for the hashing budget before it
+// MaxHashWait is how long a login may wait for the hashing budget before it
 // is refused: long enough to smooth a burst of real logins, short enough
 // that a browser does not give up first.
-const maxHashWait = 10 * time.Second
+const MaxHashWait = 10 * time.Second
 
 // maxRetryAfter caps the wait a refusal reports.
 const maxRetryAfter = 24 * time.Hour
@@ -30,7 +30,7 @@ const maxRetryAfter = 24 * time.Hour
 // its answer.
 const refusalPause = time.Second
 
-// hashBudget bounds the CPU time that password hashing takes over time,
+// Budget bounds the CPU time that password hashing takes over time,
 // where max_concurrent_hashes bounds only how many hashes run at once. It
 // is a token bucket of CPU time: it fills at a share of the CPUs (10% by
 // default) up to a burst, each hash is charged what it took, and a hash
@@ -43,7 +43,7 @@ const refusalPause = time.Second
 // Each hash is charged its wall time, which is its CPU time when it runs
 // alone and more when the CPUs are busy, so the budget errs towards the
 // proxied traffic exactly when the machine is loaded.
-type hashBudget struct {
+type Budget struct {
 	mu    sync.Mutex
 	rate  float64       // budget earned per unit of time: the share × the CPUs
 	burst time.Duration // the most budget saved up
@@ -61,15 +61,15 @@ type hashBudget struct {
 	est    time.Duration // what the next hash is expected to cost
 }
 
-// newHashBudget returns a budget of percent of the CPUs Go schedules on,
+// NewBudget returns a budget of percent of the CPUs Go schedules on,
 // saving up at most burst (0: a minute's worth, at least 10 s of CPU time).
 // It starts full.
-func newHashBudget(percent float64, burst time.Duration, now func() time.Time) *hashBudget {
+func NewBudget(percent float64, burst time.Duration, now func() time.Time) *Budget {
 	rate := percent / 100 * float64(runtime.GOMAXPROCS(0))
 	if burst <= 0 {
 		burst = max(10*time.Second, time.Duration(rate*float64(time.Minute)))
 	}
-	return &hashBudget{rate: rate, burst: burst, now: now, sleep: sleepCtx, tokens: burst, last: now()}
+	return &Budget{rate: rate, burst: burst, now: now, sleep: sleepCtx, tokens: burst, last: now()}
 }
 
 // sleepCtx waits for d, or until ctx ends.
@@ -85,7 +85,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 }
 
 // refill adds the budget earned since the last call. Called with mu held.
-func (b *hashBudget) refill(now time.Time) {
+func (b *Budget) refill(now time.Time) {
 	if el := now.Sub(b.last); el > 0 {
 		// In floating point: a long idle time at a high rate must not
 		// overflow into a negative budget.
@@ -97,11 +97,11 @@ func (b *hashBudget) refill(now time.Time) {
 // reserve books the expected cost of one hash and waits until the budget
 // covers it (the budget may go into the red by what is booked). It
 // returns the amount booked, to be settled with done; or, when the wait
-// would be longer than maxHashWait, books nothing and returns
+// would be longer than MaxHashWait, books nothing and returns
 // errHashBudget after refusalPause; or the context's error if the client
 // goes away while waiting (the booking is given back). A nil budget books
 // nothing.
-func (b *hashBudget) reserve(ctx context.Context) (time.Duration, error) {
+func (b *Budget) reserve(ctx context.Context) (time.Duration, error) {
 	if b == nil {
 		return 0, nil
 	}
@@ -116,7 +116,7 @@ func (b *hashBudget) reserve(ctx context.Context) (time.Duration, error) {
 		// negative wait, which would let the hash through.
 		wait = time.Duration(min(float64(short)/b.rate, float64(maxRetryAfter)))
 	}
-	if wait > maxHashWait {
+	if wait > MaxHashWait {
 		b.mu.Unlock()
 		// The refusal comes after a pause, so that a flood's clients, which
 		// wait for each answer, do not turn into a flood of cheap requests.
@@ -139,7 +139,7 @@ func (b *hashBudget) reserve(ctx context.Context) (time.Duration, error) {
 // done settles a booking with what the hash really took, and moves the
 // expectation for the next one towards it. A hash that never ran (took 0)
 // gives its booking back and teaches nothing.
-func (b *hashBudget) done(booked, took time.Duration) {
+func (b *Budget) done(booked, took time.Duration) {
 	if b == nil {
 		return
 	}
@@ -155,9 +155,9 @@ func (b *hashBudget) done(booked, took time.Duration) {
 	}
 }
 
-// logDue reports whether a refusal should be logged now: at most once a
+// LogDue reports whether a refusal should be logged now: at most once a
 // minute.
-func (b *hashBudget) logDue() bool {
+func (b *Budget) LogDue() bool {
 	if b == nil {
 		return false
 	}
@@ -166,8 +166,8 @@ func (b *hashBudget) logDue() bool {
 	return now-prev >= 60 && b.logged.CompareAndSwap(prev, now)
 }
 
-// overBudget reports the wait of an errHashBudget.
-func overBudget(err error) (time.Duration, bool) {
+// OverBudget reports the wait of an errHashBudget.
+func OverBudget(err error) (time.Duration, bool) {
 	var e errHashBudget
 	if errors.As(err, &e) {
 		return e.wait, true
