@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/gate"
 )
 
 // crossSiteHeaders are what a browser sends with a form posted from
@@ -43,8 +45,8 @@ func TestCrossSiteFormsChangeNothing(t *testing.T) {
 	pending := g.browser()
 	pending.login("alice", testPassword, "/.auth/code")
 
-	me := func() meInfo {
-		var m meInfo
+	me := func() gate.MeInfo {
+		var m gate.MeInfo
 		_ = json.Unmarshal([]byte(full.get("/.auth/me").body), &m)
 		return m
 	}
@@ -132,7 +134,7 @@ func TestStateChangesNeedAFormPost(t *testing.T) {
 			b.do(req)
 		}
 	}
-	var m meInfo
+	var m gate.MeInfo
 	if r := b.get("/.auth/me"); json.Unmarshal([]byte(r.body), &m) != nil || !m.TwoFactor || m.BackupCodesLeft != 10 {
 		t.Fatalf("after GETs, query strings and non-form bodies: got %q, want alice still logged in with 2FA on and 10 codes", r.body)
 	}

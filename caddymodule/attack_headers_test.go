@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/gate"
 )
 
 // spellings returns the ways a client may write a header name that a
@@ -53,11 +55,11 @@ func TestIdentityHeaderSmuggling(t *testing.T) {
 		b.login("alice", testPassword, "/")
 		// The test's own fold, not the product's headerKey.
 		ids := map[string]bool{}
-		for _, n := range append([]string{header}, commonIdentityHeaders...) {
+		for _, n := range append([]string{header}, gate.CommonIdentityHeaders...) {
 			ids[fold(n)] = true
 		}
 
-		names := append([]string{header}, commonIdentityHeaders...)
+		names := append([]string{header}, gate.CommonIdentityHeaders...)
 		var lines [][]string
 		for _, n := range names {
 			for _, s := range spellings(n) {

@@ -4,28 +4,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-)
 
-// forcedTargets are request targets, written as they go on the wire, that
-// try to reach the site past the gate: repeated and encoded slashes, dot
-// segments in every encoding, backslashes, case, path parameters, NUL,
-// overlong and invalid UTF-8, query and fragment tricks, absolute and
-// asterisk forms.
-var forcedTargets = []string{
-	"/", "/secret", "//secret", "///secret", "/./secret", "/secret/", "/secret/.",
-	"/.auth/../secret", "/.auth/..%2fsecret", "/.auth%2f..%2fsecret", "/.auth/%2e%2e/secret",
-	"/.auth/%2E%2E/secret", "/.auth/.%2e/secret", "/%2e%2e/secret", "/%2e/secret",
-	"/.auth/%252e%252e/secret", "/%252e%252e%252fsecret", "/.auth/..%5csecret", "/.auth/..\\secret",
-	"/.auth\\..\\secret", "/%5c%5csecret", "/.auth/login/../../secret", "/.auth/login/..%2f..%2fsecret",
-	"/.auth/%c0%ae%c0%ae/secret", "/%c0%afsecret", "/.auth/%ff/../secret", "/secret%00", "/secret%00.css",
-	"/.auth/login%00/../../secret", "/secret;.css", "/.auth;/../secret", "/.auth/login;x/../../secret",
-	"/secret;jsessionid=1", "/.AUTH/login", "/.Auth/security", "/.auth./login", "/.auth%20/login",
-	"/secret?/.auth/login", "/secret?next=/.auth/login", "/secret#/.auth/login", "/secret%23/.auth/login",
-	"/secret%3f/.auth/login", "/.auth/assets/../../secret", "/.auth/assets/style.css/../../../secret",
-	"https://localhost:9443/secret", "https://localhost:9443//secret", "https://localhost:9443/.auth/../secret",
-	"http://localhost:9443/secret", "https://evil.example/secret", "//localhost:9443/secret",
-	"*", "/*", "/secret/*",
-}
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/attack"
+)
 
 // forcedMethods are the methods tried on every target; OPTIONS * and
 // CONNECT are tried on their own.
@@ -48,7 +29,7 @@ func TestForcedBrowsing(t *testing.T) {
 
 	tried := 0
 	for name, b := range sessions {
-		for _, target := range forcedTargets {
+		for _, target := range attack.ForcedTargets {
 			for _, m := range forcedMethods {
 				before := g.up.count()
 				r := b.raw(m + " " + target + " HTTP/1.1")
@@ -104,7 +85,7 @@ func TestEnrolStageReachesOnlySecurity(t *testing.T) {
 	g := newGate(t, gateOpts{extra: "require_two_factor"})
 	b := g.browser()
 	b.login("alice", testPassword, "/.auth/security")
-	for _, target := range forcedTargets {
+	for _, target := range attack.ForcedTargets {
 		for _, m := range []string{"GET", "HEAD", "POST", "OPTIONS"} {
 			before := g.up.count()
 			r := b.raw(m + " " + target + " HTTP/1.1")

@@ -11,60 +11,10 @@ import (
 
 	"golang.org/x/net/html"
 
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/attack"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/gate"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/otp"
 )
-
-// redirectPayloads try to turn `next` into a trip to another site. Our own
-// list, written from the families of bypass that open-redirect advisories
-// and corpora describe: scheme-relative and backslash forms, whitespace
-// and control characters browsers strip, schemes, user-info and look-alike
-// hosts, encodings and IP spellings.
-var redirectPayloads = []string{
-	// scheme-relative and slash/backslash mixes
-	"//evil.example", "///evil.example", "////evil.example", "//evil.example/", "//evil.example/%2f..",
-	"/\\evil.example", "\\/evil.example", "\\\\evil.example", "/\\/evil.example", "/\\\\evil.example",
-	"//\\evil.example", "\\//evil.example", "/.\\evil.example", "//evil.example\\@localhost",
-	// whitespace and control characters (browsers drop tab, CR, LF anywhere)
-	"/\t/evil.example", "/\n/evil.example", "/\r/evil.example", "/\r\n/evil.example", "\t//evil.example",
-	" //evil.example", "/ /evil.example", "/\x00/evil.example", "/\x0b/evil.example", "/\x0c/evil.example",
-	"/\x1f/evil.example", "/\x7f/evil.example", "//evil.example\x00.localhost", "/\t\\evil.example",
-	// schemes
-	"https://evil.example", "http://evil.example", "HTTPS://evil.example", "hTTp://evil.example",
-	"http:evil.example", "https:evil.example", "http:/evil.example", "https:/\\evil.example",
-	"http:\\\\evil.example", "javascript:alert(1)", "JaVaScRiPt:alert(1)", "java\tscript:alert(1)",
-	"javascript://%0aalert(1)", "data:text/html,<script>alert(1)</script>", "vbscript:msgbox(1)",
-	"ftp://evil.example", "//javascript:alert(1)",
-	// user-info and look-alike hosts
-	"//evil.example@localhost", "https://localhost:9443@evil.example", "//localhost:9443@evil.example",
-	"@evil.example", "evil.example", ".evil.example", "//evil%2eexample", "//evil\u3002example",
-	"//evil\uff0eexample", "//\uff45\uff56\uff49\uff4c.example", "https://localhost:9443.evil.example/",
-	"//evil.example%23.localhost", "//evil.example?.localhost", "//localhost.evil.example",
-	// IP spellings
-	"//127.0.0.1", "//0x7f.1", "//2130706433", "//[::1]", "//0177.0.0.1", "http://[::ffff:7f00:1]",
-	// encodings that must not be decoded into a host
-	"%2F%2Fevil.example", "%2f%5cevil.example", "/%2F/evil.example", "/%5C/evil.example", "/%09/evil.example",
-	"//%65vil.example", "\u2215\u2215evil.example", "\uff0f\uff0fevil.example",
-	// header injection
-	"/\r\nSet-Cookie: planted=1", "/x\r\nLocation: //evil.example", "/%0d%0aSet-Cookie:planted=1",
-	// too long
-	"/" + strings.Repeat("a", 3000),
-}
-
-// onThisSite reports whether a browser at https://localhost:9443/ that
-// follows Location loc stays on this site. It reads loc the way the URL
-// standard does: leading and trailing C0 controls and spaces trimmed, tab
-// and newlines dropped everywhere, backslash taken for slash.
-func onThisSite(loc string) bool {
-	loc = strings.TrimFunc(loc, func(r rune) bool { return r <= ' ' })
-	loc = strings.NewReplacer("\t", "", "\n", "", "\r", "", "\\", "/").Replace(loc)
-	base, _ := url.Parse("https://localhost:9443/")
-	u, err := url.Parse(loc)
-	if err != nil {
-		return false
-	}
-	abs := base.ResolveReference(u)
-	return abs.Scheme == "https" && abs.Host == "localhost:9443" && strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "//")
-}
 
 var nextFieldRe = regexp.MustCompile(`name="next" value="([^"]*)"`)
 
@@ -86,10 +36,10 @@ func TestOpenRedirectPayloads(t *testing.T) {
 			t.Errorf("%s with next=%.80q: no Location (status %d)", how, payload, r.status)
 			return
 		}
-		if !onThisSite(loc) {
+		if !attack.OnThisSite(loc) {
 			t.Errorf("%s with next=%.80q: Location %q leaves the site", how, payload, loc)
 		}
-		if safeNext(payload) == "" && loc != "/" {
+		if gate.SafeNext(payload) == "" && loc != "/" {
 			t.Errorf("%s with next=%.80q: Location %.80q, want / for an unsafe next", how, payload, loc)
 		}
 		if r.header.Get("Set-Cookie") != "" && strings.Contains(r.header.Get("Set-Cookie"), "planted") {
@@ -97,10 +47,10 @@ func TestOpenRedirectPayloads(t *testing.T) {
 		}
 	}
 	tried := 0
-	for _, p := range redirectPayloads {
+	for _, p := range attack.RedirectPayloads {
 		// The login page carries only a safe next in its form.
 		r := g.browser().get("/.auth/login?next=" + url.QueryEscape(p))
-		if m := nextFieldRe.FindStringSubmatch(r.body); m != nil && safeNext(p) == "" {
+		if m := nextFieldRe.FindStringSubmatch(r.body); m != nil && gate.SafeNext(p) == "" {
 			t.Errorf("login page with next=%.80q carries it in the form: %.80q", p, m[1])
 		}
 		// Password only (2FA off).
@@ -127,7 +77,7 @@ func TestOpenRedirectPayloads(t *testing.T) {
 	if r := s.post("/.auth/login", formOf("username", "alice", "password", testPassword, "next", "/docs/a?b=1#c")); r.header.Get("Location") != "/docs/a?b=1#c" {
 		t.Errorf("safe next: got Location %q, want /docs/a?b=1#c", r.header.Get("Location"))
 	}
-	t.Logf("%d redirect payloads, %d attempts, every Location on this site", len(redirectPayloads), tried)
+	t.Logf("%d redirect payloads, %d attempts, every Location on this site", len(attack.RedirectPayloads), tried)
 }
 
 // TestPathAsRedirectPayload: the path of an anonymous request becomes
@@ -145,7 +95,7 @@ func TestPathAsRedirectPayload(t *testing.T) {
 		u, _ := url.Parse(loc)
 		next := u.Query().Get("next")
 		r = b.post("/.auth/login", formOf("username", "alice", "password", testPassword, "next", next))
-		if got := r.header.Get("Location"); !onThisSite(got) {
+		if got := r.header.Get("Location"); !attack.OnThisSite(got) {
 			t.Errorf("GET %s then login: Location %q leaves the site", target, got)
 		}
 	}
@@ -190,7 +140,7 @@ func TestHostAndForwardedPoisoning(t *testing.T) {
 			req.Host = "localhost:666" // a Host the site matches, with a port of the attacker's choice
 			r := b.do(req)
 			tried++
-			if loc := r.header.Get("Location"); loc != "" && (!onThisSite(loc) || strings.Contains(loc, "666") || strings.Contains(loc, "evil")) {
+			if loc := r.header.Get("Location"); loc != "" && (!attack.OnThisSite(loc) || strings.Contains(loc, "666") || strings.Contains(loc, "evil")) {
 				t.Errorf("%s %s: Location %q was taken from the request's headers", method, path, loc)
 			}
 			if strings.Contains(r.body, "evil.example") || strings.Contains(r.body, ":666") || strings.Contains(r.body, "http://") {

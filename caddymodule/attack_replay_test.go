@@ -58,7 +58,7 @@ func race(t *testing.T, subs []submission) (wins int, statuses []int, bodies []s
 
 // fullSessions logs alice in n times with both factors, each with the
 // code of a new time step.
-func fullSessions(t *testing.T, g *gate, secret string, n int) []*browser {
+func fullSessions(t *testing.T, g *testGate, secret string, n int) []*browser {
 	t.Helper()
 	out := make([]*browser, n)
 	for i := range out {

@@ -17,7 +17,7 @@ func (b *browser) plant(v string) {
 }
 
 // replayWith returns a new browser holding only the cookie value v.
-func (g *gate) replayWith(v string) *browser {
+func (g *testGate) replayWith(v string) *browser {
 	b := g.browser()
 	b.plant(v)
 	return b
@@ -25,7 +25,7 @@ func (g *gate) replayWith(v string) *browser {
 
 // assertDead checks that a cookie value gets nothing anywhere: the site
 // redirects to the login page, the Security pages and /me refuse it.
-func assertDead(t *testing.T, g *gate, what, v string) {
+func assertDead(t *testing.T, g *testGate, what, v string) {
 	t.Helper()
 	b := g.replayWith(v)
 	before := g.up.count()

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/gate"
 )
 
 // xssPayloads break out of text, attributes, URLs and templates.
@@ -86,7 +88,7 @@ func TestMarkupInConfiguredNames(t *testing.T) {
 		t.Errorf("enable page holds the name unescaped")
 	}
 	b.enable()
-	var m meInfo
+	var m gate.MeInfo
 	r = b.get("/.auth/me")
 	if err := json.Unmarshal([]byte(r.body), &m); err != nil || m.User != name || strings.Contains(r.body, "<") {
 		t.Errorf("/me: got %q (%v), want the name JSON-escaped", r.body, err)

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/audit"
 )
 
 // auditLog is the global option that writes the audit events to a file,
@@ -198,32 +200,32 @@ func TestAuditEventsAndMetrics(t *testing.T) {
 		want  map[string]any
 		n     int
 	}{
-		{evLoginFailed, map[string]any{"client_ip": ip, "reason": "unknown_user", "step": "login"}, 1},
-		{evLoginFailed, map[string]any{"client_ip": ip, "reason": "wrong_password", "user": "alice"}, 1},
-		{evLoginFailed, map[string]any{"client_ip": ip, "reason": "wrong_password", "user": "Bob"}, 6},
-		{evLoginOK, map[string]any{"client_ip": ip, "user": "alice", "code_required": false}, 1},
-		{evLoginOK, map[string]any{"client_ip": ip, "user": "alice", "code_required": true}, 2},
-		{evCodeOK, map[string]any{"client_ip": ip, "user": "alice", "step": "enable", "method": "totp"}, 1},
-		{evCodeOK, map[string]any{"client_ip": ip, "user": "alice", "step": "code", "method": "totp"}, 1},
-		{evCodeFailed, map[string]any{"client_ip": ip, "user": "alice", "step": "code"}, 1},
-		{evBackupCodeUsed, map[string]any{"client_ip": ip, "user": "alice", "backup_codes_left": 9}, 1},
-		{evEnabled, map[string]any{"client_ip": ip, "user": "alice"}, 1},
-		{evCodesRegenerated, map[string]any{"client_ip": ip, "user": "alice", "backup_codes": 10}, 1},
-		{evDisabled, map[string]any{"client_ip": ip, "user": "alice"}, 1},
-		{evThrottled, map[string]any{"client_ip": ip, "factor": "password"}, 1},
-		{evUserAdded, map[string]any{"user": "carol", "by": "admin_api"}, 1},
-		{evPasswordChanged, map[string]any{"user": "carol", "by": "admin_api"}, 1},
-		{evSessionsRevoked, map[string]any{"user": "alice"}, 1},
-		{evReset, map[string]any{"user": "alice", "two_factor_was_on": false}, 1},
-		{evThrottleCleared, map[string]any{"user": "Bob", "failures_cleared": 6}, 1},
-		{evBackedUp, map[string]any{"by": "admin_api"}, 1},
-		{evUserDeleted, map[string]any{"user": "carol"}, 1},
+		{audit.EvLoginFailed, map[string]any{"client_ip": ip, "reason": "unknown_user", "step": "login"}, 1},
+		{audit.EvLoginFailed, map[string]any{"client_ip": ip, "reason": "wrong_password", "user": "alice"}, 1},
+		{audit.EvLoginFailed, map[string]any{"client_ip": ip, "reason": "wrong_password", "user": "Bob"}, 6},
+		{audit.EvLoginOK, map[string]any{"client_ip": ip, "user": "alice", "code_required": false}, 1},
+		{audit.EvLoginOK, map[string]any{"client_ip": ip, "user": "alice", "code_required": true}, 2},
+		{audit.EvCodeOK, map[string]any{"client_ip": ip, "user": "alice", "step": "enable", "method": "totp"}, 1},
+		{audit.EvCodeOK, map[string]any{"client_ip": ip, "user": "alice", "step": "code", "method": "totp"}, 1},
+		{audit.EvCodeFailed, map[string]any{"client_ip": ip, "user": "alice", "step": "code"}, 1},
+		{audit.EvBackupCodeUsed, map[string]any{"client_ip": ip, "user": "alice", "backup_codes_left": 9}, 1},
+		{audit.EvEnabled, map[string]any{"client_ip": ip, "user": "alice"}, 1},
+		{audit.EvCodesRegenerated, map[string]any{"client_ip": ip, "user": "alice", "backup_codes": 10}, 1},
+		{audit.EvDisabled, map[string]any{"client_ip": ip, "user": "alice"}, 1},
+		{audit.EvThrottled, map[string]any{"client_ip": ip, "factor": "password"}, 1},
+		{audit.EvUserAdded, map[string]any{"user": "carol", "by": "admin_api"}, 1},
+		{audit.EvPasswordChanged, map[string]any{"user": "carol", "by": "admin_api"}, 1},
+		{audit.EvSessionsRevoked, map[string]any{"user": "alice"}, 1},
+		{audit.EvReset, map[string]any{"user": "alice", "two_factor_was_on": false}, 1},
+		{audit.EvThrottleCleared, map[string]any{"user": "Bob", "failures_cleared": 6}, 1},
+		{audit.EvBackedUp, map[string]any{"by": "admin_api"}, 1},
+		{audit.EvUserDeleted, map[string]any{"user": "carol"}, 1},
 	} {
 		if got := find(events, c.event, c.want); len(got) != c.n {
 			t.Errorf("audit log: %d events %s with %v, want %d", len(got), c.event, c.want, c.n)
 		}
 	}
-	for _, e := range find(events, evLoginFailed, map[string]any{"reason": "unknown_user"}) {
+	for _, e := range find(events, audit.EvLoginFailed, map[string]any{"reason": "unknown_user"}) {
 		if _, has := e["user"]; has {
 			t.Errorf("a failed login of an unknown name logs the name typed: %v", e)
 		}

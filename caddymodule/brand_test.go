@@ -184,7 +184,7 @@ func TestStylesheetAndScriptAreCacheable(t *testing.T) {
 // page can show it to someone not yet logged in.
 func TestLogoBesideTheGate(t *testing.T) {
 	dir := t.TempDir()
-	g := &gate{t: t, base: "https://localhost:9443"}
+	g := &testGate{t: t, base: "https://localhost:9443"}
 	g.tester = caddytest.NewTester(t)
 	g.tester.InitServer(`{
 `+testGlobals+`}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/gate"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/ui"
 	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
@@ -112,7 +113,7 @@ type tabOptions struct {
 	branding, product string
 }
 
-func newTab(t *testing.T, g *gate, o tabOptions) *tab {
+func newTab(t *testing.T, g *testGate, o tabOptions) *tab {
 	t.Helper()
 	exe := chromiumPath(t)
 	profile := t.TempDir()
@@ -471,7 +472,7 @@ func walkThrough(t *testing.T, o tabOptions, lang, switchTo string) {
 	// first field.
 	tb.navigating("wrong password",
 		tb.keys("#username", "alice"), tb.keys("#password", "wrong password"), chromedp.KeyEvent(kb.Enter))
-	tb.want("login error", tb.text("[role=alert]"), T(genericFailure))
+	tb.want("login error", tb.text("[role=alert]"), T(gate.GenericFailure))
 	tb.wantFocus("login error: focus", "username")
 	tb.want("login error: described by the error", eval[string](tb, "document.activeElement.getAttribute('aria-describedby')"), "form-error")
 	if title := eval[string](tb, "document.title"); !strings.HasPrefix(title, T("title.error_prefix")) {
@@ -510,7 +511,7 @@ func walkThrough(t *testing.T, o tabOptions, lang, switchTo string) {
 	// A wrong code: an error, the focus on the code, the same key.
 	tb.navigating("enable with a wrong code",
 		tb.keys("#code", "000000"), tb.keys("#password", testPassword), chromedp.KeyEvent(kb.Enter))
-	tb.want("enable error", tb.text("[role=alert]"), T(genericFailure))
+	tb.want("enable error", tb.text("[role=alert]"), T(gate.GenericFailure))
 	tb.wantFocus("enable error: focus", "code")
 	tb.do("reopen the key", tb.click("details.disclosure > summary"))
 	tb.want("enable error: the same key", tb.text(".secret"), key)
@@ -564,7 +565,7 @@ func walkThrough(t *testing.T, o tabOptions, lang, switchTo string) {
 	tb.wantFocus("code: focus", "code")
 	tb.page("code", T("code.heading"))
 	tb.navigating("a wrong code", tb.keys("#code", "000000\r"))
-	tb.want("code error", tb.text("[role=alert]"), T(genericFailure))
+	tb.want("code error", tb.text("[role=alert]"), T(gate.GenericFailure))
 	tb.wantFocus("code error: focus", "code")
 	tb.page("code-error", T("code.heading"))
 	nextStep()
@@ -578,7 +579,7 @@ func walkThrough(t *testing.T, o tabOptions, lang, switchTo string) {
 	tb.want("backup code link", tb.text("details.disclosure > summary"), T("code.backup_summary"))
 	tb.do("open backup code", tb.click("details.disclosure > summary"))
 	tb.navigating("a wrong backup code", tb.keys("#backup-code", "aaaaa-bbbbb\r"))
-	tb.want("backup code error", tb.text("[role=alert]"), T(genericFailure))
+	tb.want("backup code error", tb.text("[role=alert]"), T(gate.GenericFailure))
 	tb.wantFocus("backup code error: focus", "backup-code")
 	tb.page("code-backup-error", T("code.heading"))
 	tb.navigating("a backup code", tb.keys("#backup-code", codes[0]+"\r"))

@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/gate"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/ui"
 )
@@ -140,7 +141,7 @@ func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("strip_header: want one or more header names, such as X-Email")
 			}
 			for _, n := range names {
-				if !validHeaderName(n) {
+				if !gate.ValidHeaderName(n) {
 					return d.Errf("strip_header: not a valid header name: '%s'", n)
 				}
 			}

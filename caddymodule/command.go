@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/term"
 
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/ops"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/secrets"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/users"
@@ -251,7 +252,7 @@ func (c *cli) call(req request) (*http.Response, error) {
 		var e struct {
 			Error string `json:"error"`
 		}
-		if json.Unmarshal(b, &e) == nil && strings.HasPrefix(e.Error, storeNotOpen) {
+		if json.Unmarshal(b, &e) == nil && strings.HasPrefix(e.Error, ops.StoreNotOpen) {
 			res, err = c.serveOffline(dir, addr, req.mayCreate, build)
 		} else {
 			res.Body = io.NopCloser(bytes.NewReader(b))
@@ -339,13 +340,13 @@ func (c *cli) serveOffline(dir, addr string, mayCreate bool, build func(origin s
 	if err != nil {
 		return nil, fmt.Errorf("--realm: %w", err)
 	}
-	t := &target{
-		db: view, realm: realm, dir: dir, keyCheck: keyCheck, now: func() time.Time { return clock() },
-		hash: func(_ context.Context, password string) (string, error) {
+	t := &ops.Target{
+		DB: view, Realm: realm, Dir: dir, KeyCheck: keyCheck, Now: time.Now,
+		Hash: func(_ context.Context, password string) (string, error) {
 			return users.Argon2id{Time: users.DefaultArgon2idTime, Memory: users.DefaultArgon2idMemory, Threads: users.DefaultArgon2idThreads}.Hash(password)
 		},
 	}
-	ops := adminOps{resolve: func(*http.Request) (*target, *zap.Logger, func(), error) {
+	api := ops.API{Resolve: func(*http.Request) (*ops.Target, *zap.Logger, func(), error) {
 		return t, nil, func() {}, nil
 	}}
 	req, err := build("http://localhost")
@@ -353,13 +354,14 @@ func (c *cli) serveOffline(dir, addr string, mayCreate bool, build func(origin s
 		return nil, err
 	}
 	rec := httptest.NewRecorder()
-	if err := ops.serve(rec, req); err != nil {
-		var ae caddy.APIError
-		if !errors.As(err, &ae) {
-			ae = caddy.APIError{HTTPStatus: http.StatusInternalServerError, Message: err.Error()}
+	if err := api.Serve(rec, req); err != nil {
+		ae := caddy.APIError{HTTPStatus: http.StatusInternalServerError, Message: err.Error()}
+		var oe *ops.Error
+		if errors.As(err, &oe) {
+			ae = caddy.APIError{HTTPStatus: oe.Status, Message: oe.Msg}
 		}
 		rec = httptest.NewRecorder()
-		_ = writeJSON(rec, ae.HTTPStatus, ae)
+		_ = ops.WriteJSON(rec, ae.HTTPStatus, ae)
 	}
 	return rec.Result(), nil
 }
@@ -479,8 +481,8 @@ func (c *cli) readPassword(user string) (string, error) {
 
 // passwordBody reads the password, or takes --password-hash, for user add
 // and user passwd.
-func (c *cli) passwordBody(name string) (userRequest, error) {
-	req := userRequest{User: name}
+func (c *cli) passwordBody(name string) (ops.UserRequest, error) {
+	req := ops.UserRequest{User: name}
 	if h := c.fl.String("password-hash"); h != "" {
 		if err := users.CheckHash(h); err != nil {
 			return req, fmt.Errorf("--password-hash: %w", err)
@@ -515,7 +517,7 @@ func cliUserAdd(c *cli) error {
 	if err != nil {
 		return err
 	}
-	var info userInfo
+	var info ops.UserInfo
 	printed, err := c.callJSON(request{method: http.MethodPost, path: "/two-factor/users/add", json: body, mayCreate: true}, &info)
 	if err != nil || printed {
 		return err
@@ -529,7 +531,7 @@ func cliUserPasswd(c *cli) error {
 	if err != nil {
 		return err
 	}
-	var res changeResult
+	var res ops.ChangeResult
 	printed, err := c.callJSON(request{method: http.MethodPost, path: "/two-factor/users/passwd", json: body}, &res)
 	if err != nil || printed {
 		return err
@@ -539,8 +541,8 @@ func cliUserPasswd(c *cli) error {
 }
 
 func cliUserDelete(c *cli) error {
-	var res changeResult
-	printed, err := c.callJSON(request{method: http.MethodPost, path: "/two-factor/users/delete", json: userRequest{User: c.args[0]}}, &res)
+	var res ops.ChangeResult
+	printed, err := c.callJSON(request{method: http.MethodPost, path: "/two-factor/users/delete", json: ops.UserRequest{User: c.args[0]}}, &res)
 	if err != nil || printed {
 		return err
 	}
@@ -553,7 +555,7 @@ func cliUserDelete(c *cli) error {
 }
 
 func cliUserList(c *cli) error {
-	var list userList
+	var list ops.UserList
 	printed, err := c.callJSON(request{method: http.MethodGet, path: "/two-factor/users"}, &list)
 	if err != nil || printed {
 		return err
@@ -577,13 +579,13 @@ func cliUserList(c *cli) error {
 }
 
 func cliStatus(c *cli) error {
-	var st statusInfo
+	var st ops.StatusInfo
 	printed, err := c.callJSON(request{method: http.MethodGet, path: "/two-factor/status", query: url.Values{"user": {c.args[0]}}}, &st)
 	if err != nil || printed {
 		return err
 	}
 	var b strings.Builder
-	source := map[string]string{sourceConfig: "in the Caddy config", sourceStore: "kept in the store", "": "not a user any more; state is left in the store"}[st.Source]
+	source := map[string]string{ops.SourceConfig: "in the Caddy config", ops.SourceStore: "kept in the store", "": "not a user any more; state is left in the store"}[st.Source]
 	fmt.Fprintf(&b, "User:                       %s (%s)\n", st.User, source)
 	fmt.Fprintf(&b, "Two-factor authentication:  %s", onOff(st.TwoFactor))
 	if st.EnabledAt != nil {
@@ -600,7 +602,7 @@ func cliStatus(c *cli) error {
 		}
 		fmt.Fprintf(&b, "Throttled:                  %s", th)
 		var parts []string
-		for _, f := range factors {
+		for _, f := range store.Factors {
 			ft := st.Throttle.Factors[string(f)]
 			if ft.Failures > 0 || ft.RetryAfterSeconds > 0 {
 				p := fmt.Sprintf("%s: %s", f, countNoun(ft.Failures, "failure", "failures"))
@@ -628,8 +630,8 @@ func cliStatus(c *cli) error {
 }
 
 func cliReset(c *cli) error {
-	var res changeResult
-	printed, err := c.callJSON(request{method: http.MethodPost, path: "/two-factor/reset", json: userRequest{User: c.args[0]}}, &res)
+	var res ops.ChangeResult
+	printed, err := c.callJSON(request{method: http.MethodPost, path: "/two-factor/reset", json: ops.UserRequest{User: c.args[0]}}, &res)
 	if err != nil || printed {
 		return err
 	}
@@ -643,8 +645,8 @@ func cliReset(c *cli) error {
 }
 
 func cliRevoke(c *cli) error {
-	var res changeResult
-	printed, err := c.callJSON(request{method: http.MethodPost, path: "/two-factor/sessions/revoke", json: userRequest{User: c.args[0]}}, &res)
+	var res ops.ChangeResult
+	printed, err := c.callJSON(request{method: http.MethodPost, path: "/two-factor/sessions/revoke", json: ops.UserRequest{User: c.args[0]}}, &res)
 	if err != nil || printed {
 		return err
 	}
@@ -653,8 +655,8 @@ func cliRevoke(c *cli) error {
 }
 
 func cliUnthrottle(c *cli) error {
-	var res changeResult
-	printed, err := c.callJSON(request{method: http.MethodPost, path: "/two-factor/unthrottle", json: userRequest{User: c.args[0]}}, &res)
+	var res ops.ChangeResult
+	printed, err := c.callJSON(request{method: http.MethodPost, path: "/two-factor/unthrottle", json: ops.UserRequest{User: c.args[0]}}, &res)
 	if err != nil || printed {
 		return err
 	}
@@ -679,10 +681,10 @@ func cliBackup(c *cli) error {
 	}
 	defer res.Body.Close()
 	var buf bytes.Buffer
-	if _, err := io.Copy(&buf, io.LimitReader(res.Body, maxRestoreBytes+1)); err != nil {
+	if _, err := io.Copy(&buf, io.LimitReader(res.Body, ops.MaxRestoreBytes+1)); err != nil {
 		return fmt.Errorf("receiving the backup: %w", err)
 	}
-	if res.Trailer.Get(backupTrailer) != "complete" {
+	if res.Trailer.Get(ops.BackupTrailer) != "complete" {
 		return errors.New("the backup was cut short (see Caddy's log); nothing was written")
 	}
 	snap, err := store.CheckBackup(bytes.NewReader(buf.Bytes()))
@@ -738,14 +740,14 @@ func cliRestore(c *cli) error {
 		defer f.Close()
 		r = f
 	}
-	data, err := io.ReadAll(io.LimitReader(r, maxRestoreBytes+1))
+	data, err := io.ReadAll(io.LimitReader(r, ops.MaxRestoreBytes+1))
 	if err != nil {
 		return fmt.Errorf("reading the backup: %w", err)
 	}
-	if len(data) > maxRestoreBytes {
-		return fmt.Errorf("the backup is larger than %d bytes", maxRestoreBytes)
+	if len(data) > ops.MaxRestoreBytes {
+		return fmt.Errorf("the backup is larger than %d bytes", ops.MaxRestoreBytes)
 	}
-	var res restoreResult
+	var res ops.RestoreResult
 	printed, err := c.callJSON(request{method: http.MethodPost, path: "/two-factor/restore", raw: data, mayCreate: true}, &res)
 	if err != nil || printed {
 		return err

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/ops"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 )
@@ -49,7 +50,7 @@ func runCLI(t *testing.T, stdin string, args ...string) cliResult {
 
 // cli runs a command against the test Caddy and fails the test unless it
 // succeeds.
-func (g *gate) cli(stdin string, args ...string) cliResult {
+func (g *testGate) cli(stdin string, args ...string) cliResult {
 	g.t.Helper()
 	r := runCLI(g.t, stdin, append(args, "--address", adminAddr)...)
 	if r.code != 0 {
@@ -60,7 +61,7 @@ func (g *gate) cli(stdin string, args ...string) cliResult {
 
 // cliFails runs a command against the test Caddy and fails the test unless
 // it exits 1 with an error containing want.
-func (g *gate) cliFails(want, stdin string, args ...string) cliResult {
+func (g *testGate) cliFails(want, stdin string, args ...string) cliResult {
 	g.t.Helper()
 	r := runCLI(g.t, stdin, append(args, "--address", adminAddr)...)
 	if r.code != 1 || !strings.Contains(r.err, want) {
@@ -70,10 +71,10 @@ func (g *gate) cliFails(want, stdin string, args ...string) cliResult {
 }
 
 // statusOf is `caddy two-factor status --json` of a user.
-func (g *gate) statusOf(user string) statusInfo {
+func (g *testGate) statusOf(user string) ops.StatusInfo {
 	g.t.Helper()
 	r := g.cli("", "status", user, "--json")
-	var st statusInfo
+	var st ops.StatusInfo
 	if err := json.Unmarshal([]byte(r.out), &st); err != nil {
 		g.t.Fatalf("status --json: %v: %s", err, r.out)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/gate"
 	"github.com/caddyserver/caddy/v2/caddytest"
 )
 
@@ -113,7 +114,7 @@ func TestFullDisk(t *testing.T) {
 	if r := b.get("/app"); r.status != http.StatusOK {
 		t.Errorf("a live session on a full disk: got %d, want 200 (reading needs no space)", r.status)
 	}
-	var me meInfo
+	var me gate.MeInfo
 	if err := json.Unmarshal([]byte(b.get("/.auth/me").body), &me); err != nil || !me.TwoFactor || me.BackupCodesLeft != 10 {
 		t.Errorf("after the refused requests: %+v %v, want 2FA on with 10 codes", me, err)
 	}

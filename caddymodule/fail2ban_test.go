@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/audit"
 )
 
 // fail2banFilter is the filter shipped in the docs.
@@ -52,7 +54,7 @@ func TestFail2banFilter(t *testing.T) {
 	failures := 0
 	for _, e := range events {
 		switch e["event"] {
-		case evLoginFailed, evCodeFailed, evThrottled:
+		case audit.EvLoginFailed, audit.EvCodeFailed, audit.EvThrottled:
 			failures++
 		}
 	}

@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -21,55 +20,9 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/backupcodes"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/attack"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/users"
 )
-
-// FuzzSafeNext: what safeNext keeps is the input itself, a path on this
-// site however a browser reads it, and never longer than the limit.
-func FuzzSafeNext(f *testing.F) {
-	for _, p := range redirectPayloads {
-		f.Add(p)
-	}
-	f.Add("/docs?a=1#x")
-	f.Fuzz(func(t *testing.T, in string) {
-		out := safeNext(in)
-		if out == "" {
-			return
-		}
-		if out != in {
-			t.Fatalf("safeNext(%q) = %q: changed the input", in, out)
-		}
-		if len(out) > maxNextLen {
-			t.Fatalf("safeNext kept %d bytes", len(out))
-		}
-		if !onThisSite(out) {
-			t.Fatalf("safeNext(%q) kept a next that leaves the site", in)
-		}
-	})
-}
-
-// FuzzCleanPath: the decided-on path is absolute, clean, without
-// backslashes or dot segments, and cleaning it again changes nothing.
-func FuzzCleanPath(f *testing.F) {
-	for _, p := range forcedTargets {
-		f.Add(p)
-	}
-	f.Fuzz(func(t *testing.T, in string) {
-		out := cleanPath(in)
-		if !strings.HasPrefix(out, "/") || path.Clean(out) != out || strings.Contains(out, "\\") {
-			t.Fatalf("cleanPath(%q) = %q: not a clean absolute path", in, out)
-		}
-		for _, seg := range strings.Split(out, "/") {
-			if seg == ".." || seg == "." {
-				t.Fatalf("cleanPath(%q) = %q keeps a dot segment", in, out)
-			}
-		}
-		if again := cleanPath(out); again != out {
-			t.Fatalf("cleanPath is not idempotent: %q -> %q -> %q", in, out, again)
-		}
-	})
-}
 
 // FuzzCanonicalName: a name that is accepted maps to a non-empty UTF-8 key
 // that is its own canonical form, so every spelling of an account reaches
@@ -92,44 +45,6 @@ func FuzzCanonicalName(f *testing.F) {
 			t.Fatalf("users.CanonicalName(%q) = %q, but users.CanonicalName(%q) = %q, %v", in, key, key, again, ok)
 		}
 	})
-}
-
-// FuzzCodeInput: whatever is typed into a code field is classified
-// without panicking; what is read as a backup code normalises to a code
-// of the alphabet, and its display form normalises back to it.
-func FuzzCodeInput(f *testing.F) {
-	for _, s := range []string{"123456", "123 456", "12345678", "abcde-fghjk", "ABCDE FGHJK", "iloIL-01234", " 1-2-3-4-5-6 ", "\u0661\u0662\u0663\u0664\u0665\u0666", strings.Repeat("-", 70)} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, in string) {
-		c := compactCode(in)
-		fc := codeFactor(in)
-		norm, ok := backupcodes.Normalize(c)
-		switch backupcodes.Kind(c) {
-		case backupcodes.KindBackup:
-			if !ok || fc != factorBackup {
-				t.Fatalf("%q: a backup code that does not normalise (%v) or counts as %s", in, ok, fc)
-			}
-		default:
-			if fc != factorTOTP {
-				t.Fatalf("%q: not a backup code but counts as %s", in, fc)
-			}
-		}
-		if !ok {
-			return
-		}
-		if len(norm) != backupcodes.Length || strings.Trim(norm, backupcodes.Alphabet) != "" {
-			t.Fatalf("Normalize(%q) = %q: not %d symbols of the alphabet", c, norm, backupcodes.Length)
-		}
-		if again, ok := backupcodes.Normalize(backupcodes.Display(norm)); !ok || again != norm {
-			t.Fatalf("display form of %q normalises to %q, %v", norm, again, ok)
-		}
-	})
-}
-
-var fuzzPaths = []string{
-	"/.auth/login", "/.auth/code", "/.auth/security", "/.auth/security/enable", "/.auth/security/disable",
-	"/.auth/security/backup-codes", "/.auth/me", "/.auth/", "/app", "/.auth/assets/style.css",
 }
 
 // FuzzForms feeds the gate's routes arbitrary methods, bodies, content
@@ -157,7 +72,7 @@ func FuzzForms(f *testing.F) {
 		if !validMethod(method) {
 			return // net/http refuses such a request line before any handler
 		}
-		target := fuzzPaths[int(route)%len(fuzzPaths)]
+		target := attack.FuzzPaths[int(route)%len(attack.FuzzPaths)]
 		r := httptest.NewRequest(http.MethodGet, target, nil)
 		r.Method = method
 		r.Body = io.NopCloser(strings.NewReader(body))

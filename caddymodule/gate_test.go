@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/gate"
 )
 
 func TestAnonymousRequestsNeverReachUpstream(t *testing.T) {
@@ -83,7 +85,7 @@ func TestPasswordLoginWithoutTwoFactor(t *testing.T) {
 	}
 
 	r = b.get("/.auth/me")
-	var me meInfo
+	var me gate.MeInfo
 	if err := json.Unmarshal([]byte(r.body), &me); err != nil || r.status != 200 {
 		t.Fatalf("/me: got %d %q (%v)", r.status, r.body, err)
 	}
@@ -110,7 +112,7 @@ func TestLoginFailuresLookAlike(t *testing.T) {
 		if c := r.header.Values("Set-Cookie"); len(c) != 0 {
 			t.Errorf("%s: got Set-Cookie %q, want none", a.name, c)
 		}
-		if !strings.Contains(r.body, catalogueText(t, "en", genericFailure)) {
+		if !strings.Contains(r.body, catalogueText(t, "en", gate.GenericFailure)) {
 			t.Errorf("%s: page lacks the generic message", a.name)
 		}
 		bodies = append(bodies, r.body)

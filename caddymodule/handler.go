@@ -6,11 +6,11 @@
 package caddymodule
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"path"
 	"path/filepath"
@@ -23,9 +23,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/backupcodes"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/gate"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/otp"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/secrets"
-	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/session"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/ui"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/users"
@@ -230,14 +230,13 @@ type Handler struct {
 
 	logger   *zap.Logger
 	audit    *zap.Logger
+	gate     *gate.Gate
 	users    *users.Directory
 	db       store.Store
 	dbKey    string
 	shared   *sharedStore
 	sealer   *secrets.Sealer
 	codes    *backupcodes.Hasher
-	sessions *session.Store
-	ui       *ui.Pages
 	attempts store.Attempts
 	realm    string
 	config   *App          // this config's two_factor app: which handlers are of one config
@@ -249,8 +248,6 @@ type Handler struct {
 	configText string
 	params     otp.Params
 	skew       int
-	identity   identitySet // identity header names, folded by headerKey
-	crossSite  *http.CrossOriginProtection
 	now        func() time.Time
 }
 
@@ -294,17 +291,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	registerMetrics(ctx.GetMetricsRegistry())
-	if h.ui, err = ui.Load(ui.Config{
+	pages, err := ui.Load(ui.Config{
 		TemplatesDir: h.TemplatesDir, LanguageCookie: h.CookieName + "_lang", Languages: h.Languages,
 		PrimaryColor: h.PrimaryColor, Product: h.ProductName, Logo: h.LogoURL, Home: h.HomeURL,
 		Prefix: h.Prefix, Digits: h.params.Digits, Logger: h.logger,
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
-	h.identity = identityHeaders(h.UserHeader, h.StripHeaders...)
-	h.crossSite = http.NewCrossOriginProtection()
-	h.crossSite.SetDenyHandler(http.HandlerFunc(h.denyCrossSite))
-
+	h.gate = gate.New(gate.Config{
+		Prefix: h.Prefix, Issuer: h.Issuer, Product: h.ProductName, Realm: h.realm,
+		Cookie: h.CookieName, UserHeader: h.UserHeader, StripHeaders: h.StripHeaders,
+		RequireTwoFactor: h.RequireTwoFactor, TOTP: h.params, Skew: h.skew,
+		Idle: time.Duration(h.SessionIdle), Lifetime: time.Duration(h.SessionLifetime), CodeTimeout: time.Duration(h.CodeTimeout),
+		Users: h.users, Pages: pages, Now: h.now, ClientIP: clientIP, Logger: h.logger, Audit: h.audit,
+	})
 	h.opened = make(chan struct{})
 	if h.config.standalone {
 		// No config will start the app (a handler provisioned by hand):
@@ -323,10 +324,7 @@ func (h *Handler) open(ctx context.Context) error {
 	if err := h.openStore(ctx); err != nil {
 		return err
 	}
-	h.sessions = session.New(h.db, session.Config{
-		Cookie: h.CookieName, Idle: time.Duration(h.SessionIdle), Lifetime: time.Duration(h.SessionLifetime),
-		Pending: time.Duration(h.CodeTimeout), Now: h.now,
-	})
+	h.gate.Open(gate.State{DB: h.db, Attempts: h.attempts, Sealer: h.sealer, Codes: h.codes})
 	close(h.opened)
 	return nil
 }
@@ -471,13 +469,13 @@ func (h *Handler) validateConfig() error {
 	if h.SessionIdle > h.SessionLifetime {
 		return fmt.Errorf("session_idle %s is longer than session_lifetime %s", time.Duration(h.SessionIdle), time.Duration(h.SessionLifetime))
 	}
-	if !validHeaderName(h.UserHeader) {
+	if !gate.ValidHeaderName(h.UserHeader) {
 		return fmt.Errorf("user_header %q: not a valid header name", h.UserHeader)
 	}
-	if err := checkStripHeaders(h.StripHeaders); err != nil {
+	if err := gate.CheckStripHeaders(h.StripHeaders); err != nil {
 		return err
 	}
-	if !validCookieName(h.CookieName) {
+	if !gate.ValidCookieName(h.CookieName) {
 		return fmt.Errorf("cookie_name %q: not a valid cookie name", h.CookieName)
 	}
 	if strings.TrimSpace(h.Issuer) == "" || strings.Contains(h.Issuer, ":") || len(h.Issuer) > 100 {
@@ -537,34 +535,20 @@ func (h *Handler) Cleanup() error {
 // other request through only with a complete session.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if err := h.waitOpen(r); err != nil {
-		return h.storeFailed(err)
+		h.logger.Error("store not open; refusing the request", zap.Error(err))
+		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("two_factor store: %w", err))
 	}
-	p := cleanPath(r.URL.Path)
-	if strings.HasPrefix(p, h.Prefix) && (len(p) == len(h.Prefix) || p[len(h.Prefix)] == '/') {
-		return h.serveOwn(w, r, strings.TrimPrefix(p, h.Prefix))
-	}
-	rec, err := h.sessions.Lookup(r)
+	name, err := h.gate.Admit(w, r)
 	if err != nil {
-		return h.storeFailed(err)
+		var se *gate.StatusError
+		if errors.As(err, &se) {
+			return caddyhttp.Error(se.Code, se.Err)
+		}
+		return err
 	}
-	if rec == nil || rec.Stage != store.StageFull {
-		return h.refuse(w, r, rec)
+	if name == "" {
+		return nil // answered
 	}
-	name, ok := h.sessionName(rec)
-	if !ok {
-		// The user was removed from the configuration, or a configured
-		// user now has the name of the store user the session is for.
-		return h.refuse(w, r, nil)
-	}
-	switch err := h.sessions.KeepAlive(r.Context(), rec); {
-	case errors.Is(err, store.ErrNotFound):
-		return h.refuse(w, r, nil) // ended meanwhile, by a logout
-	case err != nil:
-		return h.storeFailed(err)
-	}
-	stripIdentity(r, h.identity)
-	h.sessions.RemoveFrom(r)
-	r.Header.Set(h.UserHeader, name)
 	var user any = name // boxed once for both
 	caddyhttp.SetVar(r.Context(), "two_factor.user", user)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
@@ -573,46 +557,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return next.ServeHTTP(w, r)
 }
 
-// sessionName returns the name of a session's user, from memory: the
-// configured user, or for a store user the name kept in the session (a
-// store user's deletion or password change ends their sessions in the
-// same transaction, so a live session is a live user). A session is good
-// only for a user of the origin it was made for, and a configured user's
-// only while the configuration has the password hash it was made with:
-// changing a user line ends their sessions.
-func (h *Handler) sessionName(rec *store.Session) (string, bool) {
-	if acct := h.users.Lookup(rec.User); acct != nil {
-		return acct.Name, rec.Origin == store.OriginConfig && bytes.Equal(rec.Cred, acct.Cred)
+// clientIP is the client address as Caddy resolved it (honouring
+// trusted_proxies), never a raw X-Forwarded-For.
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
 	}
-	return rec.Name, rec.Origin == store.OriginStore && rec.Name != ""
-}
-
-// refuse answers a request for the site without a complete session: a
-// browser navigation goes to the step the session is at, anything else
-// gets 401.
-func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, rec *store.Session) error {
-	if !isNavigation(r) {
-		return caddyhttp.Error(http.StatusUnauthorized, errors.New("two_factor: not logged in"))
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
 	}
-	target := h.Prefix + "/login?next=" + urlQueryEscape(r.URL.RequestURI())
-	if rec != nil {
-		switch rec.Stage {
-		case store.StagePassword:
-			target = h.Prefix + "/code"
-		case store.StageEnrol:
-			target = h.Prefix + "/security"
-		}
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, target, http.StatusFound)
-	return nil
-}
-
-// storeFailed fails closed: a store that cannot be read lets nothing
-// through and turns nothing off.
-func (h *Handler) storeFailed(err error) error {
-	h.logger.Error("store failed; refusing the request", zap.Error(err))
-	return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("two_factor store: %w", err))
+	return host
 }
 
 // Interface guards

@@ -94,7 +94,7 @@ func (u *upstream) last() *http.Request {
 
 // gate is a real Caddy (in this process) with the module in front of an
 // upstream, served over HTTPS on localhost:9443.
-type gate struct {
+type testGate struct {
 	t        *testing.T
 	up       *upstream
 	dir      string
@@ -124,9 +124,9 @@ type gateOpts struct {
 	up *upstream // the upstream; a new recording one when nil
 }
 
-func newGate(t *testing.T, o gateOpts) *gate {
+func newGate(t *testing.T, o gateOpts) *testGate {
 	t.Helper()
-	g := &gate{t: t, up: o.up, dir: o.dir, base: "https://localhost:9443"}
+	g := &testGate{t: t, up: o.up, dir: o.dir, base: "https://localhost:9443"}
 	if g.up == nil {
 		g.up = newUpstream(t)
 	}
@@ -168,7 +168,7 @@ localhost:9443 {
 
 // waitReady waits (bounded) until the site answers over TLS: Caddy issues
 // its internal certificate in the background after a config load.
-func (g *gate) waitReady() {
+func (g *testGate) waitReady() {
 	g.t.Helper()
 	client := &http.Client{Transport: caddytest.CreateTestingTransport(), Timeout: 2 * time.Second}
 	var last error
@@ -203,7 +203,7 @@ func unload(t *testing.T) {
 }
 
 // reload loads the gate's config again into the running Caddy.
-func (g *gate) reload() {
+func (g *testGate) reload() {
 	g.t.Helper()
 	caddytest.NewTester(g.t).InitServer(g.config, "caddyfile")
 }
@@ -212,12 +212,12 @@ func (g *gate) reload() {
 // redirects, so tests see every step.
 type browser struct {
 	t      *testing.T
-	g      *gate
+	g      *testGate
 	client *http.Client
 	jar    *cookiejar.Jar
 }
 
-func (g *gate) browser() *browser {
+func (g *testGate) browser() *browser {
 	jar, _ := cookiejar.New(nil)
 	return &browser{t: g.t, g: g, jar: jar, client: &http.Client{
 		Transport:     caddytest.CreateTestingTransport(),
@@ -349,7 +349,7 @@ func (b *browser) enable() enrolment {
 // enrolAlice turns 2FA on for alice, as a person would, and moves the
 // clock to the next time step, so that a fresh code is not the one used
 // to enrol.
-func (g *gate) enrolAlice() enrolment {
+func (g *testGate) enrolAlice() enrolment {
 	g.t.Helper()
 	b := g.browser()
 	b.login("alice", testPassword, "/")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/gate"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -13,43 +14,10 @@ import (
 // The collectors live as long as the process, so counters do not restart
 // at a config reload; each config's metrics registry gets them at
 // provisioning.
-var (
-	metricLogins = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "two_factor", Name: "logins_total",
-		Help: "Password steps of the login, by outcome (ok, failed). Attempts refused while throttled are counted in caddy_two_factor_throttled_total.",
-	}, []string{"outcome"})
-	metricCodes = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "two_factor", Name: "codes_total",
-		Help: "One-time codes checked (at login and on the Security pages), by method (totp, backup) and outcome (ok, failed).",
-	}, []string{"method", "outcome"})
-	metricThrottled = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "two_factor", Name: "throttled_total",
-		Help: "Attempts refused with 429 because the account or the client must wait, by factor (password, totp, backup).",
-	}, []string{"factor"})
-	metricHashBudget = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "two_factor", Name: "hash_budget_refused_total",
-		Help: "Password checks refused with 503 because password hashing was over its CPU budget (hash_cpu).",
-	})
-	metricBackupUsed = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "two_factor", Name: "backup_codes_used_total",
-		Help: "Backup codes used up.",
-	})
-	metricEnrolled = &enrolledCollector{desc: prometheus.NewDesc("caddy_two_factor_enrolled_users",
-		"Users with two-factor authentication on, in the stores this Caddy has open.", nil, nil)}
-)
-
-func init() {
-	// Every series exists from the start, at zero.
-	for _, o := range []string{"ok", "failed"} {
-		metricLogins.WithLabelValues(o)
-		for _, m := range []string{"totp", "backup"} {
-			metricCodes.WithLabelValues(m, o)
-		}
-	}
-	for _, f := range []factor{factorPassword, factorTOTP, factorBackup} {
-		metricThrottled.WithLabelValues(string(f))
-	}
-}
+// metricEnrolled counts the enrolled users of the open stores at each
+// scrape; the gate's counters are gate.Collectors.
+var metricEnrolled = &enrolledCollector{desc: prometheus.NewDesc("caddy_two_factor_enrolled_users",
+	"Users with two-factor authentication on, in the stores this Caddy has open.", nil, nil)}
 
 // registerMetrics adds the collectors to a config's registry; the second
 // handler of a config finds them there already.
@@ -57,7 +25,7 @@ func registerMetrics(reg *prometheus.Registry) {
 	if reg == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{metricLogins, metricCodes, metricThrottled, metricHashBudget, metricBackupUsed, metricEnrolled} {
+	for _, c := range append(gate.Collectors(), metricEnrolled) {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/ops"
 	"github.com/caddyserver/caddy/v2/caddytest"
 )
 
@@ -57,9 +58,9 @@ func TestStoreUserLifecycle(t *testing.T) {
 			t.Errorf("user list lacks %q:\n%s", want, list)
 		}
 	}
-	var ul userList
+	var ul ops.UserList
 	_ = json.Unmarshal([]byte(g.cli("", "user", "list", "--json").out), &ul)
-	if len(ul.Users) != 3 || ul.Users[2].User != "Carol" || ul.Users[2].Source != sourceStore || ul.Users[0].Source != sourceConfig {
+	if len(ul.Users) != 3 || ul.Users[2].User != "Carol" || ul.Users[2].Source != ops.SourceStore || ul.Users[0].Source != ops.SourceConfig {
 		t.Errorf("user list --json: got %+v, want alice and Bob (config) then Carol (store)", ul.Users)
 	}
 
@@ -93,7 +94,7 @@ func TestStoreUserLifecycle(t *testing.T) {
 
 	// The store user enables 2FA; delete takes it and the sessions.
 	b.enable()
-	if st := g.statusOf("carol"); !st.TwoFactor || st.Source != sourceStore || len(st.Sessions) != 1 {
+	if st := g.statusOf("carol"); !st.TwoFactor || st.Source != ops.SourceStore || len(st.Sessions) != 1 {
 		t.Errorf("status of carol: got %+v, want 2FA on, from the store, one session", st)
 	}
 	r = g.cli("", "user", "delete", "carol")
@@ -140,7 +141,7 @@ func TestStoreUserShadowedByConfig(t *testing.T) {
 	if !warned {
 		t.Error("no warning in the log naming the store user hidden by the configuration")
 	}
-	var ul userList
+	var ul ops.UserList
 	_ = json.Unmarshal([]byte(g.cli("", "user", "list", "--json").out), &ul)
 	var shadowed bool
 	for _, u := range ul.Users {
@@ -159,7 +160,7 @@ func TestOperatorReset(t *testing.T) {
 	b.login("alice", testPassword, "/")
 	b.enable()
 	st := g.statusOf("alice")
-	if !st.TwoFactor || st.BackupCodesLeft != 10 || st.Source != sourceConfig || len(st.Sessions) != 1 || st.Sessions[0].Stage != "full" || st.Throttle == nil || st.Throttle.Throttled {
+	if !st.TwoFactor || st.BackupCodesLeft != 10 || st.Source != ops.SourceConfig || len(st.Sessions) != 1 || st.Sessions[0].Stage != "full" || st.Throttle == nil || st.Throttle.Throttled {
 		t.Fatalf("status after enabling: got %+v", st)
 	}
 	human := g.cli("", "status", "alice").out
@@ -189,7 +190,7 @@ func TestOperatorReset(t *testing.T) {
 	}
 	// Reset with 2FA off still ends the sessions.
 	r = g.cli("", "reset", "alice", "--json")
-	var res changeResult
+	var res ops.ChangeResult
 	_ = json.Unmarshal([]byte(r.out), &res)
 	if res.TwoFactorWasOn == nil || *res.TwoFactorWasOn || res.SessionsEnded != 1 {
 		t.Errorf("reset with 2FA off: got %+v", res)
@@ -476,9 +477,9 @@ localhost:9443 {
 `
 	caddytest.NewTester(t).InitServer(cfg, "caddyfile")
 	t.Cleanup(func() { unload(t) })
-	g := &gate{t: t}
+	g := &testGate{t: t}
 	g.cliFails("several two_factor stores are open; choose one with storage_dir (--storage-dir): "+d1+", "+d2, "", "status", "alice")
-	if st := g.statusOf2("alice", d1); st.Source != sourceConfig {
+	if st := g.statusOf2("alice", d1); st.Source != ops.SourceConfig {
 		t.Errorf("status of alice in %s: got %+v", d1, st)
 	}
 	g.cliFails("unknown user alice", "", "status", "alice", "--storage-dir", d2)
@@ -486,10 +487,10 @@ localhost:9443 {
 }
 
 // statusOf2 is status --json on the store in dir.
-func (g *gate) statusOf2(user, dir string) statusInfo {
+func (g *testGate) statusOf2(user, dir string) ops.StatusInfo {
 	g.t.Helper()
 	r := g.cli("", "status", user, "--json", "--storage-dir", dir)
-	var st statusInfo
+	var st ops.StatusInfo
 	if err := json.Unmarshal([]byte(r.out), &st); err != nil {
 		g.t.Fatalf("status --json: %v: %s", err, r.out)
 	}

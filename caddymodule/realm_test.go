@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/ops"
 	"github.com/caddyserver/caddy/v2/caddytest"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -21,7 +22,7 @@ import (
 // twoSites is a Caddy with two sites, a.localhost and b.localhost, each
 // with its own two_factor block (extraA, extraB) over one storage folder.
 type twoSites struct {
-	a, b   *gate
+	a, b   *testGate
 	config string
 }
 
@@ -52,8 +53,8 @@ func newTwoSites(t *testing.T, extraA, extraB string) *twoSites {
 	if t.Failed() {
 		t.FailNow()
 	}
-	s.a = &gate{t: t, up: up, dir: dir, tester: tester, config: s.config, base: "https://a.localhost:9443"}
-	s.b = &gate{t: t, up: up, dir: dir, tester: tester, config: s.config, base: "https://b.localhost:9443"}
+	s.a = &testGate{t: t, up: up, dir: dir, tester: tester, config: s.config, base: "https://a.localhost:9443"}
+	s.b = &testGate{t: t, up: up, dir: dir, tester: tester, config: s.config, base: "https://b.localhost:9443"}
 	s.a.waitReady()
 	s.b.waitReady()
 	return s
@@ -72,7 +73,7 @@ func otherHash(t *testing.T) string {
 
 // withCookie fetches path on g with the given session cookie value, as a
 // browser navigation.
-func withCookie(g *gate, path, cookie string) response {
+func withCookie(g *testGate, path, cookie string) response {
 	return g.browser().get(path, "Cookie", DefaultCookieName+"="+cookie)
 }
 
@@ -186,7 +187,7 @@ func TestRealmsKeepSitesApart(t *testing.T) {
 	ba.enable()
 	s.b.browser().login("admin", otherPassword, "/.auth/security")
 	s.a.browser().login("admin", testPassword, "/.auth/code")
-	var st statusInfo
+	var st ops.StatusInfo
 	if err := json.Unmarshal([]byte(s.a.cli("", "status", "admin", "--realm", "b", "--json").out), &st); err != nil || st.TwoFactor {
 		t.Fatalf("status of B's admin after A's admin enrolled: two_factor %v (%v)", st.TwoFactor, err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/ops"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/session"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/users"
@@ -136,7 +137,7 @@ func adminPost(t *testing.T, path string, body any, out any) int {
 // endMany runs end (one way of ending every session of a user) with the
 // seeded cookies alive before it, checks that each cookie is refused right
 // after it answers, and logs the figures.
-func endMany(t *testing.T, g *gate, what, user string, cookies []string, end func()) {
+func endMany(t *testing.T, g *testGate, what, user string, cookies []string, end func()) {
 	t.Helper()
 	for _, c := range cookies[:3] {
 		g.replayWith(c).alive(what+": seeded session before", user)
@@ -167,8 +168,8 @@ func TestRevokeManySessions(t *testing.T) {
 	bob := g.browser()
 	bob.login("bob", testPassword, "/")
 	endMany(t, g, "sessions revoke", "alice", cookies, func() {
-		var res changeResult
-		if status := adminPost(t, "/two-factor/sessions/revoke", userRequest{User: "alice"}, &res); status != http.StatusOK || res.SessionsEnded != manySessions {
+		var res ops.ChangeResult
+		if status := adminPost(t, "/two-factor/sessions/revoke", ops.UserRequest{User: "alice"}, &res); status != http.StatusOK || res.SessionsEnded != manySessions {
 			t.Errorf("revoke: got %d %+v, want 200 and %d sessions ended", status, res, manySessions)
 		}
 	})
@@ -186,7 +187,7 @@ func TestPasswdManySessions(t *testing.T) {
 	g := newGate(t, gateOpts{dir: dir, extra: noCap + "\n\t\t" + cheapArgon2})
 	const newPassword = "a brand new password"
 	endMany(t, g, "user passwd", "Carol", cookies, func() {
-		var res changeResult
+		var res ops.ChangeResult
 		status := adminPost(t, "/two-factor/users/passwd", map[string]string{"user": "carol", "password": newPassword}, &res)
 		if status != http.StatusOK || res.SessionsEnded != manySessions {
 			t.Errorf("passwd: got %d %+v, want 200 and %d sessions ended", status, res, manySessions)
@@ -214,8 +215,8 @@ func TestEnableAndResetManySessions(t *testing.T) {
 	g.reload()
 	g.waitReady()
 	endMany(t, g, "reset", "alice", cookies, func() {
-		var res changeResult
-		status := adminPost(t, "/two-factor/reset", userRequest{User: "alice"}, &res)
+		var res ops.ChangeResult
+		status := adminPost(t, "/two-factor/reset", ops.UserRequest{User: "alice"}, &res)
 		// and the session the enable page gave a
 		if status != http.StatusOK || res.SessionsEnded != manySessions+1 || res.TwoFactorWasOn == nil || !*res.TwoFactorWasOn {
 			t.Errorf("reset: got %d %+v, want 200, %d sessions ended and 2FA was on", status, res, manySessions+1)

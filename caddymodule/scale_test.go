@@ -31,6 +31,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/backupcodes"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/gate"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/otp"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/secrets"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
@@ -82,7 +83,7 @@ func fillScaleStore(b *testing.B, dir string, n int) {
 	case !errors.Is(err, store.ErrNotFound):
 		b.Fatal(err)
 	}
-	if _, err := db.Meta(ctx, keyCheckMeta); err == nil {
+	if _, err := db.Meta(ctx, store.MetaKeyCheck); err == nil {
 		b.Fatalf("%s holds a store that was not filled completely: remove it", dir)
 	}
 	key, err := secrets.ParseKey(scaleKey)
@@ -93,7 +94,7 @@ func fillScaleStore(b *testing.B, dir string, n int) {
 	if g.sealer, err = key.Sealer(); err != nil {
 		b.Fatal(err)
 	}
-	if err := db.PutMeta(ctx, keyCheckMeta, g.sealer.Check()); err != nil {
+	if err := db.PutMeta(ctx, store.MetaKeyCheck, g.sealer.Check()); err != nil {
 		b.Fatal(err)
 	}
 
@@ -144,11 +145,11 @@ func fillOne(ctx context.Context, db store.Store, g *Handler, i int, now time.Ti
 	if err != nil {
 		return err
 	}
-	sealed, err := g.sealer.Seal(secret, secretAAD("totp", name))
+	sealed, err := gate.SealTOTP(g.sealer, name, secret)
 	if err != nil {
 		return err
 	}
-	_, hashes, err := g.newCodes(name)
+	_, hashes, err := gate.NewBackupCodes(g.codes, name)
 	if err != nil {
 		return err
 	}

@@ -151,10 +151,6 @@ func (p *sharedStore) configuredUsers(realm string) []*users.Account {
 	return out
 }
 
-// keyCheckMeta is the store's record of which key its secrets are
-// encrypted with.
-const keyCheckMeta = "key-check"
-
 // openStore opens (or shares) the store and sets up the encryption key,
 // refusing to start with a key that does not match the store's secrets.
 func (h *Handler) openStore(ctx context.Context) error {
@@ -231,7 +227,7 @@ func (h *Handler) warnShadowed(ctx context.Context) error {
 }
 
 func (h *Handler) loadKey(ctx context.Context) error {
-	check, err := h.db.Meta(ctx, keyCheckMeta)
+	check, err := h.db.Meta(ctx, store.MetaKeyCheck)
 	fresh := errors.Is(err, store.ErrNotFound)
 	if err != nil && !fresh {
 		return fmt.Errorf("storage_dir %s: reading the key check: %w", h.StorageDir, err)
@@ -258,7 +254,7 @@ func (h *Handler) loadKey(ctx context.Context) error {
 		return fmt.Errorf("encryption key: %w", err)
 	}
 	if fresh {
-		if err := h.db.PutMeta(ctx, keyCheckMeta, h.sealer.Check()); err != nil {
+		if err := h.db.PutMeta(ctx, store.MetaKeyCheck, h.sealer.Check()); err != nil {
 			return fmt.Errorf("storage_dir %s: saving the key check: %w", h.StorageDir, err)
 		}
 	} else if err := h.sealer.VerifyCheck(check); err != nil {

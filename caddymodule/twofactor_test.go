@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/gate"
 )
 
 // pathSpellings are ways to write a path to the upstream that a naive
@@ -31,7 +33,7 @@ func TestFullTwoFactorFlow(t *testing.T) {
 	if r := b.get("/.auth/security"); !strings.Contains(r.body, "Disable security") {
 		t.Fatalf("security page with 2FA on lacks Disable security: %.300s", r.body)
 	}
-	var me meInfo
+	var me gate.MeInfo
 	_ = json.Unmarshal([]byte(b.get("/.auth/me").body), &me)
 	if !me.TwoFactor || me.BackupCodesLeft != 10 {
 		t.Fatalf("/me after enabling: got %+v, want 2FA on with 10 codes", me)

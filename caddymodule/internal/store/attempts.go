@@ -13,10 +13,20 @@ import (
 // count) and the client address, each per factor and per realm.
 type Guess struct {
 	Realm   string
-	Factor  string
+	Factor  string // one of Factors
 	Account string
 	Client  string
 }
+
+// The factors guesses are counted for, each separately.
+const (
+	FactorPassword = "password"
+	FactorTOTP     = "totp"
+	FactorBackup   = "backup"
+)
+
+// Factors lists every separately counted factor.
+var Factors = []string{FactorPassword, FactorTOTP, FactorBackup}
 
 // Outcome is what came of a reserved attempt.
 type Outcome uint8

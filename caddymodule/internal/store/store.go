@@ -14,6 +14,10 @@ import (
 	"time"
 )
 
+// MetaKeyCheck is the meta value that records which encryption key the
+// store's secrets are sealed with (the key's check value).
+const MetaKeyCheck = "key-check"
+
 // Sentinel errors for expected outcomes. Anything else a Store returns is a
 // failure of the store itself, and callers must fail closed on it.
 var (

@@ -1,4 +1,4 @@
-package caddymodule
+package gate
 
 import (
 	"context"
@@ -11,8 +11,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/audit"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/backupcodes"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/otp"
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/secrets"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/users"
 )
@@ -65,26 +67,26 @@ type codeResult struct {
 // accepted once and only after the newest step used so far; a backup code
 // is accepted once, ever. A wrong code changes nothing. The error is for a
 // store or key failure only.
-func (h *Handler) checkCode(ctx context.Context, a store.Account, input string) (codeResult, error) {
+func (g *Gate) checkCode(ctx context.Context, a store.Account, input string) (codeResult, error) {
 	input = compactCode(input)
 	res := codeResult{method: codeFactor(input)}
 	switch backupcodes.Kind(input) {
 	case backupcodes.KindTOTP:
-		secret, err := h.sealer.Open(a.TOTP.SealedSecret, secretAAD("totp", a.Name))
+		secret, err := g.sealer.Open(a.TOTP.SealedSecret, secretAAD("totp", a.Name))
 		if err != nil {
 			return res, fmt.Errorf("opening the TOTP secret of %s: %w", a.Name, err)
 		}
 		p := otp.Params{Algorithm: a.TOTP.Algorithm, Digits: a.TOTP.Digits, Period: a.TOTP.Period}
-		now := h.now()
-		step, ok := otp.MatchAfter(secret, p, input, now, h.skew, a.TOTP.LastStep)
+		now := g.now()
+		step, ok := otp.MatchAfter(secret, p, input, now, g.skew, a.TOTP.LastStep)
 		if !ok {
 			// Right for the step accepted last: the code was just used.
-			if step, ok := otp.Match(secret, p, input, now, h.skew); ok && step == a.TOTP.LastStep {
+			if step, ok := otp.Match(secret, p, input, now, g.skew); ok && step == a.TOTP.LastStep {
 				res.used = true
 			}
 			return res, nil
 		}
-		err = h.db.UseTOTPStep(ctx, a.Name, step)
+		err = g.db.UseTOTPStep(ctx, a.Name, step)
 		if errors.Is(err, store.ErrStepUsed) {
 			// Another request used this step (or a newer one) meanwhile.
 			res.used = true
@@ -100,7 +102,7 @@ func (h *Handler) checkCode(ctx context.Context, a store.Account, input string) 
 		if !ok {
 			return res, nil
 		}
-		left, err := h.db.UseBackupCode(ctx, a.Name, h.codes.Hash(a.Name, norm))
+		left, err := g.db.UseBackupCode(ctx, a.Name, g.codes.Hash(a.Name, norm))
 		if errors.Is(err, store.ErrCodeUnknown) || errors.Is(err, store.ErrNotEnabled) {
 			return res, nil
 		}
@@ -111,7 +113,7 @@ func (h *Handler) checkCode(ctx context.Context, a store.Account, input string) 
 }
 
 // recordCode logs and counts the outcome of a code check.
-func (h *Handler) recordCode(r *http.Request, step string, acct *users.Account, res codeResult) {
+func (g *Gate) recordCode(r *http.Request, step string, acct *users.Account, res codeResult) {
 	outcome := "failed"
 	if res.ok {
 		outcome = "ok"
@@ -120,14 +122,14 @@ func (h *Handler) recordCode(r *http.Request, step string, acct *users.Account, 
 	user := zap.String("user", acct.Name)
 	switch {
 	case !res.ok && res.used:
-		h.auditRequest(r, zapcore.WarnLevel, evCodeFailed, "one-time code rejected", user, zap.String("step", step), zap.String("method", string(res.method)), zap.String("reason", "already_used"))
+		g.auditRequest(r, zapcore.WarnLevel, audit.EvCodeFailed, "one-time code rejected", user, zap.String("step", step), zap.String("method", string(res.method)), zap.String("reason", "already_used"))
 	case !res.ok:
-		h.auditRequest(r, zapcore.WarnLevel, evCodeFailed, "one-time code rejected", user, zap.String("step", step), zap.String("method", string(res.method)))
+		g.auditRequest(r, zapcore.WarnLevel, audit.EvCodeFailed, "one-time code rejected", user, zap.String("step", step), zap.String("method", string(res.method)))
 	case res.method == factorBackup:
 		metricBackupUsed.Inc()
-		h.auditRequest(r, zapcore.InfoLevel, evBackupCodeUsed, "backup code used", user, zap.String("step", step), zap.Int("backup_codes_left", res.left))
+		g.auditRequest(r, zapcore.InfoLevel, audit.EvBackupCodeUsed, "backup code used", user, zap.String("step", step), zap.Int("backup_codes_left", res.left))
 	default:
-		h.auditRequest(r, zapcore.InfoLevel, evCodeOK, "one-time code accepted", user, zap.String("step", step), zap.String("method", string(res.method)))
+		g.auditRequest(r, zapcore.InfoLevel, audit.EvCodeOK, "one-time code accepted", user, zap.String("step", step), zap.String("method", string(res.method)))
 	}
 }
 
@@ -151,20 +153,20 @@ func (v verdict) failure() string {
 	if v.used {
 		return codeUsed
 	}
-	return genericFailure
+	return GenericFailure
 }
 
 // confirmPassword checks the account password for a settings change, on
 // the same budget as the login.
-func (h *Handler) confirmPassword(r *http.Request, step string, acct *users.Account, password string) (verdict, error) {
-	return h.confirm(r, step, acct, password, "", nil)
+func (g *Gate) confirmPassword(r *http.Request, step string, acct *users.Account, password string) (verdict, error) {
+	return g.confirm(r, step, acct, password, "", nil)
 }
 
 // confirmBoth checks the password, then (only if it is right) the code,
 // using the code up. Either being wrong changes nothing else.
-func (h *Handler) confirmBoth(r *http.Request, step string, acct *users.Account, a store.Account, password, code string) (verdict, error) {
-	return h.confirm(r, step, acct, password, codeFactor(code), func() (codeResult, error) {
-		return h.checkCode(r.Context(), a, code)
+func (g *Gate) confirmBoth(r *http.Request, step string, acct *users.Account, a store.Account, password, code string) (verdict, error) {
+	return g.confirm(r, step, acct, password, codeFactor(code), func() (codeResult, error) {
+		return g.checkCode(r.Context(), a, code)
 	})
 }
 
@@ -175,56 +177,61 @@ func (h *Handler) confirmBoth(r *http.Request, step string, acct *users.Account,
 // counted. A wrong password leaves the code's reservation taken back
 // (the code was not checked); a failure to check takes back what it had
 // not decided.
-func (h *Handler) confirm(r *http.Request, step string, acct *users.Account, password string, f factor, check func() (codeResult, error)) (verdict, error) {
-	pw, wait, err := h.reserve(r, factorPassword, acct.Key)
+func (g *Gate) confirm(r *http.Request, step string, acct *users.Account, password string, f factor, check func() (codeResult, error)) (verdict, error) {
+	pw, wait, err := g.reserve(r, factorPassword, acct.Key)
 	if err != nil {
 		return verdict{}, err
 	}
 	if wait > 0 {
-		h.auditThrottled(r, factorPassword, acct.Name, wait)
+		g.auditThrottled(r, factorPassword, acct.Name, wait)
 		return verdict{wait: wait}, nil
 	}
 	var code store.Reservation
 	if check != nil {
-		code, wait, err = h.reserve(r, f, acct.Key)
+		code, wait, err = g.reserve(r, f, acct.Key)
 		if err != nil || wait > 0 {
-			h.settle(r, pw, store.Unchecked)
+			g.settle(r, pw, store.Unchecked)
 		}
 		if err != nil {
 			return verdict{}, err
 		}
 		if wait > 0 {
-			h.auditThrottled(r, f, acct.Name, wait)
+			g.auditThrottled(r, f, acct.Name, wait)
 			return verdict{wait: wait}, nil
 		}
 	}
-	_, ok, err := h.users.Verify(r.Context(), h.db, acct.Key, password)
+	_, ok, err := g.users.Verify(r.Context(), g.db, acct.Key, password)
 	if err != nil || !ok {
 		if check != nil {
-			h.settle(r, code, store.Unchecked)
+			g.settle(r, code, store.Unchecked)
 		}
 	}
 	if err != nil {
-		h.settle(r, pw, store.Unchecked)
+		g.settle(r, pw, store.Unchecked)
 		return verdict{}, err
 	}
 	if !ok {
-		h.auditRequest(r, zapcore.WarnLevel, evLoginFailed, "wrong password", zap.String("user", acct.Name), zap.String("step", step), zap.String("reason", "wrong_password"))
+		g.auditRequest(r, zapcore.WarnLevel, audit.EvLoginFailed, "wrong password", zap.String("user", acct.Name), zap.String("step", step), zap.String("reason", "wrong_password"))
 		return verdict{}, nil
 	}
-	h.settle(r, pw, store.Succeeded)
+	g.settle(r, pw, store.Succeeded)
 	if check == nil {
 		return verdict{ok: true}, nil
 	}
 	res, err := check()
 	if err != nil {
-		h.settle(r, code, store.Unchecked)
+		g.settle(r, code, store.Unchecked)
 		return verdict{}, err
 	}
-	h.recordCode(r, step, acct, res)
+	g.recordCode(r, step, acct, res)
 	if !res.ok {
 		return verdict{used: res.used}, nil
 	}
-	h.settle(r, code, store.Succeeded)
+	g.settle(r, code, store.Succeeded)
 	return verdict{ok: true}, nil
+}
+
+// SealTOTP seals a user's TOTP secret as enabling stores it.
+func SealTOTP(sealer *secrets.Sealer, user string, secret []byte) ([]byte, error) {
+	return sealer.Seal(secret, secretAAD("totp", user))
 }

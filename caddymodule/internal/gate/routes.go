@@ -1,14 +1,12 @@
-package caddymodule
+package gate
 
 import (
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"strings"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
@@ -18,30 +16,30 @@ import (
 // maxFormBytes bounds the body of a POST to the gate's pages.
 const maxFormBytes = 16 << 10
 
-// genericFailure is (the catalogue key of) the one message for a wrong
+// GenericFailure is (the catalogue key of) the one message for a wrong
 // name, password or code, so that no answer tells which one was wrong or
 // whether the account exists.
-const genericFailure = "error.wrong_details"
+const GenericFailure = "error.wrong_details"
 
 // serveOwn dispatches the gate's own routes (sub is the path under the
 // prefix). Nothing here is ever passed to the next handler.
-func (h *Handler) serveOwn(w http.ResponseWriter, r *http.Request, sub string) error {
-	h.ui.SecurityHeaders(w)
+func (g *Gate) serveOwn(w http.ResponseWriter, r *http.Request, sub string) error {
+	g.ui.SecurityHeaders(w)
 	route, ok := ownRoutes[sub]
-	back := h.Prefix + "/security"
+	back := g.prefix + "/security"
 	if ok && r.Method == http.MethodGet {
-		back = h.Prefix + sub
+		back = g.prefix + sub
 		if r.URL.RawQuery != "" {
 			back += "?" + r.URL.RawQuery
 		}
 	} else if ok && route.get != nil {
-		back = h.Prefix + sub
+		back = g.prefix + sub
 	}
-	w = h.ui.For(w, r, back)
+	w = g.ui.For(w, r, back)
 	if !ok {
-		return h.errorPage(w, http.StatusNotFound, "error.not_found_title", "error.not_found")
+		return g.errorPage(w, http.StatusNotFound, "error.not_found_title", "error.not_found")
 	}
-	var serve func(*Handler, http.ResponseWriter, *http.Request) error
+	var serve func(*Gate, http.ResponseWriter, *http.Request) error
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		serve = route.get
@@ -50,23 +48,23 @@ func (h *Handler) serveOwn(w http.ResponseWriter, r *http.Request, sub string) e
 	}
 	if serve == nil {
 		w.Header().Set("Allow", route.allow())
-		return h.errorPage(w, http.StatusMethodNotAllowed, "error.method_title", "error.method")
+		return g.errorPage(w, http.StatusMethodNotAllowed, "error.method_title", "error.method")
 	}
 	if r.Method == http.MethodPost {
-		if err := h.crossSite.Check(r); err != nil {
-			h.denyCrossSite(w, r)
+		if err := g.crossSite.Check(r); err != nil {
+			g.denyCrossSite(w, r)
 			return nil
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 		if err := r.ParseForm(); err != nil {
-			return h.errorPage(w, http.StatusBadRequest, "error.bad_request_title", "error.bad_request")
+			return g.errorPage(w, http.StatusBadRequest, "error.bad_request_title", "error.bad_request")
 		}
 	}
-	return serve(h, w, r)
+	return serve(g, w, r)
 }
 
 type route struct {
-	get, post func(*Handler, http.ResponseWriter, *http.Request) error
+	get, post func(*Gate, http.ResponseWriter, *http.Request) error
 }
 
 func (rt route) allow() string {
@@ -81,39 +79,39 @@ func (rt route) allow() string {
 }
 
 var ownRoutes = map[string]route{
-	"":                       {get: (*Handler).home},
-	"/":                      {get: (*Handler).home},
-	"/assets/style.css":      {get: (*Handler).stylesheet},
-	"/assets/app.js":         {get: (*Handler).script},
-	"/language":              {post: (*Handler).setLanguage},
-	"/login":                 {get: (*Handler).loginPage, post: (*Handler).login},
-	"/code":                  {get: (*Handler).codePage, post: (*Handler).code},
-	"/security":              {get: (*Handler).securityPage},
-	"/security/enable":       {get: (*Handler).enablePage, post: (*Handler).enable},
-	"/security/disable":      {get: (*Handler).disablePage, post: (*Handler).disable},
-	"/security/backup-codes": {get: (*Handler).backupCodesPage, post: (*Handler).newBackupCodes},
-	"/security/password":     {get: (*Handler).passwordPage, post: (*Handler).changePassword},
-	"/logout":                {post: (*Handler).logout},
-	"/me":                    {get: (*Handler).me},
+	"":                       {get: (*Gate).home},
+	"/":                      {get: (*Gate).home},
+	"/assets/style.css":      {get: (*Gate).stylesheet},
+	"/assets/app.js":         {get: (*Gate).script},
+	"/language":              {post: (*Gate).setLanguage},
+	"/login":                 {get: (*Gate).loginPage, post: (*Gate).login},
+	"/code":                  {get: (*Gate).codePage, post: (*Gate).code},
+	"/security":              {get: (*Gate).securityPage},
+	"/security/enable":       {get: (*Gate).enablePage, post: (*Gate).enable},
+	"/security/disable":      {get: (*Gate).disablePage, post: (*Gate).disable},
+	"/security/backup-codes": {get: (*Gate).backupCodesPage, post: (*Gate).newBackupCodes},
+	"/security/password":     {get: (*Gate).passwordPage, post: (*Gate).changePassword},
+	"/logout":                {post: (*Gate).logout},
+	"/me":                    {get: (*Gate).me},
 }
 
-func (h *Handler) home(w http.ResponseWriter, r *http.Request) error {
-	return h.seeOther(w, r, h.Prefix+"/security")
+func (g *Gate) home(w http.ResponseWriter, r *http.Request) error {
+	return g.seeOther(w, r, g.prefix+"/security")
 }
 
-func (h *Handler) stylesheet(w http.ResponseWriter, r *http.Request) error {
+func (g *Gate) stylesheet(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "text/css; charset=utf-8")
 	w.Header().Set("Cache-Control", "public, max-age=3600")
-	_, err := w.Write(h.ui.Stylesheet())
+	_, err := w.Write(g.ui.Stylesheet())
 	return err
 }
 
 // script serves the pages' one script file. Every page works without it;
 // it adds copy and print buttons to the backup codes.
-func (h *Handler) script(w http.ResponseWriter, r *http.Request) error {
+func (g *Gate) script(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
 	w.Header().Set("Cache-Control", "public, max-age=3600")
-	_, err := w.Write(h.ui.Script())
+	_, err := w.Write(g.ui.Script())
 	return err
 }
 
@@ -124,24 +122,24 @@ const languageCookieAge = 365 * 24 * time.Hour
 // cookie and goes back to the page it was on. It is a POST, under the
 // same cross-site protection as every other form, so no other site can
 // change a user's language with a link.
-func (h *Handler) setLanguage(w http.ResponseWriter, r *http.Request) error {
-	back := safeNext(r.PostForm.Get("back"))
+func (g *Gate) setLanguage(w http.ResponseWriter, r *http.Request) error {
+	back := SafeNext(r.PostForm.Get("back"))
 	if back == "" {
-		back = h.Prefix + "/login"
+		back = g.prefix + "/login"
 	}
 	tag := r.PostForm.Get("lang")
-	if h.ui.Offers(tag) {
+	if g.ui.Offers(tag) {
 		http.SetCookie(w, &http.Cookie{
-			Name: h.ui.LanguageCookie(), Value: tag, Path: "/",
+			Name: g.ui.LanguageCookie(), Value: tag, Path: "/",
 			MaxAge: int(languageCookieAge.Seconds()), Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode,
 		})
 	}
-	return h.seeOther(w, r, back)
+	return g.seeOther(w, r, back)
 }
 
 // seeOther redirects to a path on this site. Locations are always built
 // from configuration or a checked path, never from Host or X-Forwarded-*.
-func (h *Handler) seeOther(w http.ResponseWriter, r *http.Request, target string) error {
+func (g *Gate) seeOther(w http.ResponseWriter, r *http.Request, target string) error {
 	code := http.StatusSeeOther
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		code = http.StatusFound
@@ -151,47 +149,34 @@ func (h *Handler) seeOther(w http.ResponseWriter, r *http.Request, target string
 	return nil
 }
 
-// clientIP is the client address as Caddy resolved it (honouring
-// trusted_proxies), never a raw X-Forwarded-For.
-func clientIP(r *http.Request) string {
-	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
-		return ip
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
 // current returns the request's live session and its user; a session of a
 // user no longer configured, or of another origin, counts as none. A store
 // user's account here has no hash: checking their password reads it anew.
-func (h *Handler) current(r *http.Request) (*store.Session, *users.Account, error) {
-	rec, err := h.sessions.Current(r)
+func (g *Gate) current(r *http.Request) (*store.Session, *users.Account, error) {
+	rec, err := g.sessions.Current(r)
 	if err != nil || rec == nil {
 		return nil, nil, err
 	}
-	name, ok := h.sessionName(rec)
+	name, ok := g.sessionName(rec)
 	if !ok {
 		return nil, nil, nil
 	}
-	acct := h.users.Lookup(rec.User)
+	acct := g.users.Lookup(rec.User)
 	if acct == nil {
 		acct = &users.Account{Name: name, Key: rec.User, Origin: store.OriginStore}
 	}
 	return rec, acct, nil
 }
 
-func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
-	if err := h.sessions.End(w, r); err != nil {
-		return h.unavailable(w, err)
+func (g *Gate) logout(w http.ResponseWriter, r *http.Request) error {
+	if err := g.sessions.End(w, r); err != nil {
+		return g.unavailable(w, err)
 	}
-	return h.seeOther(w, r, h.Prefix+"/login")
+	return g.seeOther(w, r, g.prefix+"/login")
 }
 
-// meInfo is the JSON of P/me.
-type meInfo struct {
+// MeInfo is the JSON of P/me.
+type MeInfo struct {
 	User            string `json:"user"`
 	TwoFactor       bool   `json:"two_factor"`
 	BackupCodesLeft int    `json:"backup_codes_left"`
@@ -200,9 +185,9 @@ type meInfo struct {
 	SetupRequired bool `json:"setup_required"`
 }
 
-func (h *Handler) me(w http.ResponseWriter, r *http.Request) error {
+func (g *Gate) me(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/json")
-	rec, acct, err := h.current(r)
+	rec, acct, err := g.current(r)
 	if err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return json.NewEncoder(w).Encode(map[string]string{"error": "store unavailable"})
@@ -211,13 +196,13 @@ func (h *Handler) me(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusUnauthorized)
 		return json.NewEncoder(w).Encode(map[string]string{"error": "not logged in"})
 	}
-	a, err := h.db.Account(r.Context(), rec.User)
+	a, err := g.db.Account(r.Context(), rec.User)
 	if err != nil {
-		h.logger.Error("store failed", zap.Error(err))
+		g.logger.Error("store failed", zap.Error(err))
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return json.NewEncoder(w).Encode(map[string]string{"error": "store unavailable"})
 	}
-	return json.NewEncoder(w).Encode(meInfo{
+	return json.NewEncoder(w).Encode(MeInfo{
 		User: acct.Name, TwoFactor: a.Enabled(), BackupCodesLeft: len(a.BackupCodes),
 		SetupRequired: rec.Stage == store.StageEnrol,
 	})

@@ -1,4 +1,4 @@
-package caddymodule
+package gate
 
 import (
 	"fmt"
@@ -38,9 +38,9 @@ func isNavigation(r *http.Request) bool {
 	return strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
-// commonIdentityHeaders are removed from every request that passes the
+// CommonIdentityHeaders are removed from every request that passes the
 // gate, besides the configured one, since upstreams commonly trust them.
-var commonIdentityHeaders = []string{
+var CommonIdentityHeaders = []string{
 	"Remote-User", "Remote-Name", "Remote-Email", "Remote-Groups",
 	"X-Remote-User", "X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Preferred-Username",
 	"X-Auth-Request-User", "X-Auth-Request-Email", "X-Webauth-User",
@@ -68,8 +68,8 @@ type identitySet struct {
 // identity headers, the configured user header, and the further names an
 // operator listed (strip_headers).
 func identityHeaders(configured string, further ...string) identitySet {
-	names := make([]string, 0, len(commonIdentityHeaders)+1+len(further))
-	names = append(append(append(names, commonIdentityHeaders...), configured), further...)
+	names := make([]string, 0, len(CommonIdentityHeaders)+1+len(further))
+	names = append(append(append(names, CommonIdentityHeaders...), configured), further...)
 	s := identitySet{names: make(map[string]bool, len(names))}
 	for _, n := range names {
 		k := headerKey(n)
@@ -82,9 +82,9 @@ func identityHeaders(configured string, further ...string) identitySet {
 }
 
 // checkStripHeaders checks the strip_headers option: header names only.
-func checkStripHeaders(names []string) error {
+func CheckStripHeaders(names []string) error {
 	for i, n := range names {
-		if !validHeaderName(n) {
+		if !ValidHeaderName(n) {
 			return fmt.Errorf("strip_headers %d: not a valid header name: %q", i+1, n)
 		}
 	}
@@ -156,9 +156,9 @@ func foldByte(c byte) byte {
 	return c
 }
 
-func validHeaderName(n string) bool { return n != "" && httpguts.ValidHeaderFieldName(n) }
+func ValidHeaderName(n string) bool { return n != "" && httpguts.ValidHeaderFieldName(n) }
 
-func validCookieName(n string) bool {
+func ValidCookieName(n string) bool {
 	if n == "" || len(n) > 100 {
 		return false
 	}
@@ -175,11 +175,11 @@ func urlQueryEscape(s string) string { return url.QueryEscape(s) }
 // maxNextLen bounds the return address kept in a session.
 const maxNextLen = 2048
 
-// safeNext returns the return address if it is a path on this site, and ""
+// SafeNext returns the return address if it is a path on this site, and ""
 // otherwise. It refuses everything a browser might read as another site:
 // "//host", "/\host", schemes, control characters, tabs and newlines
 // anywhere (browsers drop them, turning "/\t/host" into "//host").
-func safeNext(next string) string {
+func SafeNext(next string) string {
 	if next == "" || len(next) > maxNextLen || next[0] != '/' {
 		return ""
 	}

@@ -1,4 +1,4 @@
-package caddymodule
+package gate
 
 import (
 	"context"
@@ -16,13 +16,10 @@ import (
 type factor string
 
 const (
-	factorPassword factor = "password"
-	factorTOTP     factor = "totp"
-	factorBackup   factor = "backup"
+	factorPassword factor = store.FactorPassword
+	factorTOTP     factor = store.FactorTOTP
+	factorBackup   factor = store.FactorBackup
 )
-
-// factors lists every separately counted factor.
-var factors = []string{string(factorPassword), string(factorTOTP), string(factorBackup)}
 
 // reserve counts an attempt at the factor against the account (its
 // canonical name, so every spelling shares one count) and the client's
@@ -30,9 +27,9 @@ var factors = []string{string(factorPassword), string(factorTOTP), string(factor
 // handler's realm, before anything is checked. A wait above zero means the
 // attempt is refused and nothing was counted. Every reservation must be
 // settled: see settle.
-func (h *Handler) reserve(r *http.Request, f factor, account string) (store.Reservation, time.Duration, error) {
-	return h.attempts.Reserve(r.Context(), store.Guess{
-		Realm: h.realm, Factor: string(f), Account: account, Client: clientIP(r),
+func (g *Gate) reserve(r *http.Request, f factor, account string) (store.Reservation, time.Duration, error) {
+	return g.attempts.Reserve(r.Context(), store.Guess{
+		Realm: g.realm, Factor: string(f), Account: account, Client: g.clientIP(r),
 	})
 }
 
@@ -41,9 +38,9 @@ func (h *Handler) reserve(r *http.Request, f factor, account string) (store.Rese
 // to fade, so that an attacker's own account cannot clear it), and an
 // attempt that was never checked is taken back. It runs even when the
 // client has gone away.
-func (h *Handler) settle(r *http.Request, res store.Reservation, o store.Outcome) {
-	if err := h.attempts.Settle(context.WithoutCancel(r.Context()), res, o); err != nil {
-		h.logger.Error("settling an attempt failed", zap.Error(err))
+func (g *Gate) settle(r *http.Request, res store.Reservation, o store.Outcome) {
+	if err := g.attempts.Settle(context.WithoutCancel(r.Context()), res, o); err != nil {
+		g.logger.Error("settling an attempt failed", zap.Error(err))
 	}
 }
 

@@ -1,4 +1,4 @@
-package caddymodule
+package gate
 
 import (
 	"context"
@@ -7,19 +7,17 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
-
-	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
 )
 
 // TestRefusalSaysWhatFailed: a 503 page is logged as the store's failure
 // only when the store failed; a client that went away is no error, and
 // any other failure is logged as what it is.
 func TestRefusalSaysWhatFailed(t *testing.T) {
-	h := &Handler{}
-	provisionHandler(t, h)
+	h, _ := newTestGate(t)
 	core, logs := observer.New(zapcore.DebugLevel)
 	h.logger = zap.New(core)
 	cases := []struct {

@@ -1,4 +1,4 @@
-package caddymodule
+package gate
 
 import (
 	"context"
@@ -14,10 +14,10 @@ import (
 
 // errorPage renders a page that explains a refusal.
 // title and message are message keys.
-func (h *Handler) errorPage(w http.ResponseWriter, status int, title, message string) error {
-	return h.ui.Render(w, status, "error", ui.Page{
+func (g *Gate) errorPage(w http.ResponseWriter, status int, title, message string) error {
+	return g.ui.Render(w, status, "error", ui.Page{
 		Title: title, Message: message,
-		BackLink: h.Prefix + "/security", BackText: "error.back_security",
+		BackLink: g.prefix + "/security", BackText: "error.back_security",
 	})
 }
 
@@ -25,27 +25,27 @@ func (h *Handler) errorPage(w http.ResponseWriter, status int, title, message st
 // link leads back to the step that was refused (sub, under the prefix, with
 // the catalogue key of the link's text): at the code step the session is
 // still pending, so the way back is the code form, not the password form.
-func (h *Handler) throttled(w http.ResponseWriter, wait time.Duration, sub, backText string) error {
+func (g *Gate) throttled(w http.ResponseWriter, wait time.Duration, sub, backText string) error {
 	w.Header().Set("Retry-After", retryAfter(wait))
-	return h.ui.Render(w, http.StatusTooManyRequests, "error", ui.Page{
+	return g.ui.Render(w, http.StatusTooManyRequests, "error", ui.Page{
 		Title:    "error.throttled_title",
 		Message:  "error.throttled",
 		Wait:     wait,
-		BackLink: h.Prefix + sub, BackText: backText,
+		BackLink: g.prefix + sub, BackText: backText,
 	})
 }
 
 // unavailable is the page for a store that cannot be read or written, or
 // for a password check refused because hashing is over its CPU budget.
-func (h *Handler) unavailable(w http.ResponseWriter, err error) error {
+func (g *Gate) unavailable(w http.ResponseWriter, err error) error {
 	if wait, ok := users.OverBudget(err); ok {
-		return h.busy(w, wait)
+		return g.busy(w, wait)
 	}
-	h.logRefusal(err)
-	return h.ui.Render(w, http.StatusServiceUnavailable, "error", ui.Page{
+	g.logRefusal(err)
+	return g.ui.Render(w, http.StatusServiceUnavailable, "error", ui.Page{
 		Title:    "error.unavailable_title",
 		Message:  "error.unavailable",
-		BackLink: h.Prefix + "/login", BackText: "error.back_login",
+		BackLink: g.prefix + "/login", BackText: "error.back_login",
 	})
 }
 
@@ -53,37 +53,37 @@ func (h *Handler) unavailable(w http.ResponseWriter, err error) error {
 // client went away (not the server's fault), the store, or something else
 // (generating a QR code or a random value, sealing a secret: the error
 // says which).
-func (h *Handler) logRefusal(err error) {
+func (g *Gate) logRefusal(err error) {
 	var se *store.Error
 	switch {
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
-		h.logger.Info("the client went away before the request was done", zap.Error(err))
+		g.logger.Info("the client went away before the request was done", zap.Error(err))
 	case errors.As(err, &se):
-		h.logger.Error("store failed; refusing the request", zap.String("operation", se.Op), zap.Error(err))
+		g.logger.Error("store failed; refusing the request", zap.String("operation", se.Op), zap.Error(err))
 	default:
-		h.logger.Error("could not complete the request; refusing it", zap.Error(err))
+		g.logger.Error("could not complete the request; refusing it", zap.Error(err))
 	}
 }
 
 // busy refuses a password check that would wait too long for the hashing
 // budget: nothing was checked, nothing counts against the account.
-func (h *Handler) busy(w http.ResponseWriter, wait time.Duration) error {
+func (g *Gate) busy(w http.ResponseWriter, wait time.Duration) error {
 	metricHashBudget.Inc()
-	if h.users.Budget().LogDue() {
-		h.logger.Warn("password hashing is over its CPU budget (hash_cpu); refusing logins until it refills",
+	if g.users.Budget().LogDue() {
+		g.logger.Warn("password hashing is over its CPU budget (hash_cpu); refusing logins until it refills",
 			zap.Duration("retry_after", wait))
 	}
 	w.Header().Set("Retry-After", retryAfter(wait))
-	return h.ui.Render(w, http.StatusServiceUnavailable, "error", ui.Page{
+	return g.ui.Render(w, http.StatusServiceUnavailable, "error", ui.Page{
 		Title:    "error.busy_title",
 		Message:  "error.busy",
 		Wait:     wait,
-		BackLink: h.Prefix + "/login", BackText: "error.back_login",
+		BackLink: g.prefix + "/login", BackText: "error.back_login",
 	})
 }
 
 // denyCrossSite answers a state-changing request from another site.
-func (h *Handler) denyCrossSite(w http.ResponseWriter, r *http.Request) {
-	h.ui.SecurityHeaders(w)
-	_ = h.errorPage(w, http.StatusForbidden, "error.cross_site_title", "error.cross_site")
+func (g *Gate) denyCrossSite(w http.ResponseWriter, r *http.Request) {
+	g.ui.SecurityHeaders(w)
+	_ = g.errorPage(w, http.StatusForbidden, "error.cross_site_title", "error.cross_site")
 }
