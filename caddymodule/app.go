@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -15,19 +17,26 @@ import (
 
 func init() {
 	caddy.RegisterModule(new(App))
+	caddy.RegisterModule(SystemClock{})
 }
 
 // appID is the ID of the two_factor app.
 const appID = "two_factor"
 
-// App is the two_factor app. It has no configuration. Caddy makes one per
-// config: a handler loads it to learn which other handlers belong to the
+// App is the two_factor app. Caddy makes one per config: a handler loads it to learn which other handlers belong to the
 // same config, so that two blocks of one config sharing a store are checked
 // against each other while the handlers of the config being replaced are
 // not; and once every handler is provisioned, Start notes which realms each
 // store serves and warns of a realm the store holds that nothing serves any
 // more (a renamed realm, whose users could no longer log in).
 type App struct {
+	// ClockRaw is the clock every handler of the config, and the stores
+	// they open, read the time from: a module of the two_factor.clocks
+	// namespace, such as {"source": "system"}. Default: the system clock.
+	// (Tests use one they can move on.)
+	ClockRaw json.RawMessage `json:"clock,omitempty" caddy:"namespace=two_factor.clocks inline_key=source"`
+
+	now      func() time.Time
 	mu       sync.Mutex
 	handlers []*Handler
 	// standalone marks the App of a handler provisioned outside any
@@ -38,6 +47,36 @@ type App struct {
 // CaddyModule returns the Caddy module information.
 func (*App) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{ID: appID, New: func() caddy.Module { return new(App) }}
+}
+
+// Clock tells the time.
+type Clock interface {
+	Now() time.Time
+}
+
+// SystemClock is the clock two_factor.clocks.system: the system's time.
+type SystemClock struct{}
+
+// CaddyModule returns the Caddy module information.
+func (SystemClock) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "two_factor.clocks.system", New: func() caddy.Module { return SystemClock{} }}
+}
+
+// Now is the system's time.
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// Provision loads the clock.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.now = time.Now
+	if a.ClockRaw == nil {
+		return nil
+	}
+	m, err := ctx.LoadModule(a, "ClockRaw")
+	if err != nil {
+		return fmt.Errorf("loading the clock: %w", err)
+	}
+	a.now = m.(Clock).Now
+	return nil
 }
 
 // add records a provisioned handler of the config.
@@ -150,7 +189,11 @@ func noteRealms(ctx context.Context, db store.Store, served []string) ([]string,
 // Stop implements caddy.App.
 func (*App) Stop() error { return nil }
 
-var _ caddy.App = (*App)(nil)
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+	_ Clock             = SystemClock{}
+)
 
 // configOf returns the two_factor app of the config ctx belongs to, which
 // stands for that config. A context made outside of any config (by a test
@@ -159,7 +202,7 @@ var _ caddy.App = (*App)(nil)
 func configOf(ctx caddy.Context) (app *App, err error) {
 	defer func() {
 		if recover() != nil {
-			app, err = &App{standalone: true}, nil
+			app, err = &App{standalone: true, now: time.Now}, nil
 		}
 	}()
 	v, err := ctx.App(appID)

@@ -36,6 +36,7 @@ func provisionBench(tb testing.TB, h *Handler) {
 		h.StorageDir = tb.TempDir() + "/store"
 	}
 	swappableStore(h)
+	h.now = testNow
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	tb.Cleanup(cancel)
 	if err := h.Provision(ctx); err != nil {

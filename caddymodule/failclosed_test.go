@@ -90,6 +90,7 @@ func provisionHandler(t testing.TB, h *Handler) {
 	h.Users = []User{{Username: "alice", Password: testHash}}
 	h.StorageDir = t.TempDir() + "/store"
 	swappableStore(h)
+	h.now = testNow
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
 	if err := h.Provision(ctx); err != nil {

@@ -48,7 +48,7 @@ func (e *faultEnv) storeUser() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	at := clock()
+	at := testNow()
 	if err := e.fs.Store.AddUser(context.Background(), store.User{Name: "dave", Display: "Dave", PasswordHash: h, Created: at, PasswordChanged: at}); err != nil {
 		e.t.Fatal(err)
 	}

@@ -35,9 +35,6 @@ func init() {
 	caddy.RegisterModule(Handler{})
 }
 
-// clock is the time source of every handler; tests move it.
-var clock = time.Now
-
 // Defaults of the optional settings.
 const (
 	DefaultPrefix          = "/.auth"
@@ -248,7 +245,7 @@ type Handler struct {
 	configText string
 	params     otp.Params
 	skew       int
-	now        func() time.Time
+	now        func() time.Time // the config's clock (App.ClockRaw)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -264,12 +261,14 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.audit = h.logger.Named("audit")
-	h.now = func() time.Time { return clock() }
 	app, err := configOf(ctx)
 	if err != nil {
 		return err
 	}
 	h.config = app
+	if h.now == nil { // a test may have set it on a handler it provisions by hand
+		h.now = app.now
+	}
 	// The configuration as given tells two copies of one block (a site
 	// served on two servers) from two blocks.
 	if b, err := json.Marshal(h); err == nil {

@@ -19,6 +19,10 @@ import (
 	"time"
 
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/ui"
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/caddytest"
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
@@ -26,8 +30,9 @@ import (
 	"golang.org/x/net/html"
 )
 
-// clockOffset moves every handler's clock in tests; set before any server
-// starts, so the race detector sees one write of clock.
+// clockOffset moves the clock of every test config (the clock module
+// two_factor.clocks.offset, set by the global option two_factor_test_clock
+// in testGlobals) and of every handler a test provisions by hand.
 var clockOffset atomic.Int64
 
 func advance(d time.Duration) { clockOffset.Add(int64(d)) }
@@ -41,7 +46,6 @@ const testPassword = "correct horse battery staple"
 var testHash string
 
 func TestMain(m *testing.M) {
-	clock = testNow
 	h, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
 	if err != nil {
 		panic(err)
@@ -108,7 +112,8 @@ type testGate struct {
 // testGlobals are the global options of every test config: the admin API
 // and ports the tests use, no change to the system's trust store, and no
 // grace period at a reload.
-const testGlobals = `	skip_install_trust
+const testGlobals = `	two_factor_test_clock
+	skip_install_trust
 	admin localhost:2999
 	http_port 9080
 	https_port 9443
@@ -431,3 +436,22 @@ func (b *browser) rawGet(path string, headerLines ...string) response {
 	body, _ := io.ReadAll(res.Body)
 	return response{status: res.StatusCode, header: res.Header, body: string(body)}
 }
+
+func init() {
+	caddy.RegisterModule(offsetClock{})
+	httpcaddyfile.RegisterGlobalOption("two_factor_test_clock", func(d *caddyfile.Dispenser, _ any) (any, error) {
+		for d.Next() {
+		}
+		return httpcaddyfile.App{Name: appID, Value: caddyconfig.JSON(map[string]any{"clock": map[string]string{"source": "offset"}}, nil)}, nil
+	})
+}
+
+// offsetClock is the clock of test configs: the real time moved on by
+// clockOffset.
+type offsetClock struct{}
+
+func (offsetClock) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "two_factor.clocks.offset", New: func() caddy.Module { return offsetClock{} }}
+}
+
+func (offsetClock) Now() time.Time { return testNow() }

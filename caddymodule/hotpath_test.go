@@ -88,7 +88,7 @@ func (c *countingStore) RehashPassword(ctx context.Context, n, o, h string) (boo
 func TestProxiedRequestReadsOnce(t *testing.T) {
 	h := &Handler{Argon2idMemory: 1024}
 	provisionHandler(t, h)
-	at := clock()
+	at := testNow()
 	if err := h.db.AddUser(context.Background(), store.User{Name: "carol", Display: "Carol", PasswordHash: testHash, Created: at, PasswordChanged: at}); err != nil {
 		t.Fatal(err)
 	}

@@ -175,7 +175,7 @@ func TestStoreOnlyUsers(t *testing.T) {
 		t.Errorf("unknown name: got %d, want 401", got)
 	}
 	hash, _ := users.Argon2id{Time: 2, Memory: 1024, Threads: 1}.Hash("store password")
-	at := clock()
+	at := testNow()
 	if err := h.db.AddUser(context.Background(), store.User{Name: "gina", Display: "Gina", PasswordHash: hash, Created: at, PasswordChanged: at}); err != nil {
 		t.Fatal(err)
 	}

@@ -166,12 +166,12 @@ func (h *Handler) openStore(ctx context.Context) error {
 		}
 	}
 	val, _, err := stores.LoadOrNew(h.StorageDir, func() (caddy.Destructor, error) {
-		db, err := store.OpenBadger(h.StorageDir, store.Options{Logger: logf, MaxSessionsPerUser: h.MaxSessionsPerUser})
+		db, err := store.OpenBadger(h.StorageDir, store.Options{Logger: logf, MaxSessionsPerUser: h.MaxSessionsPerUser, Now: h.now})
 		if err != nil {
 			return nil, err
 		}
 		return &sharedStore{Badger: db, dir: h.StorageDir, storeUsers: map[string]*atomic.Int64{},
-			attempts: store.NewMemoryAttempts(h.FreeFailures, time.Duration(h.MaxDelay), func() time.Time { return clock() })}, nil
+			attempts: store.NewMemoryAttempts(h.FreeFailures, time.Duration(h.MaxDelay), h.now)}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("storage_dir %s: %w", h.StorageDir, err)
