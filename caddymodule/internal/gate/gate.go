@@ -129,6 +129,11 @@ type StatusError struct {
 }
 
 func (e *StatusError) Error() string { return e.Err.Error() }
+
+// errNotLoggedIn is the 401 of a request without a session; one value, so
+// that refusing costs no allocation here.
+var errNotLoggedIn = &StatusError{Code: http.StatusUnauthorized, Err: errors.New("two_factor: not logged in")}
+
 func (e *StatusError) Unwrap() error { return e.Err }
 
 // Admit serves the gate's own pages under the prefix, and checks every
@@ -185,7 +190,7 @@ func (g *Gate) sessionName(rec *store.Session) (string, bool) {
 // gets 401.
 func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, rec *store.Session) error {
 	if !isNavigation(r) {
-		return &StatusError{Code: http.StatusUnauthorized, Err: errors.New("two_factor: not logged in")}
+		return errNotLoggedIn
 	}
 	target := g.prefix + "/login?next=" + urlQueryEscape(r.URL.RequestURI())
 	if rec != nil {

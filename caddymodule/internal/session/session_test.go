@@ -1,0 +1,90 @@
+package session
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
+)
+
+// newTestStore is a Store on a badger store in a temporary folder, with a
+// live full session of alice; it returns the session's cookie.
+func newTestStore(tb testing.TB) (*Store, *http.Cookie) {
+	tb.Helper()
+	db, err := store.OpenBadger(tb.TempDir(), store.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = db.Close() })
+	s := New(db, Config{Cookie: testCookie, Idle: 30 * time.Minute, Lifetime: 12 * time.Hour, Pending: 5 * time.Minute, Now: time.Now})
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodPost, "/.auth/login", nil)
+	if err := s.Start(w, r, &store.Session{User: "alice", Stage: store.StageFull, Origin: store.OriginConfig}); err != nil {
+		tb.Fatal(err)
+	}
+	cookies := w.Result().Cookies()
+	if len(cookies) != 1 || cookies[0].Name != testCookie {
+		tb.Fatalf("Start set cookies %v", cookies)
+	}
+	return s, cookies[0]
+}
+
+// TestStartLookupEnd: a started session is found by its cookie, through
+// Lookup and through gorilla's Get, and is gone on the server once ended.
+func TestStartLookupEnd(t *testing.T) {
+	s, c := newTestStore(t)
+	r := httptest.NewRequest(http.MethodGet, "/app", nil)
+	r.AddCookie(c)
+	rec, err := s.Lookup(r)
+	if err != nil || rec == nil || rec.User != "alice" {
+		t.Fatalf("Lookup: got %+v %v", rec, err)
+	}
+	if cur, err := s.Current(r); err != nil || cur == nil || cur.User != "alice" {
+		t.Fatalf("Current: got %+v %v", cur, err)
+	}
+	w := httptest.NewRecorder()
+	if err := s.End(w, r); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.Result().Cookies(); len(got) != 1 || got[0].MaxAge >= 0 {
+		t.Errorf("End: cookies %v, want one deleting the session cookie", got)
+	}
+	r2 := httptest.NewRequest(http.MethodGet, "/app", nil)
+	r2.AddCookie(c)
+	if rec, err := s.Lookup(r2); err != nil || rec != nil {
+		t.Errorf("after End: got %+v %v, want no session", rec, err)
+	}
+}
+
+// BenchmarkLookup and BenchmarkGet read one live session: directly, as the
+// proxied path does, and through gorilla/sessions' registry, as the pages
+// do. The difference is why the proxied path reads directly (see
+// docs/architecture.md).
+func BenchmarkLookup(b *testing.B) {
+	s, c := newTestStore(b)
+	base := httptest.NewRequest(http.MethodGet, "/app", nil)
+	base.AddCookie(c)
+	b.ReportAllocs()
+	for b.Loop() {
+		r := base.WithContext(context.Background()) // as in BenchmarkGet
+		if rec, err := s.Lookup(r); err != nil || rec == nil {
+			b.Fatal(rec, err)
+		}
+	}
+}
+
+func BenchmarkGet(b *testing.B) {
+	s, c := newTestStore(b)
+	base := httptest.NewRequest(http.MethodGet, "/app", nil)
+	base.AddCookie(c)
+	b.ReportAllocs()
+	for b.Loop() {
+		r := base.WithContext(context.Background()) // a new request: gorilla's registry is per request
+		if rec, err := s.Current(r); err != nil || rec == nil {
+			b.Fatal(rec, err)
+		}
+	}
+}
