@@ -537,17 +537,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.logger.Error("store not open; refusing the request", zap.Error(err))
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("two_factor store: %w", err))
 	}
-	name, err := h.gate.Admit(w, r)
+	user, err := h.gate.Admit(w, r)
 	if err != nil {
 		if se, ok := err.(*gate.StatusError); ok { // Admit returns it as is
 			return refused(se)
 		}
 		return err
 	}
-	if name == "" {
+	if user == nil {
 		return nil // answered
 	}
-	var user any = name // boxed once for both
 	caddyhttp.SetVar(r.Context(), "two_factor.user", user)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.auth.user.id", user)

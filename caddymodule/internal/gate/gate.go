@@ -139,50 +139,58 @@ func (e *StatusError) Unwrap() error { return e.Err }
 // Admit serves the gate's own pages under the prefix, and checks every
 // other request: it returns the user's name when the request may go on
 // (identity headers set, the session cookie and client copies of identity
-// headers removed), or "" when it has answered it (a page, a redirect). An
+// headers removed), as an interface value (made once for a configured
+// user), or nil when it has answered the request (a page, a redirect). An
 // error is a *StatusError or the request's context ending.
-func (g *Gate) Admit(w http.ResponseWriter, r *http.Request) (string, error) {
+func (g *Gate) Admit(w http.ResponseWriter, r *http.Request) (any, error) {
 	p := cleanPath(r.URL.Path)
 	if strings.HasPrefix(p, g.prefix) && (len(p) == len(g.prefix) || p[len(g.prefix)] == '/') {
-		return "", g.serveOwn(w, r, strings.TrimPrefix(p, g.prefix))
+		return nil, g.serveOwn(w, r, strings.TrimPrefix(p, g.prefix))
 	}
-	rec, err := g.sessions.Lookup(r)
+	rec, ok, err := g.sessions.Lookup(r)
 	if err != nil {
-		return "", g.storeFailed(err)
+		return nil, g.storeFailed(err)
 	}
-	if rec == nil || rec.Stage != store.StageFull {
-		return "", g.refuse(w, r, rec)
+	if !ok {
+		return nil, g.refuse(w, r, nil)
 	}
-	name, ok := g.sessionName(rec)
+	if rec.Stage != store.StageFull {
+		return nil, g.refuse(w, r, &rec)
+	}
+	name, user, ok := g.sessionName(&rec)
 	if !ok {
 		// The user was removed from the configuration, or a configured
 		// user now has the name of the store user the session is for.
-		return "", g.refuse(w, r, nil)
+		return nil, g.refuse(w, r, nil)
 	}
-	switch err := g.sessions.KeepAlive(r.Context(), rec); {
+	switch err := g.sessions.KeepAlive(r.Context(), &rec); {
 	case errors.Is(err, store.ErrNotFound):
-		return "", g.refuse(w, r, nil) // ended meanwhile, by a logout
+		return nil, g.refuse(w, r, nil) // ended meanwhile, by a logout
 	case err != nil:
-		return "", g.storeFailed(err)
+		return nil, g.storeFailed(err)
 	}
 	stripIdentity(r, g.identity)
 	g.sessions.RemoveFrom(r)
 	r.Header.Set(g.userHeader, name)
-	return name, nil
+	if user == nil {
+		user = name
+	}
+	return user, nil
 }
 
 // sessionName returns the name of a session's user, from memory: the
-// configured user, or for a store user the name kept in the session (a
-// store user's deletion or password change ends their sessions in the
-// same transaction, so a live session is a live user). A session is good
-// only for a user of the origin it was made for, and a configured user's
-// only while the configuration has the password hash it was made with:
-// changing a user line ends their sessions.
-func (g *Gate) sessionName(rec *store.Session) (string, bool) {
+// configured user (with the name as an interface value, made once), or
+// for a store user the name kept in the session (a store user's deletion
+// or password change ends their sessions in the same transaction, so a
+// live session is a live user). A session is good only for a user of the
+// origin it was made for, and a configured user's only while the
+// configuration has the password hash it was made with: changing a user
+// line ends their sessions.
+func (g *Gate) sessionName(rec *store.Session) (string, any, bool) {
 	if acct := g.users.Lookup(rec.User); acct != nil {
-		return acct.Name, rec.Origin == store.OriginConfig && bytes.Equal(rec.Cred, acct.Cred)
+		return acct.Name, acct.Boxed, rec.Origin == store.OriginConfig && bytes.Equal(rec.Cred, acct.Cred)
 	}
-	return rec.Name, rec.Origin == store.OriginStore && rec.Name != ""
+	return rec.Name, nil, rec.Origin == store.OriginStore && rec.Name != ""
 }
 
 // refuse answers a request for the site without a complete session: a

@@ -134,7 +134,7 @@ func (g *Gate) code(w http.ResponseWriter, r *http.Request) error {
 	}
 	input := r.PostForm.Get("code")
 	f := codeFactor(input)
-	name, _ := g.sessionName(rec)
+	name, _, _ := g.sessionName(rec)
 	attempt, wait, err := g.reserve(r, f, rec.User)
 	if err != nil {
 		return g.unavailable(w, err)

@@ -157,7 +157,7 @@ func (g *Gate) current(r *http.Request) (*store.Session, *users.Account, error) 
 	if err != nil || rec == nil {
 		return nil, nil, err
 	}
-	name, ok := g.sessionName(rec)
+	name, _, ok := g.sessionName(rec)
 	if !ok {
 		return nil, nil, nil
 	}

@@ -82,13 +82,13 @@ func (s *Store) New(r *http.Request, name string) (*sessions.Session, error) {
 	opts := s.options
 	sess.Options = &opts
 	sess.IsNew = true
-	rec, id, err := s.lookup(r, name)
-	if err != nil || rec == nil {
+	rec, id, ok, err := s.lookup(r, name)
+	if err != nil || !ok {
 		return sess, err
 	}
 	sess.ID = id
 	sess.IsNew = false
-	sess.Values[recordKey{}] = rec
+	sess.Values[recordKey{}] = &rec
 	return sess, nil
 }
 
@@ -130,33 +130,34 @@ func (s *Store) Save(r *http.Request, w http.ResponseWriter, sess *sessions.Sess
 // anything but a live session. The proxied path uses it directly, not
 // through Get (gorilla's registry and Session allocate on every request:
 // see docs/benchmarks.md); the gate's pages read sessions through Get.
-func (s *Store) Lookup(r *http.Request) (*store.Session, error) {
-	rec, _, err := s.lookup(r, s.cookie)
-	return rec, err
+func (s *Store) Lookup(r *http.Request) (store.Session, bool, error) {
+	rec, _, ok, err := s.lookup(r, s.cookie)
+	return rec, ok, err
 }
 
-// lookup reads the cookie and its record. It returns a nil record for
-// anything but a live session.
-func (s *Store) lookup(r *http.Request, name string) (*store.Session, string, error) {
-	id, ok := CookieValue(r.Header, name)
+// lookup reads the cookie and its record; ok is false for anything but a
+// live session. The record is returned by value, so that the proxied path
+// keeps it on its stack.
+func (s *Store) lookup(r *http.Request, name string) (rec store.Session, id string, ok bool, err error) {
+	id, ok = CookieValue(r.Header, name)
 	if !ok {
-		return nil, "", nil
+		return store.Session{}, "", false, nil
 	}
 	key, ok := ParseID(id)
 	if !ok {
-		return nil, "", nil
+		return store.Session{}, "", false, nil
 	}
-	rec, err := s.db.Session(r.Context(), key)
+	rec, err = s.db.Session(r.Context(), key)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, "", nil
+		return store.Session{}, "", false, nil
 	}
 	if err != nil {
-		return nil, "", err
+		return store.Session{}, "", false, err
 	}
 	if !s.live(rec) {
-		return nil, "", nil
+		return store.Session{}, "", false, nil
 	}
-	return &rec, id, nil
+	return rec, id, true, nil
 }
 
 // live applies the timeouts on the server: the absolute lifetime, the idle

@@ -38,9 +38,9 @@ func TestStartLookupEnd(t *testing.T) {
 	s, c := newTestStore(t)
 	r := httptest.NewRequest(http.MethodGet, "/app", nil)
 	r.AddCookie(c)
-	rec, err := s.Lookup(r)
-	if err != nil || rec == nil || rec.User != "alice" {
-		t.Fatalf("Lookup: got %+v %v", rec, err)
+	rec, ok, err := s.Lookup(r)
+	if err != nil || !ok || rec.User != "alice" {
+		t.Fatalf("Lookup: got %+v %v %v", rec, ok, err)
 	}
 	if cur, err := s.Current(r); err != nil || cur == nil || cur.User != "alice" {
 		t.Fatalf("Current: got %+v %v", cur, err)
@@ -54,7 +54,7 @@ func TestStartLookupEnd(t *testing.T) {
 	}
 	r2 := httptest.NewRequest(http.MethodGet, "/app", nil)
 	r2.AddCookie(c)
-	if rec, err := s.Lookup(r2); err != nil || rec != nil {
+	if rec, ok, err := s.Lookup(r2); err != nil || ok {
 		t.Errorf("after End: got %+v %v, want no session", rec, err)
 	}
 }
@@ -70,8 +70,8 @@ func BenchmarkLookup(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		r := base.WithContext(context.Background()) // as in BenchmarkGet
-		if rec, err := s.Lookup(r); err != nil || rec == nil {
-			b.Fatal(rec, err)
+		if _, ok, err := s.Lookup(r); err != nil || !ok {
+			b.Fatal(ok, err)
 		}
 	}
 }

@@ -615,7 +615,10 @@ func (b *Badger) UseBackupCode(ctx context.Context, user string, hash []byte) (i
 
 // Session returns the session record with that key; ErrNotFound if there
 // is none, it has expired by the store's clock, or it is of an older
-// generation than its user's (generation.go).
+// generation than its user's (generation.go). The record's Key is key
+// itself, not a copy: the caller must not change key afterwards (the
+// proxied path reads a session per request, and the copy was one of its
+// allocations).
 func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 	if len(key) == 0 {
 		return Session{}, wrap("read session", errors.New("empty session key"))
@@ -637,7 +640,7 @@ func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 			b.sessions.drop(key)
 			return Session{}, ErrNotFound
 		}
-		s.Key = bytes.Clone(key)
+		s.Key = key
 		s.Pending = bytes.Clone(s.Pending)
 		s.Shown = bytes.Clone(s.Shown)
 		return s, nil
@@ -679,7 +682,7 @@ func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 		hook()
 	}
 	b.sessions.put(key, s, gen)
-	s.Key = bytes.Clone(key)
+	s.Key = key
 	s.Pending = bytes.Clone(s.Pending)
 	s.Shown = bytes.Clone(s.Shown)
 	return s, nil

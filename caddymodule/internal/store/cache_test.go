@@ -259,14 +259,19 @@ func TestSessionCacheCopies(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 { // a miss, then hits: none may hand out the cache's memory
-		got, err := b.Session(ctx, s.Key)
+		key := []byte("k")
+		got, err := b.Session(ctx, key)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if string(got.Pending) != "sealed-pending" || string(got.Key) != "k" {
 			t.Fatalf("got Pending %q Key %q, want the stored ones", got.Pending, got.Key)
 		}
-		got.Pending[0], got.Key[0] = 'X', 'X'
+		// The Key is the caller's own key (not a copy, not the cache's).
+		if &got.Key[0] != &key[0] {
+			t.Fatal("the record's Key is not the key passed in")
+		}
+		got.Pending[0], key[0] = 'X', 'X'
 	}
 }
 

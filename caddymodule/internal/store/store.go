@@ -204,7 +204,8 @@ type Store interface {
 	UseBackupCode(ctx context.Context, user string, hash []byte) (left int, err error)
 
 	// Session returns the session record; ErrNotFound if there is none or it
-	// has expired.
+	// has expired. The record's Key is key itself: the caller must not
+	// change key afterwards.
 	Session(ctx context.Context, key []byte) (Session, error)
 	// PutSession creates or replaces a session record.
 	PutSession(ctx context.Context, s Session) error

@@ -113,6 +113,10 @@ type Account struct {
 	// the hash as the store holds it, for a rehash over exactly that one.
 	Origin store.Origin
 	Stored string
+	// Boxed is Name as an interface value, made once for a configured
+	// user: the proxied path hands it to the server's variables on every
+	// request.
+	Boxed any
 }
 
 // Directory looks users up by any spelling of their name, in the
@@ -162,7 +166,7 @@ func New(users []User, maxHashes int, hasher Argon2id, budget *Budget) (*Directo
 		if err != nil {
 			return nil, fmt.Errorf("user %d (%s): %w", i, u.Username, err)
 		}
-		d.byKey[key] = &Account{Name: u.Username, Key: key, hash: h, Cred: CredOf(u.Password), Origin: store.OriginConfig}
+		d.byKey[key] = &Account{Name: u.Username, Key: key, hash: h, Cred: CredOf(u.Password), Origin: store.OriginConfig, Boxed: u.Username}
 		d.decoys = append(d.decoys, h)
 	}
 	// The key is derived from the hashes themselves: secret enough (they
