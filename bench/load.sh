@@ -6,14 +6,25 @@
 #
 #   bench/load.sh [compare|flood|memory|all]     (default: all)
 #
-# compare  one Caddy process, three sites, run interleaved A B C A B C ...:
+# compare  one Caddy process, four sites, run interleaved A B C D A B C D ...:
 #            A  reverse_proxy                                  :18081
 #            B  two_factor + reverse_proxy, logged in          :18082
 #            C  forward_auth to a cookie checker + reverse_proxy :18083
-#          req/s, p50, p99 per setup, the paired ratios to A (median of
-#          the rounds), and the CPU time of the Caddy process per request;
-#          then one long run of B under Caddy's CPU profiler, for the share
-#          of Caddy's CPU spent in the gate itself.
+#            D  Caddy's basic_auth (bcrypt, its hash cache) + reverse_proxy :18085
+#          req/s, p50, p99 per setup, the paired ratios to A (median and
+#          range of the rounds), and the CPU time of the Caddy process per
+#          request; then the same over HTTPS and HTTP/2 with h2load for A,
+#          B and D (:18091, :18092, :18095); then one long run of B under
+#          Caddy's CPU profiler, for the share of Caddy's CPU spent in the
+#          gate itself.
+#
+# CPU-bound by default: Caddy runs on its own CPU (taskset -c 0), the load
+# generator, the upstream and the forward-auth checker on the others. Run
+# unpinned on two CPUs, wrk and the upstream compete with Caddy for the same
+# CPUs and the gate's share of the work is diluted: a setup that costs
+# Caddy 8 µs more per request can then show the throughput of plain
+# reverse_proxy. Pinned, Caddy is the bottleneck, so what it spends per
+# request is what the throughput shows. PIN=0 runs unpinned.
 # flood    B alone, then B while wrong-password logins flood in (from many
 #          addresses and user names, so throttling lets the hashes run),
 #          interleaved; the ratio of B's throughput under flood to without.
@@ -21,7 +32,9 @@
 #          logins; with SCALE_STORE set, also with that store (see
 #          bench/scale.sh), and the startup time.
 #
-# Settings (environment): ROUNDS (5), DURATION (10s), CONNS (32),
+# Settings (environment): ROUNDS (8), DURATION (8s), CONNS (32), PIN (1),
+# CADDY_CPUS (0), LOAD_CPUS (the others), H2 (1: the HTTPS + HTTP/2 part
+# of compare; needs h2load from Debian's nghttp2-client),
 # THREADS (1), LOGINS (10000), HASHES (max_concurrent_hashes; default:
 # the module's), HASH_CPU (hash_cpu, e.g. 100% for no CPU budget; default:
 # the module's), OUT (bench/out: binaries and results),
@@ -30,15 +43,15 @@
 # to wait on it before measuring again), SCALE_KEY, CADDY (a
 # Caddy binary to measure instead of building ./cmd/caddy).
 #
-# Needs: go, wrk (apt-get install wrk), curl. Ports: 127.0.0.1:18080-18084
-# and the admin API on 127.0.0.1:18019 (none of them used by the tests or
-# the demo).
+# Needs: go, wrk (apt-get install wrk), curl, taskset; h2load for H2=1.
+# Ports: 127.0.0.1:18080-18085, 18091-18095 and the admin API on
+# 127.0.0.1:18019 (none of them used by the tests or the demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODE=${1:-all}
-ROUNDS=${ROUNDS:-5}
-DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-8}
+DURATION=${DURATION:-8s}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-1}
 LOGINS=${LOGINS:-10000}
@@ -56,11 +69,35 @@ SITE_A=127.0.0.1:18081
 SITE_B=127.0.0.1:18082
 SITE_C=127.0.0.1:18083
 FWD=127.0.0.1:18084
+SITE_D=127.0.0.1:18085
+TLS_A=127.0.0.1:18091
+TLS_B=127.0.0.1:18092
+TLS_D=127.0.0.1:18095
+H2=${H2:-1}
+
+# Pinning: Caddy on CADDY_CPUS, everything else on LOAD_CPUS.
+PIN=${PIN:-1}
+NCPU=$(nproc)
+if [[ $PIN == 1 && $NCPU -lt 2 ]]; then
+	echo "PIN=1 needs at least 2 CPUs; this machine has $NCPU (run with PIN=0)" >&2
+	exit 2
+fi
+CADDY_CPUS=${CADDY_CPUS:-0}
+LOAD_CPUS=${LOAD_CPUS:-1-$((NCPU - 1))}
+# on_caddy_cpus / on_load_cpus CMD...: run CMD pinned, in place of the
+# shell that calls them (exec), so that $! of "on_... cmd &" is cmd's PID.
+# Call them only in a subshell: with & or inside $(...).
+on_caddy_cpus() { if [[ $PIN == 1 ]]; then exec taskset -c "$CADDY_CPUS" "$@"; else exec "$@"; fi; }
+on_load_cpus() { if [[ $PIN == 1 ]]; then exec taskset -c "$LOAD_CPUS" "$@"; else exec "$@"; fi; }
 ADMIN=127.0.0.1:18019
 
-for tool in go wrk curl; do
+for tool in go wrk curl taskset; do
 	command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install $tool)" >&2; exit 1; }
 done
+if [[ $H2 == 1 ]] && ! command -v h2load >/dev/null; then
+	echo "missing: h2load (apt-get install nghttp2-client), or run with H2=0" >&2
+	exit 1
+fi
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/tf-bench.XXXXXX)
 PIDS=()
@@ -106,10 +143,10 @@ wait_port_free() {
 }
 
 start_backends() {
-	"$OUT/upstream" -addr "$UP" 2>>"$WORK/upstream.log" &
+	on_load_cpus "$OUT/upstream" -addr "$UP" 2>>"$WORK/upstream.log" &
 	PIDS+=($!)
 	TOKEN=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-	"$OUT/fwdauth" -addr "$FWD" -token "$TOKEN" 2>>"$WORK/fwdauth.log" &
+	on_load_cpus "$OUT/fwdauth" -addr "$FWD" -token "$TOKEN" 2>>"$WORK/fwdauth.log" &
 	FWD_PID=$!
 	PIDS+=($FWD_PID)
 	wait_for "http://$UP/"
@@ -122,6 +159,7 @@ hashes() {
 	# bob: the lowest bcrypt cost, for the 10,000 logins of the memory run.
 	HASH_ALICE=$("$OUT/caddy" hash-password --plaintext "$PASSWORD")
 	HASH_BOB=$("$OUT/caddy" hash-password --plaintext "$PASSWORD" --bcrypt-cost 4)
+	BASIC=$(printf 'alice:%s' "$PASSWORD" | base64 -w0)
 }
 
 # caddyfile SITES STORE: a config with the given sites (letters A, B, C).
@@ -130,7 +168,8 @@ caddyfile() {
 	cat <<-EOF
 	{
 		admin $ADMIN
-		auto_https off
+		auto_https disable_redirects
+		skip_install_trust
 		persist_config off
 		servers {
 			trusted_proxies static 127.0.0.1/32
@@ -145,20 +184,7 @@ caddyfile() {
 		EOF
 	fi
 	if [[ $sites == *B* ]]; then
-		cat <<-EOF
-		http://$SITE_B {
-			two_factor {
-				user alice $HASH_ALICE
-				user bob $HASH_BOB
-				storage_dir $store
-				encryption_key $SCALE_KEY
-				free_failures 50
-				$HASHES_LINE
-				$HASH_CPU_LINE
-			}
-			reverse_proxy $UP
-		}
-		EOF
+		gate_site "http://$SITE_B" "$store"
 	fi
 	if [[ $sites == *C* ]]; then
 		cat <<-EOF
@@ -171,6 +197,56 @@ caddyfile() {
 		}
 		EOF
 	fi
+	if [[ $sites == *D* ]]; then
+		basic_site "http://$SITE_D"
+	fi
+	if [[ $sites == *T* ]]; then
+		cat <<-EOF
+		https://$TLS_A {
+			tls internal
+			reverse_proxy $UP
+		}
+		EOF
+		gate_site "https://$TLS_B" "$store" "tls internal"
+		basic_site "https://$TLS_D" "tls internal"
+	fi
+}
+
+# gate_site ADDRESS STORE [TLS_LINE]: a two_factor site. Every such site of
+# a config names the realm bench, so that they share the store's users and
+# sessions (one login serves them all).
+gate_site() {
+	cat <<-EOF
+	$1 {
+		${3:-}
+		two_factor {
+			realm bench
+			user alice $HASH_ALICE
+			user bob $HASH_BOB
+			storage_dir $2
+			encryption_key $SCALE_KEY
+			free_failures 50
+			$HASHES_LINE
+			$HASH_CPU_LINE
+		}
+		reverse_proxy $UP
+	}
+	EOF
+}
+
+# basic_site ADDRESS [TLS_LINE]: Caddy's own basic_auth, with alice's
+# bcrypt hash (Caddy keeps a cache of the checked passwords, so a request
+# costs a lookup, not a bcrypt).
+basic_site() {
+	cat <<-EOF
+	$1 {
+		${2:-}
+		basic_auth {
+			alice $HASH_ALICE
+		}
+		reverse_proxy $UP
+	}
+	EOF
 }
 
 # start_caddy SITES STORE: starts Caddy; sets CADDY_PID and STARTUP_MS
@@ -180,11 +256,11 @@ start_caddy() {
 	caddyfile "$sites" "$store" >"$WORK/Caddyfile"
 	local t0 probe
 	t0=$(date +%s%N)
-	"$OUT/caddy" run --config "$WORK/Caddyfile" --adapter caddyfile 2>>"$WORK/caddy.log" &
+	on_caddy_cpus "$OUT/caddy" run --config "$WORK/Caddyfile" --adapter caddyfile 2>>"$WORK/caddy.log" &
 	CADDY_PID=$!
 	PIDS+=($CADDY_PID)
 	case $sites in
-	*C*) probe=$SITE_C ;; *B*) probe=$SITE_B ;; *) probe=$SITE_A ;;
+	*D*) probe=$SITE_D ;; *C*) probe=$SITE_C ;; *B*) probe=$SITE_B ;; *) probe=$SITE_A ;;
 	esac
 	wait_for "http://$probe/" || { tail -20 "$WORK/caddy.log" >&2; return 1; }
 	STARTUP_MS=$((($(date +%s%N) - t0) / 1000000))
@@ -229,7 +305,7 @@ run_wrk() {
 	local c0 f0 c1 f1 out
 	c0=$(cpu_ticks "$CADDY_PID")
 	f0=$(cpu_ticks "$FWD_PID")
-	out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Cookie: $COOKIE" "$@" "$url")
+	out=$(on_load_cpus wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Cookie: $COOKIE" "$@" "$url")
 	c1=$(cpu_ticks "$CADDY_PID")
 	f1=$(cpu_ticks "$FWD_PID")
 	if grep -q -e 'Non-2xx' -e 'Socket errors' <<<"$out"; then
@@ -255,63 +331,160 @@ login_alice() {
 machine() {
 	echo "machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(go version | awk '{print $3}'), $(date -u +%Y-%m-%dT%H:%MZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "wrk: -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds"
+	if [[ $PIN == 1 ]]; then
+		echo "pinned: Caddy on CPU $CADDY_CPUS; wrk, h2load, the upstream and the checker on CPUs $LOAD_CPUS"
+	else
+		echo "not pinned (PIN=0): Caddy, the load generator and the upstream share the CPUs"
+	fi
 }
 
+# range: "min–max" of the numbers on stdin.
+range() { sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%s–%s", lo, hi}'; }
+
 compare() {
-	start_caddy ABC "$WORK/store"
+	local sites=ABCD
+	[[ $H2 == 1 ]] && sites=ABCDT
+	start_caddy "$sites" "$WORK/store"
 	login_alice
-	# Each setup works, and the gate lets nothing through without a session.
+	# Each setup works, and the gate and basic_auth let nothing through
+	# without their credentials.
 	expect "http://$SITE_A/" "$COOKIE" 200
 	expect "http://$SITE_B/" "$COOKIE" 200
 	expect "http://$SITE_C/" "$COOKIE" 200
 	expect "http://$SITE_B/" "" 401
 	expect "http://$SITE_C/" "" 401
+	expect "http://$SITE_D/" "" 401
+	local got
+	got=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Basic $BASIC" "http://$SITE_D/")
+	[[ $got == 200 ]] || { log "basic_auth with alice's password gave $got"; exit 1; }
 	log "warming up"
 	DURATION=3s run_wrk warm "http://$SITE_A/" >/dev/null || exit 1
 	DURATION=3s run_wrk warm "http://$SITE_B/" >/dev/null || exit 1
 	DURATION=3s run_wrk warm "http://$SITE_C/" >/dev/null || exit 1
+	DURATION=3s run_wrk warm "http://$SITE_D/" -H "Authorization: Basic $BASIC" >/dev/null || exit 1
 	local res=$WORK/compare.txt
 	: >"$res"
 	for r in $(seq 1 "$ROUNDS"); do
-		for s in A B C; do
-			local site=SITE_$s
+		for s in A B C D; do
+			local site=SITE_$s extra=()
+			[[ $s == D ]] && extra=(-H "Authorization: Basic $BASIC")
 			log "round $r: $s"
-			line=$(run_wrk "$s" "http://${!site}/") || exit 1
+			line=$(run_wrk "$s" "http://${!site}/" "${extra[@]}") || exit 1
 			echo "$r $line" >>"$res"
 		done
 	done
 	cp "$res" "$OUT/compare-raw.txt"
 
 	echo
-	echo "== compare: A reverse_proxy, B two_factor + reverse_proxy, C forward_auth + reverse_proxy"
+	echo "== compare: A reverse_proxy, B two_factor + reverse_proxy, C forward_auth + reverse_proxy, D basic_auth + reverse_proxy (HTTP/1.1)"
 	machine
 	echo "round setup req/s p50_us p99_us requests caddy_cpu_us/req checker_cpu_us/req"
 	cat "$res"
-	echo
-	printf '%-6s %10s %10s %10s %16s\n' setup "req/s" "p50 µs" "p99 µs" "Caddy CPU µs/req"
-	for s in A B C; do
-		printf '%-6s %10s %10s %10s %16s\n' "$s" \
-			"$(awk -v s=$s '$2 == s {print $3}' "$res" | median)" \
-			"$(awk -v s=$s '$2 == s {print $4}' "$res" | median)" \
-			"$(awk -v s=$s '$2 == s {print $5}' "$res" | median)" \
-			"$(awk -v s=$s '$2 == s {print $7}' "$res" | median)"
-	done
-	# Paired per round: each B and C against the A of the same round.
-	pair() { # field op setups -> per-round values
-		awk -v f="$1" -v x="$2" -v y="$3" -v op="$4" '
-			$2 == x {a[$1] = $f} $2 == y {b[$1] = $f}
-			END { for (r in a) if (r in b) { if (op == "ratio") print b[r] / a[r]; else print b[r] - a[r] } }' "$res"
-	}
-	echo
-	echo "paired, median of $ROUNDS rounds:"
-	echo "  B/A throughput:          $(pair 3 A B ratio | median)   (target >= 0.97)"
-	echo "  B/A p99:                 $(pair 5 A B ratio | median)   (target <= 1.10)"
-	echo "  B-A Caddy CPU µs/req:    $(pair 7 A B diff | median)   (target <= 5)"
-	echo "  C/A throughput:          $(pair 3 A C ratio | median)"
-	echo "  B/C throughput:          $(pair 3 C B ratio | median)   (target >= 1.8)"
-	echo "  C checker CPU µs/req:    $(awk '$2 == "C" {print $8}' "$res" | median)   (the forward-auth server, besides Caddy's)"
+	summary "$res" A B C D
+	echo "  C checker CPU µs/req:      $(awk '$2 == "C" {print $8}' "$res" | median)   (the forward-auth server, besides Caddy's)"
+	echo "  B-D Caddy CPU µs/req:      $(pair "$res" 7 D B diff | median)   (target < 0: the gate cheaper than basic_auth)"
+	if [[ $H2 == 1 ]]; then
+		compare_h2
+	fi
 	gate_profile
 	stop_caddy
+}
+
+# pair FILE FIELD X Y OP: per round, Y's field against X's (ratio or diff).
+pair() {
+	awk -v f="$2" -v x="$3" -v y="$4" -v op="$5" '
+		$2 == x {a[$1] = $f} $2 == y {b[$1] = $f}
+		END { for (r in a) if (r in b) { if (op == "ratio") print b[r] / a[r]; else print b[r] - a[r] } }' "$1"
+}
+
+# summary FILE SETUPS...: medians per setup, and each setup paired with
+# the first (median and range of the rounds).
+summary() {
+	local res=$1 base=$2
+	shift
+	echo
+	printf '%-6s %10s %10s %10s %16s\n' setup "req/s" "p50 µs" "p99 µs" "Caddy CPU µs/req"
+	for s in "$@"; do
+		printf '%-6s %10s %10s %10s %16s\n' "$s" \
+			"$(awk -v s="$s" '$2 == s {print $3}' "$res" | median)" \
+			"$(awk -v s="$s" '$2 == s {print $4}' "$res" | median)" \
+			"$(awk -v s="$s" '$2 == s {print $5}' "$res" | median)" \
+			"$(awk -v s="$s" '$2 == s {print $7}' "$res" | median)"
+	done
+	echo
+	echo "paired with $base, median (range) of $ROUNDS rounds:"
+	shift
+	for s in "$@"; do
+		echo "  $s/$base throughput: $(pair "$res" 3 "$base" "$s" ratio | median) ($(pair "$res" 3 "$base" "$s" ratio | range))" \
+			" p99: $(pair "$res" 5 "$base" "$s" ratio | median)  Caddy CPU µs/req added: $(pair "$res" 7 "$base" "$s" diff | median) ($(pair "$res" 7 "$base" "$s" diff | range))"
+	done
+	echo "  targets for B: throughput >= 0.97, p99 <= 1.10, CPU added <= 3 µs"
+}
+
+# run_h2 NAME URL [extra h2load args...]: one h2load run over HTTPS and
+# HTTP/2; prints the same fields as run_wrk.
+run_h2() {
+	local name=$1 url=$2
+	shift 2
+	local c0 c1 out secs=${DURATION%s} log=$WORK/h2-$name.log
+	c0=$(cpu_ticks "$CADDY_PID")
+	out=$(on_load_cpus h2load -c"$CONNS" -m 10 -t"$THREADS" -D "$secs" --log-file="$log" -H "Cookie: $COOKIE" "$@" "$url")
+	c1=$(cpu_ticks "$CADDY_PID")
+	local reqs bad rps p50 p99
+	reqs=$(awk '/^requests:/ {print $8}' <<<"$out") # succeeded
+	bad=$(awk '/^requests:/ {n += $10 + $12 + $14} /^status codes:/ {n += $5 + $7 + $9} END {print n + 0}' <<<"$out")
+	if [[ -z $reqs || $reqs == 0 || $bad != 0 ]]; then
+		log "$name: h2load saw failures (or answers other than 2xx):"; log "$out"; exit 1
+	fi
+	rps=$(awk '/^finished in/ {print $4}' <<<"$out")
+	# The log has one line per request: start (µs), status, duration (µs).
+	p50=$(awk '{print $3}' "$log" | sort -n | awk '{v[NR] = $1} END {print v[int(NR * 0.5) + 1]}')
+	p99=$(awk '{print $3}' "$log" | sort -n | awk '{v[NR] = $1} END {print v[int(NR * 0.99) + 1]}')
+	awk -v n="$name" -v r="$rps" -v a="$p50" -v b="$p99" -v q="$reqs" -v c=$((c1 - c0)) -v t="$TICK" \
+		'BEGIN { printf "%s %.0f %.0f %.0f %d %.2f 0\n", n, r, a, b, q, c * 1e6 / t / q }'
+}
+
+# compare_h2: A, B and D again over HTTPS and HTTP/2 (Caddy's internal CA;
+# h2load does not check certificates), interleaved.
+compare_h2() {
+	expect_tls() {
+		local got
+		got=$(curl -sk --http2 -o /dev/null -w '%{http_code}' -H "Cookie: $2" -H 'Accept: application/json' "$1")
+		[[ $got == "$3" ]] || { log "GET $1 gave $got, want $3"; exit 1; }
+	}
+	wait_for_tls() {
+		for _ in $(seq 1 500); do
+			curl -sk -o /dev/null "$1" && return 0
+			sleep 0.02
+		done
+		log "no answer from $1"; return 1
+	}
+	wait_for_tls "https://$TLS_A/"
+	expect_tls "https://$TLS_A/" "$COOKIE" 200
+	expect_tls "https://$TLS_B/" "$COOKIE" 200
+	expect_tls "https://$TLS_B/" "" 401
+	expect_tls "https://$TLS_D/" "" 401
+	log "warming up (HTTP/2)"
+	DURATION=3s run_h2 warm "https://$TLS_A/" >/dev/null || exit 1
+	DURATION=3s run_h2 warm "https://$TLS_B/" >/dev/null || exit 1
+	DURATION=3s run_h2 warm "https://$TLS_D/" -H "Authorization: Basic $BASIC" >/dev/null || exit 1
+	local res=$WORK/compare-h2.txt
+	: >"$res"
+	for r in $(seq 1 "$ROUNDS"); do
+		for s in A B D; do
+			local site=TLS_$s extra=()
+			[[ $s == D ]] && extra=(-H "Authorization: Basic $BASIC")
+			log "round $r: $s (HTTP/2)"
+			line=$(run_h2 "$s" "https://${!site}/" "${extra[@]}") || exit 1
+			echo "$r $line" >>"$res"
+		done
+	done
+	cp "$res" "$OUT/compare-h2-raw.txt"
+	echo
+	echo "== compare over HTTPS + HTTP/2 (h2load -c$CONNS -m 10 -D ${DURATION%s}): A reverse_proxy, B two_factor, D basic_auth"
+	echo "round setup req/s p50_us p99_us requests caddy_cpu_us/req -"
+	cat "$res"
+	summary "$res" A B D
 }
 
 # gate_profile: one more run of B with Caddy's CPU profile, to tell the
@@ -375,7 +548,7 @@ flood() {
 		echo "$r $line" >>"$res"
 		log "round $r: flood"
 		# The flood starts first and outlasts the measured run.
-		wrk -t1 -c16 -d$((secs + 4))s --timeout 120s -s "$WORK/flood.lua" "http://$SITE_B/" >"$WORK/flood-wrk-$r.txt" 2>&1 &
+		on_load_cpus wrk -t1 -c16 -d$((secs + 4))s --timeout 120s -s "$WORK/flood.lua" "http://$SITE_B/" >"$WORK/flood-wrk-$r.txt" 2>&1 &
 		local fpid=$!
 		sleep 2
 		line=$(run_wrk flood "http://$SITE_B/") || exit 1

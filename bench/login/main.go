@@ -179,8 +179,20 @@ func enable(session string) (string, time.Time, error) {
 	if err != nil {
 		return "", time.Time{}, err
 	}
+	// The answer redirects (POST-redirect-GET) to the page that shows the
+	// backup codes once, under a new session ID.
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != *prefix+"/security/backup-codes" {
+		return "", time.Time{}, fmt.Errorf("enable: got status %d to %q, want 303 to the backup codes", res.StatusCode, res.Header.Get("Location"))
+	}
+	if c := sessionCookie(res); c != "" {
+		session = c
+	}
+	res, body, err = request(http.MethodGet, "/security/backup-codes", session, nil)
+	if err != nil {
+		return "", time.Time{}, err
+	}
 	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), "backup-codes") {
-		return "", time.Time{}, fmt.Errorf("enable: got status %d, want 200 with the backup codes", res.StatusCode)
+		return "", time.Time{}, fmt.Errorf("backup codes page: got status %d, want 200 with the codes", res.StatusCode)
 	}
 	return key.Secret(), now, nil
 }
