@@ -59,7 +59,7 @@ type SystemClock struct{}
 
 // CaddyModule returns the Caddy module information.
 func (SystemClock) CaddyModule() caddy.ModuleInfo {
-	return caddy.ModuleInfo{ID: "two_factor.clocks.system", New: func() caddy.Module { return SystemClock{} }}
+	return caddy.ModuleInfo{ID: "two_factor.clocks.system", New: func() caddy.Module { return new(SystemClock) }}
 }
 
 // Now is the system's time.

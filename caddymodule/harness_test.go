@@ -451,7 +451,7 @@ func init() {
 type offsetClock struct{}
 
 func (offsetClock) CaddyModule() caddy.ModuleInfo {
-	return caddy.ModuleInfo{ID: "two_factor.clocks.offset", New: func() caddy.Module { return offsetClock{} }}
+	return caddy.ModuleInfo{ID: "two_factor.clocks.offset", New: func() caddy.Module { return new(offsetClock) }}
 }
 
 func (offsetClock) Now() time.Time { return testNow() }
