@@ -20,11 +20,11 @@ import (
 
 // testHookBeforeCommit, when set by a test, runs in every read-write
 // transaction after its work is done and before it commits.
-var testHookBeforeCommit func(b *Badger)
+var testHookBeforeCommit atomic.Pointer[func(b *Badger)]
 
 // testHookSessionRead, when set by a test, runs in Session after a record
 // was read from disk and before it is put in the cache.
-var testHookSessionRead func()
+var testHookSessionRead atomic.Pointer[func()]
 
 // Compile-time check that Badger implements Store.
 var _ Store = (*Badger)(nil)
@@ -342,12 +342,12 @@ func (b *Badger) write(ctx context.Context, fn func(txn *badger.Txn) error, inva
 		return err
 	}
 	txnFn := fn
-	if hook := testHookBeforeCommit; hook != nil {
+	if hook := testHookBeforeCommit.Load(); hook != nil {
 		txnFn = func(txn *badger.Txn) error {
 			if err := fn(txn); err != nil {
 				return err
 			}
-			hook(b)
+			(*hook)(b)
 			return nil
 		}
 	}
@@ -678,8 +678,8 @@ func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 	if s.Gen != max(g, diskGen) {
 		return Session{}, ErrNotFound
 	}
-	if hook := testHookSessionRead; hook != nil {
-		hook()
+	if hook := testHookSessionRead.Load(); hook != nil {
+		(*hook)()
 	}
 	b.sessions.put(key, s, gen)
 	s.Key = key

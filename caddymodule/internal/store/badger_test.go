@@ -407,15 +407,15 @@ func holdCommits(t *testing.T, n int) *atomic.Int64 {
 	t.Helper()
 	var seen atomic.Int64
 	all := make(chan struct{})
-	testHookBeforeCommit = func(*Badger) {
+	setBeforeCommit(func(*Badger) {
 		switch k := seen.Add(1); {
 		case k == int64(n):
 			close(all)
 		case k < int64(n):
 			<-all
 		}
-	}
-	t.Cleanup(func() { testHookBeforeCommit = nil })
+	})
+	t.Cleanup(func() { setBeforeCommit(nil) })
 	return &seen
 }
 
@@ -447,7 +447,7 @@ func TestUpdateGivesUpOnEndlessConflicts(t *testing.T) {
 	enable(t, b, "alice", nil)
 	// Every attempt is beaten by a write to the same account.
 	var attempts atomic.Int64
-	testHookBeforeCommit = func(b *Badger) {
+	setBeforeCommit(func(b *Badger) {
 		attempts.Add(1)
 		err := b.db.Update(func(txn *badger.Txn) error {
 			return txn.Set(accountKey("alice"), []byte(`{"totp":{"sealed_secret":"eA=="}}`))
@@ -455,8 +455,8 @@ func TestUpdateGivesUpOnEndlessConflicts(t *testing.T) {
 		if err != nil {
 			t.Errorf("conflicting write: %v", err)
 		}
-	}
-	t.Cleanup(func() { testHookBeforeCommit = nil })
+	})
+	t.Cleanup(func() { setBeforeCommit(nil) })
 	err := b.UseTOTPStep(ctx, "alice", 500)
 	if err == nil || !errors.Is(err, badger.ErrConflict) {
 		t.Errorf("err = %v, want a wrapped badger.ErrConflict", err)
@@ -1044,4 +1044,24 @@ func TestCompactAfterBulkLoad(t *testing.T) {
 	if err := b.Compact(); err == nil {
 		t.Error("Compact on a closed store: no error")
 	}
+}
+
+// setBeforeCommit sets (nil: clears) the hook run in every read-write
+// transaction before it commits.
+func setBeforeCommit(f func(*Badger)) {
+	if f == nil {
+		testHookBeforeCommit.Store(nil)
+		return
+	}
+	testHookBeforeCommit.Store(&f)
+}
+
+// setSessionRead sets (nil: clears) the hook run in Session after a
+// record is read from disk.
+func setSessionRead(f func()) {
+	if f == nil {
+		testHookSessionRead.Store(nil)
+		return
+	}
+	testHookSessionRead.Store(&f)
 }

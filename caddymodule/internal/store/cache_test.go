@@ -151,11 +151,11 @@ func TestSessionCacheNoResurrection(t *testing.T) {
 	b := openTest(t)
 	putSessions(t, b, "alice", "k")
 	read, deleted := make(chan struct{}), make(chan struct{})
-	testHookSessionRead = func() {
+	setSessionRead(func() {
 		close(read)
 		<-deleted
-	}
-	t.Cleanup(func() { testHookSessionRead = nil })
+	})
+	t.Cleanup(func() { setSessionRead(nil) })
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if _, err := b.Session(ctx, []byte("k")); err != nil {
@@ -163,7 +163,7 @@ func TestSessionCacheNoResurrection(t *testing.T) {
 		}
 	})
 	<-read
-	testHookSessionRead = nil
+	setSessionRead(nil)
 	if err := b.DeleteSession(ctx, []byte("k")); err != nil {
 		t.Fatal(err)
 	}

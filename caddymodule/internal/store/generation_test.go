@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -212,19 +213,25 @@ func TestGenerationCheckedOnCacheHit(t *testing.T) {
 	if !sessionExists(t, b, "c1") {
 		t.Fatal("c1 missing")
 	}
+	// The sweeper may commit too: its commits run the hook as well.
+	var mu sync.Mutex
 	var inCommit []bool
-	testHookBeforeCommit = func(*Badger) {
+	setBeforeCommit(func(*Badger) {
 		if _, ok := b.gens.get("carol"); ok {
 			_, err1 := b.Session(context.Background(), []byte("c1"))
 			_, err2 := b.Session(context.Background(), []byte("c2"))
+			mu.Lock()
 			inCommit = append(inCommit, errors.Is(err1, ErrNotFound), errors.Is(err2, ErrNotFound))
+			mu.Unlock()
 		}
-	}
-	t.Cleanup(func() { testHookBeforeCommit = nil })
+	})
+	t.Cleanup(func() { setBeforeCommit(nil) })
 	if _, err := b.DeleteUserSessions(context.Background(), "carol", nil); err != nil {
 		t.Fatal(err)
 	}
-	testHookBeforeCommit = nil
+	setBeforeCommit(nil)
+	mu.Lock()
+	defer mu.Unlock()
 	if len(inCommit) != 2 || !inCommit[0] || !inCommit[1] {
 		t.Errorf("before the commit of the revocation: refused = %v, want [true true]", inCommit)
 	}
@@ -415,7 +422,7 @@ func TestFailedChangeRestoresGeneration(t *testing.T) {
 	// Every attempt of the change conflicts with a write of the account it
 	// read, until the store gives up.
 	var raisedInCommit bool
-	testHookBeforeCommit = func(*Badger) {
+	setBeforeCommit(func(*Badger) {
 		if g, _ := b.gens.get("hana"); g > before {
 			raisedInCommit = true
 		}
@@ -426,9 +433,9 @@ func TestFailedChangeRestoresGeneration(t *testing.T) {
 			}
 			return putAccount(txn, &a)
 		})
-	}
+	})
 	err := b.DisableTOTP(ctx, "hana", nil)
-	testHookBeforeCommit = nil
+	setBeforeCommit(nil)
 	if !errors.Is(err, badger.ErrConflict) {
 		t.Fatalf("DisableTOTP: got %v, want a conflict", err)
 	}
