@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -232,8 +233,10 @@ func TestGenerationCheckedOnCacheHit(t *testing.T) {
 	setBeforeCommit(nil)
 	mu.Lock()
 	defer mu.Unlock()
-	if len(inCommit) != 2 || !inCommit[0] || !inCommit[1] {
-		t.Errorf("before the commit of the revocation: refused = %v, want [true true]", inCommit)
+	// One pair per commit while carol's generation was raised: the
+	// revocation's, and any of the sweeper's meanwhile.
+	if len(inCommit) < 2 || slices.Contains(inCommit, false) {
+		t.Errorf("before the commit of the revocation: refused = %v, want [true true] (a pair per commit)", inCommit)
 	}
 }
 
