@@ -29,7 +29,7 @@ import (
 // Kinds of Event.
 const (
 	EventLogin         = "login"          // a login completed (Method: how)
-	EventCodeFailed    = "code_failed"    // a wrong code after a right password (Step, Method, Drift)
+	EventCodeFailed    = "code_failed"    // a wrong code after a right password (Step, Method, DriftSeconds)
 	EventBackupUsed    = "backup_used"    // a backup code used up (Count: codes left)
 	EventEnabled       = "enabled"        // 2FA turned on
 	EventDisabled      = "disabled"       // 2FA turned off (By: user, or operator for a reset)
@@ -77,10 +77,10 @@ type Event struct {
 	Method string `json:"m,omitempty"`
 	// Count is the number of sessions ended, or of backup codes left.
 	Count int `json:"n,omitempty"`
-	// Drift is, for a wrong code that was right for another time step
-	// near the current one, that step's offset (positive: the device's
-	// clock is ahead); 0 for none.
-	Drift int64 `json:"d,omitempty"`
+	// DriftSeconds is, for a wrong code that was right for another time
+	// step near the current one, that step's offset in seconds (positive:
+	// the device's clock is ahead); 0 for none.
+	DriftSeconds int64 `json:"d,omitempty"`
 }
 
 // eventPrefix returns the prefix of every event key of the user.
