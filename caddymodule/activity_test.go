@@ -283,3 +283,32 @@ func TestRecentActivityBoundedAndPruned(t *testing.T) {
 		t.Errorf("after 30 days: got %+v, want only the new login", items)
 	}
 }
+
+// TestRecentActivityRealmsApart: two sites of two realms on one store,
+// each with a user admin: each admin's page lists only their own realm's
+// events.
+func TestRecentActivityRealmsApart(t *testing.T) {
+	s := newTwoSites(t, "realm a\n\t\tuser admin "+testHash, "realm b\n\t\tuser admin "+testHash)
+	a := s.a.browserAs(curlUA)
+	a.login("admin", testPassword, "/")
+	if r := a.post("/.auth/logout", url.Values{}); r.status != http.StatusSeeOther {
+		t.Fatalf("logout on A: %d", r.status)
+	}
+	a.login("admin", testPassword, "/")
+	b := s.b.browserAs(firefoxLinux)
+	b.login("admin", testPassword, "/")
+
+	onA := activityOn(t, a.get(securityPage).body)
+	onB := activityOn(t, b.get(securityPage).body)
+	if len(onA) != 3 || len(onB) != 1 {
+		t.Fatalf("A's admin sees %d entries (want 3), B's admin %d (want 1): %+v / %+v", len(onA), len(onB), onA, onB)
+	}
+	for _, it := range onA {
+		if strings.Contains(it.text, "Firefox") {
+			t.Errorf("A's page lists B's login: %q", it.text)
+		}
+	}
+	if strings.Contains(onB[0].text, "curl") {
+		t.Errorf("B's page lists A's events: %q", onB[0].text)
+	}
+}
