@@ -44,6 +44,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		totp_digits <6|8>                   # default 6
 //		totp_algorithm <SHA1|SHA256|SHA512> # default SHA1
 //		totp_skew <steps>                   # default 1
+//		clock_hint_window <duration>        # default 10m; 0 turns clock hints off
 //		user_header <name>                  # default Remote-User
 //		strip_header <name>...              # repeatable; more headers to delete, any spelling
 //		cookie_name <name>                  # default __Host-two_factor

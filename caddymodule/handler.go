@@ -49,6 +49,11 @@ const (
 	DefaultFreeFailures    = 5
 	DefaultMaxDelay        = 15 * time.Minute
 	DefaultHashCPUPercent  = 10
+	// DefaultClockHintWindow is how far a wrong code is looked for in
+	// time to tell a user their device's clock is off.
+	DefaultClockHintWindow = 10 * time.Minute
+	// MaxClockHintWindow is the widest clock_hint_window.
+	MaxClockHintWindow = time.Hour
 	// DefaultMaxSessionsPerUser caps each user's live sessions.
 	DefaultMaxSessionsPerUser = store.DefaultMaxSessionsPerUser
 	// MaxMaxSessionsPerUser is the highest cap max_sessions_per_user takes.
@@ -138,6 +143,15 @@ type Handler struct {
 	// TOTPSkew is how many time steps before and after the current one a
 	// code is accepted for, to allow for clock drift. Default: 1.
 	TOTPSkew *int `json:"totp_skew,omitempty"`
+
+	// ClockHintWindow is how far before or after the current time a wrong
+	// code is looked for: when it is the right code for a time outside
+	// the accepted skew but within this window, it is refused all the same
+	// (and counted as a failure), and the page tells the user that their
+	// device's clock seems about so many minutes ahead or behind and how
+	// to fix it. Only after the right password, within the code's attempt
+	// budget. Default: 10m; 0 turns the hints off; at most 1h.
+	ClockHintWindow *caddy.Duration `json:"clock_hint_window,omitempty"`
 
 	// UserHeader is the request header that carries the user's name to
 	// the next handler. Any copy sent by the client, in any letter case or
@@ -245,6 +259,7 @@ type Handler struct {
 	configText string
 	params     otp.Params
 	skew       int
+	clockHint  time.Duration
 	now        func() time.Time // the config's clock (App.ClockRaw)
 }
 
@@ -301,7 +316,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.gate = gate.New(gate.Config{
 		Prefix: h.Prefix, Issuer: h.Issuer, Product: h.ProductName, Realm: h.realm,
 		Cookie: h.CookieName, UserHeader: h.UserHeader, StripHeaders: h.StripHeaders,
-		RequireTwoFactor: h.RequireTwoFactor, TOTP: h.params, Skew: h.skew,
+		RequireTwoFactor: h.RequireTwoFactor, TOTP: h.params, Skew: h.skew, ClockHintWindow: h.clockHint,
 		Idle: time.Duration(h.SessionIdle), Lifetime: time.Duration(h.SessionLifetime), CodeTimeout: time.Duration(h.CodeTimeout),
 		Users: h.users, Pages: pages, Now: h.now, ClientIP: clientIP, Logger: h.logger, Audit: h.audit,
 	})
@@ -411,6 +426,10 @@ func (h *Handler) defaults(repl *caddy.Replacer) error {
 	h.skew = DefaultTOTPSkew
 	if h.TOTPSkew != nil {
 		h.skew = *h.TOTPSkew
+	}
+	h.clockHint = DefaultClockHintWindow
+	if h.ClockHintWindow != nil {
+		h.clockHint = time.Duration(*h.ClockHintWindow)
 	}
 	if h.UserHeader == "" {
 		h.UserHeader = DefaultUserHeader

@@ -39,6 +39,9 @@ type numericOption struct {
 	lo, hi float64
 	// only, when set, lists the whole numbers allowed between lo and hi.
 	only []int
+	// zero, for a duration, allows 0 too (it turns the option off); its
+	// field is then a **caddy.Duration, nil for the default.
+	zero bool
 	// note follows the bounds in validateConfig's error (the unit).
 	note string
 	// field points at the option's field in h: *int, **int, *uint32,
@@ -57,6 +60,7 @@ var numericOptions = []numericOption{
 	{name: "totp_period", lo: otp.MinPeriod, hi: otp.MaxPeriod, note: " (seconds)", field: func(h *Handler) any { return &h.TOTPPeriod }},
 	{name: "totp_digits", lo: 6, hi: 8, only: []int{6, 8}, field: func(h *Handler) any { return &h.TOTPDigits }},
 	{name: "totp_skew", lo: 0, hi: 10, field: func(h *Handler) any { return &h.TOTPSkew }},
+	{name: "clock_hint_window", kind: duration, hi: float64(MaxClockHintWindow), zero: true, field: func(h *Handler) any { return &h.ClockHintWindow }},
 	{name: "free_failures", lo: 1, hi: 50, field: func(h *Handler) any { return &h.FreeFailures }},
 	{name: "max_concurrent_hashes", lo: 1, hi: 1024, field: func(h *Handler) any { return &h.MaxConcurrentHashes }},
 	{name: "hash_cpu", kind: percent, lo: 0, hi: 100, field: func(h *Handler) any { return &h.HashCPUPercent }},
@@ -92,6 +96,9 @@ func (o *numericOption) allows(v float64) bool {
 		}
 		return false
 	default: // a NaN fails the first comparison
+		if o.zero && v == 0 {
+			return true
+		}
 		return v > o.lo && (o.hi == 0 && o.kind == duration || v <= o.hi)
 	}
 }
@@ -132,7 +139,7 @@ func (o *numericOption) parse(d *caddyfile.Dispenser, h *Handler) error {
 		if err != nil {
 			return d.Errf("%s: invalid duration '%s': %v", o.name, s, err)
 		}
-		if dur <= 0 {
+		if dur < 0 || dur == 0 && !o.zero {
 			return d.Errf("%s: must be positive, got '%s'", o.name, s)
 		}
 		if !o.allows(float64(dur)) {
@@ -164,6 +171,9 @@ func (o *numericOption) set(h *Handler, v float64) {
 		*p = uint8(v)
 	case *caddy.Duration:
 		*p = caddy.Duration(v)
+	case **caddy.Duration:
+		d := caddy.Duration(v)
+		*p = &d
 	case *float64:
 		*p = v
 	}
@@ -186,6 +196,11 @@ func (o *numericOption) value(h *Handler) (float64, bool) {
 		return float64(*p), *p != 0
 	case *caddy.Duration:
 		return float64(*p), *p != 0
+	case **caddy.Duration:
+		if *p == nil {
+			return 0, false
+		}
+		return float64(**p), true
 	case *float64:
 		return *p, *p != 0
 	}
@@ -203,6 +218,9 @@ func (o *numericOption) check(h *Handler) error {
 	case duration:
 		if o.hi == 0 {
 			return fmt.Errorf("%s %s: must be positive", o.name, time.Duration(v))
+		}
+		if o.zero {
+			return fmt.Errorf("%s %s: must be between 0 (off) and %s", o.name, time.Duration(v), shortDuration(time.Duration(o.hi)))
 		}
 		return fmt.Errorf("%s %s: must be between 0 and %s", o.name, time.Duration(v), shortDuration(time.Duration(o.hi)))
 	case percent:

@@ -32,6 +32,11 @@ const (
 	EvThrottleCleared  = "throttle.cleared"
 	EvBackedUp         = "store.backed_up"
 	EvRestored         = "store.restored"
+
+	// EvCodeClockDrift follows a code.failed whose code was right for a
+	// time step outside the accepted window but within clock_hint_window:
+	// the device's clock is off (fields offset_steps, offset_seconds).
+	EvCodeClockDrift = "code.clock_drift"
 )
 
 // Steps where a factor is checked (the "step" field).

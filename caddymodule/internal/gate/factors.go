@@ -60,7 +60,15 @@ type codeResult struct {
 	// used: the code is right, but for the TOTP step accepted last, so it
 	// was already used (a code is accepted once); not ok.
 	used bool
+	// drift, for a refused TOTP code, is the offset in steps (of period
+	// seconds) of the step it was right for, outside the accepted window
+	// (clock_hint.go); 0 for none.
+	drift  int64
+	period int
 }
+
+// driftSeconds is the offset of a drifted code in seconds.
+func (c codeResult) driftSeconds() int64 { return c.drift * int64(c.period) }
 
 // checkCode verifies a TOTP code or a backup code for the account and, when
 // it is right, uses it up in one atomic store operation: a TOTP step is
@@ -83,7 +91,9 @@ func (g *Gate) checkCode(ctx context.Context, a store.Account, input string) (co
 			// Right for the step accepted last: the code was just used.
 			if step, ok := otp.Match(secret, p, input, now, g.skew); ok && step == a.TOTP.LastStep {
 				res.used = true
+				return res, nil
 			}
+			res.drift, res.period = g.driftSteps(secret, p, input, now), p.Period
 			return res, nil
 		}
 		err = g.db.UseTOTPStep(ctx, a.Name, step)
@@ -112,8 +122,18 @@ func (g *Gate) checkCode(ctx context.Context, a store.Account, input string) (co
 	return res, nil
 }
 
-// recordCode logs and counts the outcome of a code check.
+// recordCode logs and counts the outcome of a code check, and keeps it in
+// the user's recent activity when it was a failure or used a backup code.
 func (g *Gate) recordCode(r *http.Request, step string, acct *users.Account, res codeResult) {
+	switch {
+	case !res.ok:
+		g.event(r, acct.Key, store.Event{Kind: store.EventCodeFailed, Step: step, Method: string(res.method), DriftSeconds: res.driftSeconds()})
+		if res.drift != 0 {
+			defer g.auditDrift(r, step, acct, res)
+		}
+	case res.method == factorBackup:
+		g.event(r, acct.Key, store.Event{Kind: store.EventBackupUsed, Step: step, Count: res.left})
+	}
 	outcome := "failed"
 	if res.ok {
 		outcome = "ok"
@@ -140,6 +160,9 @@ type verdict struct {
 	// used: the password was right and the code was right for a TOTP step
 	// already used; the change was refused.
 	used bool
+	// driftSeconds: the password was right and the code was right for a
+	// time this far away (clock_hint.go); the change was refused.
+	driftSeconds int64
 }
 
 // codeUsed is (the catalogue key of) the message for a settings change
@@ -225,7 +248,7 @@ func (g *Gate) confirm(r *http.Request, step string, acct *users.Account, passwo
 	}
 	g.recordCode(r, step, acct, res)
 	if !res.ok {
-		return verdict{used: res.used}, nil
+		return verdict{used: res.used, driftSeconds: res.driftSeconds()}, nil
 	}
 	g.settle(r, code, store.Succeeded)
 	return verdict{ok: true}, nil

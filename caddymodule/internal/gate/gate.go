@@ -47,6 +47,10 @@ type Config struct {
 	// allowed either way.
 	TOTP otp.Params
 	Skew int
+	// ClockHintWindow is how far from the current time step a wrong
+	// code is looked for, to tell the user that their device's clock is
+	// off (clock_hint.go); 0 turns the hints off.
+	ClockHintWindow time.Duration
 	// Idle, Lifetime and CodeTimeout bound a session: unused, in all, and
 	// while it still owes the code.
 	Idle, Lifetime, CodeTimeout time.Duration
@@ -80,6 +84,7 @@ type Gate struct {
 	requireTwoFactor               bool
 	params                         otp.Params
 	skew                           int
+	clockHint                      time.Duration
 	now                            func() time.Time
 	clientIP                       func(*http.Request) string
 	logger, audit                  *zap.Logger
@@ -102,7 +107,7 @@ func New(c Config) *Gate {
 	g := &Gate{
 		prefix: c.Prefix, issuer: c.Issuer, product: c.Product, realm: c.Realm,
 		cookie: c.Cookie, userHeader: c.UserHeader, requireTwoFactor: c.RequireTwoFactor,
-		params: c.TOTP, skew: c.Skew, now: c.Now, clientIP: c.ClientIP,
+		params: c.TOTP, skew: c.Skew, clockHint: c.ClockHintWindow, now: c.Now, clientIP: c.ClientIP,
 		logger: c.Logger, audit: c.Audit, users: c.Users, ui: c.Pages,
 		identity: identityHeaders(c.UserHeader, c.StripHeaders...),
 		idle:     c.Idle, lifetime: c.Lifetime, codeTimeout: c.CodeTimeout,

@@ -100,6 +100,10 @@ func (g *Gate) login(w http.ResponseWriter, r *http.Request) error {
 	metricLogins.WithLabelValues("ok").Inc()
 	g.auditRequest(r, zapcore.InfoLevel, audit.EvLoginOK, "password accepted", zap.String("user", acct.Name),
 		zap.Bool("code_required", rec.Stage == store.StagePassword))
+	if rec.Stage != store.StagePassword {
+		// Logged in with the password alone (2FA off).
+		g.event(r, acct.Key, store.Event{Kind: store.EventLogin, Method: string(factorPassword)})
+	}
 	return g.seeOther(w, r, g.afterLogin(rec))
 }
 
@@ -163,7 +167,9 @@ func (g *Gate) code(w http.ResponseWriter, r *http.Request) error {
 	}
 	g.recordCode(r, audit.StepCode, &users.Account{Name: name, Key: rec.User}, res)
 	if !res.ok {
-		return g.ui.Render(w, http.StatusUnauthorized, "code", ui.Page{Title: "code.title", Error: GenericFailure, BackupFailed: f == factorBackup})
+		p := ui.Page{Title: "code.title", Error: GenericFailure, BackupFailed: f == factorBackup}
+		clockHintOn(&p, res.driftSeconds())
+		return g.ui.Render(w, http.StatusUnauthorized, "code", p)
 	}
 	g.settle(r, attempt, store.Succeeded)
 	rec.Stage = store.StageFull
@@ -172,5 +178,6 @@ func (g *Gate) code(w http.ResponseWriter, r *http.Request) error {
 	if err := g.sessions.Start(w, r, rec); err != nil {
 		return g.unavailable(w, err)
 	}
+	g.event(r, rec.User, store.Event{Kind: store.EventLogin, Method: string(res.method)})
 	return g.seeOther(w, r, target)
 }

@@ -70,6 +70,7 @@ func (g *Gate) changePassword(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !v.ok {
 		p.Error = v.failure()
+		clockHintOn(&p, v.driftSeconds)
 		return g.ui.Render(w, http.StatusUnauthorized, "password", p)
 	}
 	newHash, err := g.users.Hash(r.Context(), true, newPassword)
@@ -90,13 +91,20 @@ func (g *Gate) changePassword(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return g.unavailable(w, err)
 	}
+	g.event(r, acct.Key, store.Event{Kind: store.EventPassword, By: store.ByUser, Count: ended})
+	// The page's activity is read before the session goes on under a new
+	// ID, so that a failure to read it hands out no cookie (the old one
+	// was kept by the change).
+	view := g.securityView(acct, a)
+	view.Notice = "password.changed"
+	if err := g.withActivity(r.Context(), &view, acct.Key); err != nil {
+		return g.unavailable(w, err)
+	}
 	if err := g.sessions.Start(w, r, rec); err != nil {
 		return g.unavailable(w, err)
 	}
 	g.auditRequest(r, zapcore.InfoLevel, audit.EvPasswordChanged, "password changed", zap.String("user", acct.Name),
 		zap.String("by", "user"), zap.Int("sessions_ended", ended))
-	view := g.securityView(acct, a)
-	view.Notice = "password.changed"
 	return g.ui.Render(w, http.StatusOK, "security", view)
 }
 

@@ -169,8 +169,14 @@ func (g *Gate) current(r *http.Request) (*store.Session, *users.Account, error) 
 }
 
 func (g *Gate) logout(w http.ResponseWriter, r *http.Request) error {
+	// Whose session it was, for their recent activity; a failure to tell
+	// leaves the logout to End, which answers for the store.
+	rec, _, _ := g.current(r)
 	if err := g.sessions.End(w, r); err != nil {
 		return g.unavailable(w, err)
+	}
+	if rec != nil && rec.Stage != store.StagePassword {
+		g.event(r, rec.User, store.Event{Kind: store.EventLogout, By: store.ByUser})
 	}
 	return g.seeOther(w, r, g.prefix+"/login")
 }

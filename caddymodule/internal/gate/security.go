@@ -70,6 +70,9 @@ func (g *Gate) securityPage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	p := g.securityView(acct, a)
+	if err := g.withActivity(r.Context(), &p, acct.Key); err != nil {
+		return g.unavailable(w, err)
+	}
 	// The notice of a change just made (POST-redirect-GET) is shown once;
 	// one left for the backup codes page waits for it.
 	if rec.Notice != "" && len(rec.Shown) == 0 {
@@ -199,19 +202,25 @@ func (g *Gate) enable(w http.ResponseWriter, r *http.Request) error {
 		// The offered key expired: show a new one.
 		return g.seeOther(w, r, g.prefix+"/security/enable")
 	}
-	wrong := func() error {
+	wrong := func(v verdict) error {
 		p, err := g.enableView(acct, secret)
 		if err != nil {
 			return g.unavailable(w, err)
 		}
 		p.Error = GenericFailure
+		clockHintOn(&p, v.driftSeconds)
 		return g.ui.Render(w, http.StatusUnauthorized, "enable", p)
 	}
 	var step int64
 	v, err := g.confirm(r, audit.StepEnable, acct, r.PostForm.Get("password"), factorTOTP, func() (codeResult, error) {
+		code, now := r.PostForm.Get("code"), g.now()
 		var good bool
-		step, good = otp.Match(secret, g.params, r.PostForm.Get("code"), g.now(), g.skew)
-		return codeResult{ok: good, method: factorTOTP}, nil
+		step, good = otp.Match(secret, g.params, code, now, g.skew)
+		res := codeResult{ok: good, method: factorTOTP, period: g.params.Period}
+		if !good {
+			res.drift = g.driftSteps(secret, g.params, code, now)
+		}
+		return res, nil
 	})
 	if err != nil {
 		if r.Context().Err() != nil {
@@ -223,7 +232,7 @@ func (g *Gate) enable(w http.ResponseWriter, r *http.Request) error {
 		return g.throttled(w, v.wait, "/security", "error.back_security")
 	}
 	if !v.ok {
-		return wrong()
+		return wrong(v)
 	}
 
 	codes, hashes, err := g.newCodes(acct.Key)
@@ -258,6 +267,7 @@ func (g *Gate) enable(w http.ResponseWriter, r *http.Request) error {
 		return g.unavailable(w, err)
 	}
 	g.auditRequest(r, zapcore.InfoLevel, audit.EvEnabled, "two-factor authentication enabled", zap.String("user", acct.Name))
+	g.event(r, acct.Key, store.Event{Kind: store.EventEnabled, By: store.ByUser})
 	return g.seeOther(w, r, g.prefix+"/security/backup-codes")
 }
 
@@ -320,8 +330,10 @@ func (g *Gate) disablePage(w http.ResponseWriter, r *http.Request) error {
 // no longer has (under require_two_factor, access to the site) if what
 // follows fails; this one then goes on under a new ID.
 func (g *Gate) disable(w http.ResponseWriter, r *http.Request) error {
-	rec, acct, _, ok, err := g.confirmedChange(w, r, audit.StepDisable, func(acct *users.Account, _ store.Account, failure string) error {
-		return g.ui.Render(w, http.StatusUnauthorized, "disable", ui.Page{Title: "disable.title", User: acct.Name, Error: failure})
+	rec, acct, _, ok, err := g.confirmedChange(w, r, audit.StepDisable, func(acct *users.Account, _ store.Account, v verdict) error {
+		p := ui.Page{Title: "disable.title", User: acct.Name, Error: v.failure()}
+		clockHintOn(&p, v.driftSeconds)
+		return g.ui.Render(w, http.StatusUnauthorized, "disable", p)
 	})
 	if !ok {
 		return err
@@ -330,6 +342,7 @@ func (g *Gate) disable(w http.ResponseWriter, r *http.Request) error {
 		return g.unavailable(w, err)
 	}
 	g.auditRequest(r, zapcore.InfoLevel, audit.EvDisabled, "two-factor authentication disabled", zap.String("user", acct.Name))
+	g.event(r, acct.Key, store.Event{Kind: store.EventDisabled, By: store.ByUser})
 	if g.requireTwoFactor {
 		rec.Stage = store.StageEnrol
 	}
@@ -347,7 +360,7 @@ func (g *Gate) disable(w http.ResponseWriter, r *http.Request) error {
 // 503 page, or wrong's page for a wrong factor) and err is the handler's
 // result.
 func (g *Gate) confirmedChange(w http.ResponseWriter, r *http.Request, step string,
-	wrong func(acct *users.Account, a store.Account, failure string) error) (*store.Session, *users.Account, store.Account, bool, error) {
+	wrong func(acct *users.Account, a store.Account, v verdict) error) (*store.Session, *users.Account, store.Account, bool, error) {
 	rec, acct, a, ok, err := g.settingsSession(w, r)
 	if !ok {
 		return nil, nil, a, false, err
@@ -362,7 +375,7 @@ func (g *Gate) confirmedChange(w http.ResponseWriter, r *http.Request, step stri
 	case v.wait > 0:
 		return nil, nil, a, false, g.throttled(w, v.wait, "/security", "error.back_security")
 	case !v.ok:
-		return nil, nil, a, false, wrong(acct, a, v.failure())
+		return nil, nil, a, false, wrong(acct, a, v)
 	}
 	return rec, acct, a, true, nil
 }
@@ -370,9 +383,13 @@ func (g *Gate) confirmedChange(w http.ResponseWriter, r *http.Request, step stri
 // newBackupCodes replaces every backup code with a new set, shown once; it
 // needs the password and a code.
 func (g *Gate) newBackupCodes(w http.ResponseWriter, r *http.Request) error {
-	rec, acct, _, ok, err := g.confirmedChange(w, r, audit.StepBackupCodes, func(acct *users.Account, a store.Account, failure string) error {
+	rec, acct, _, ok, err := g.confirmedChange(w, r, audit.StepBackupCodes, func(acct *users.Account, a store.Account, v verdict) error {
 		p := g.securityView(acct, a)
-		p.Error = failure
+		p.Error = v.failure()
+		clockHintOn(&p, v.driftSeconds)
+		if err := g.withActivity(r.Context(), &p, acct.Key); err != nil {
+			return g.unavailable(w, err)
+		}
 		return g.ui.Render(w, http.StatusUnauthorized, "security", p)
 	})
 	if !ok {
@@ -386,6 +403,7 @@ func (g *Gate) newBackupCodes(w http.ResponseWriter, r *http.Request) error {
 		return g.unavailable(w, err)
 	}
 	g.auditRequest(r, zapcore.InfoLevel, audit.EvCodesRegenerated, "backup codes replaced", zap.String("user", acct.Name), zap.Int("backup_codes", len(codes)))
+	g.event(r, acct.Key, store.Event{Kind: store.EventBackupCodes, By: store.ByUser, Count: len(codes)})
 	if err := g.keepCodes(rec, codes, "notice.new_codes"); err != nil {
 		return g.unavailable(w, err)
 	}

@@ -314,7 +314,8 @@ func (t *Target) passwd(ctx context.Context, name, password, hash string) (Chang
 	if err != nil {
 		return ChangeResult{}, storeError(err)
 	}
-	return ChangeResult{User: name, SessionsEnded: n}, nil
+	note := t.event(ctx, key, store.Event{Kind: store.EventPassword, Count: n})
+	return ChangeResult{User: name, SessionsEnded: n, Note: note}, nil
 }
 
 // deleteUser removes a store user with their enrolment and sessions.
@@ -441,12 +442,15 @@ func (t *Target) reset(ctx context.Context, name string) (ChangeResult, error) {
 			return ChangeResult{}, storeError(err)
 		}
 	}
+	kind := store.EventDisabled
 	if !on {
 		if n, err = t.DB.DeleteUserSessions(ctx, key, nil); err != nil {
 			return ChangeResult{}, storeError(err)
 		}
+		kind = store.EventSessionsEnded
 	}
-	return ChangeResult{User: display, SessionsEnded: n, TwoFactorWasOn: &on}, nil
+	note := t.event(ctx, key, store.Event{Kind: kind, Count: n})
+	return ChangeResult{User: display, SessionsEnded: n, TwoFactorWasOn: &on, Note: note}, nil
 }
 
 // revoke ends every session of a user.
@@ -459,7 +463,19 @@ func (t *Target) revoke(ctx context.Context, name string) (ChangeResult, error) 
 	if err != nil {
 		return ChangeResult{}, storeError(err)
 	}
-	return ChangeResult{User: display, SessionsEnded: n}, nil
+	note := t.event(ctx, key, store.Event{Kind: store.EventSessionsEnded, Count: n})
+	return ChangeResult{User: display, SessionsEnded: n, Note: note}, nil
+}
+
+// event keeps an operator's change in the user's recent activity (the
+// Security page). The change is made already: a failure to keep it fails
+// nothing, and the answer's note says so.
+func (t *Target) event(ctx context.Context, key string, e store.Event) string {
+	e.Time, e.By = t.Now(), store.ByOperator
+	if err := t.DB.AddEvent(ctx, key, e); err != nil {
+		return "done, but the change could not be added to the user's recent activity: " + err.Error()
+	}
+	return ""
 }
 
 // unthrottle forgets an account's failures, for every factor.

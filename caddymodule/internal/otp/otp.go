@@ -291,3 +291,55 @@ func QRPNG(otpauthURL string, size int) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
+
+// MaxDriftWindow is the largest window, in time steps either way, that
+// DriftOffset searches: an hour of 15-second steps. It bounds the work
+// done per attempt.
+const MaxDriftWindow = 240
+
+// DriftOffset reports whether code is the valid code for a time step
+// outside the accepted window [Step(now)-skew, Step(now)+skew] but within
+// window steps of the current one, and if so returns that step's offset
+// from the current one (positive: the code is of a later step, so the
+// device's clock is ahead). When codes of several such steps are equal,
+// the offset nearest to zero wins (the earlier on a tie). The code is never
+// accepted for such a step: this only explains a refusal (a phone whose
+// clock is off). The same input rules as MatchAfter apply; a window not
+// above skew, or above MaxDriftWindow, finds nothing. Every candidate step
+// is computed and compared in constant time.
+func DriftOffset(secret []byte, p Params, code string, now time.Time, skew, window int) (offset int64, ok bool) {
+	if len(code) > maxCodeInput || len(secret) < MinSecretSize || skew < 0 || skew > MaxSkew {
+		return 0, false
+	}
+	if window <= skew || window > MaxDriftWindow || p.Validate() != nil {
+		return 0, false
+	}
+	code = strings.TrimSpace(code)
+	if !isDigits(code, p.Digits) {
+		return 0, false
+	}
+	alg, _ := p.algorithm()
+	opts := hotp.ValidateOpts{Digits: pqotp.Digits(p.Digits), Algorithm: alg}
+	encoded := EncodeSecret(secret)
+	current := Step(now, p.Period)
+	found := false
+	// Outward from the accepted window, the earlier step first: the first
+	// match is the nearest.
+	for d := int64(skew) + 1; d <= int64(window); d++ {
+		for _, off := range [2]int64{-d, d} {
+			s := current + off
+			if s < 0 {
+				continue
+			}
+			want, err := hotp.GenerateCodeCustom(encoded, uint64(s), opts)
+			if err != nil {
+				return 0, false
+			}
+			eq := subtle.ConstantTimeCompare([]byte(want), []byte(code)) == 1
+			if eq && !found {
+				offset, found = off, true
+			}
+		}
+	}
+	return offset, found
+}

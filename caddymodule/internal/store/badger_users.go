@@ -184,8 +184,8 @@ func (b *Badger) RehashPassword(ctx context.Context, name, oldHash, newHash stri
 	return done, nil
 }
 
-// DeleteUser removes the user and their enrolment and ends their sessions
-// (the next session generation) in one transaction. The generation record
+// DeleteUser removes the user, their enrolment and their recent activity
+// and ends their sessions (the next session generation) in one transaction. The generation record
 // stays, so that a user added again under the name does not bring the old
 // sessions back.
 func (b *Badger) DeleteUser(ctx context.Context, name string) (int, error) {
@@ -198,6 +198,9 @@ func (b *Badger) DeleteUser(ctx context.Context, name string) (int, error) {
 			return err
 		}
 		if err := txn.Delete(userKey(name)); err != nil {
+			return err
+		}
+		if err := deleteEvents(txn, name); err != nil {
 			return err
 		}
 		return txn.Delete(accountKey(name))

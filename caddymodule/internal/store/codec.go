@@ -19,6 +19,7 @@ const (
 	prefixMeta    = "m/" // m/<name>                     → raw value
 	prefixUser    = "p/" // p/<user>                     → user JSON
 	prefixGen     = "g/" // g/<user>                     → uvarint session generation
+	prefixEvent   = "e/" // e/<uvarint len(user)><user><time><random> → event JSON (events.go)
 )
 
 // accountKey returns the key of the user's account record.

@@ -262,6 +262,17 @@ func (r *Realm) UserSessions(ctx context.Context, user string) ([]Session, error
 	return out, nil
 }
 
+// AddEvent keeps an event of a user of the realm.
+func (r *Realm) AddEvent(ctx context.Context, user string, e Event) error {
+	return r.Store.AddEvent(ctx, r.id(user), e)
+}
+
+// Events returns the events of a user of the realm: those of another
+// realm's user of the same name are under another user ID.
+func (r *Realm) Events(ctx context.Context, user string, limit int) ([]Event, error) {
+	return r.Store.Events(ctx, r.id(user), limit)
+}
+
 // CountEnrolled counts the realm's users with the second factor on.
 func (r *Realm) CountEnrolled(ctx context.Context) (int, error) {
 	return r.Store.CountEnrolledIn(ctx, r.name)

@@ -239,8 +239,8 @@ type Store interface {
 	// still oldHash (a concurrent password change wins), and reports
 	// whether it did. Sessions are kept: the password is the same.
 	RehashPassword(ctx context.Context, name, oldHash, newHash string) (bool, error)
-	// DeleteUser removes the user, their enrolment and their sessions in
-	// one transaction, returning how many sessions it deleted. ErrNoUser
+	// DeleteUser removes the user, their enrolment, their sessions and
+	// their recent activity in one transaction, returning how many sessions it deleted. ErrNoUser
 	// if there is no such user.
 	DeleteUser(ctx context.Context, name string) (int, error)
 	// UserSessions returns the user's live sessions.
@@ -250,6 +250,14 @@ type Store interface {
 	// CountEnrolledIn returns how many users of the realm have the second
 	// factor on.
 	CountEnrolledIn(ctx context.Context, realm string) (int, error)
+
+	// AddEvent keeps a security event of the user for their recent
+	// activity, and drops the user's events older than EventRetention or
+	// past MaxEventsPerUser, oldest first, in the same transaction.
+	AddEvent(ctx context.Context, user string, e Event) error
+	// Events returns the user's events of the last EventRetention, newest
+	// first, at most limit (MaxEventsPerUser when limit is not positive).
+	Events(ctx context.Context, user string, limit int) ([]Event, error)
 
 	// Backup writes a consistent snapshot of the users, enrolments and
 	// meta values (not the sessions) to w.

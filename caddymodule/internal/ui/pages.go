@@ -68,6 +68,32 @@ type Page struct {
 	PasswordChangeable bool
 	// MinPassword is the least number of characters of a new password.
 	MinPassword int
+	// ClockMinutes, when not 0, says that the refused code was right for
+	// a time step about this many minutes away (at least 1): the clock of
+	// the device that made it is off, ahead when ClockAhead.
+	ClockMinutes int
+	ClockAhead   bool
+	// Activity is the user's recent security events, newest first, for
+	// the Security page.
+	Activity []ActivityItem
+}
+
+// ActivityItem is one entry of a user's recent activity. Kind, By, Step
+// and Method are the store's words (store.Event*), which the template
+// turns into messages.
+type ActivityItem struct {
+	Kind, By, Step, Method string
+	// When is the time for people (UTC), ISO the same for machines.
+	When, ISO string
+	// Address is the client's address, Browser a summary of its
+	// User-Agent; either may be empty.
+	Address, Browser string
+	// Count is the number of sessions ended, or of backup codes left.
+	Count int
+	// ClockMinutes and ClockAhead are as in Page, for a wrong code of a
+	// device whose clock seemed off.
+	ClockMinutes int
+	ClockAhead   bool
 }
 
 // LanguageChoice is one entry of the language switch.
