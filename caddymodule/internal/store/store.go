@@ -173,7 +173,18 @@ type Session struct {
 	// Shown holds, sealed, backup codes just issued, until one page has
 	// shown them; empty when none.
 	Shown []byte
+	// Agent is the browser's User-Agent at sign-in, cut to MaxAgentLen
+	// bytes; Addr the client address the server resolved then. They are
+	// shown to the user and the operator, never used to decide anything.
+	Agent, Addr string
 }
+
+// MaxAgentLen bounds the User-Agent kept with a session or a remembered
+// browser; MaxAddrLen the address.
+const (
+	MaxAgentLen = 256
+	MaxAddrLen  = 64
+)
 
 // Store is the gate's durable state. Every method is safe for concurrent
 // use; every method that changes an account is atomic and durable (synced
