@@ -32,6 +32,14 @@ const (
 	EvThrottleCleared  = "throttle.cleared"
 	EvBackedUp         = "store.backed_up"
 	EvRestored         = "store.restored"
+	// EvSessionEnded: a user ended one of their sessions on the Security
+	// page.
+	EvSessionEnded = "session.ended"
+	// EvBrowserRemembered: a browser will not be asked for a code (the
+	// option remember_browser); EvBrowsersForgotten: remembered browsers
+	// were forgotten by their user or an operator.
+	EvBrowserRemembered = "browser.remembered"
+	EvBrowsersForgotten = "browsers.forgotten"
 )
 
 // Steps where a factor is checked (the "step" field).

@@ -88,9 +88,17 @@ func (g *Gate) login(w http.ResponseWriter, r *http.Request) error {
 	if acct.Origin == store.OriginStore {
 		rec.Name = acct.Name
 	}
+	g.stamp(r, rec)
+	remembered := false
 	switch {
 	case a.Enabled():
-		rec.Stage = store.StagePassword
+		// A browser remembered for this user skips the code step.
+		if remembered, err = g.remembered(r.Context(), r, acct); err != nil {
+			return g.unavailable(w, err)
+		}
+		if !remembered {
+			rec.Stage = store.StagePassword
+		}
 	case g.requireTwoFactor:
 		rec.Stage = store.StageEnrol
 	}
@@ -99,7 +107,7 @@ func (g *Gate) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	metricLogins.WithLabelValues("ok").Inc()
 	g.auditRequest(r, zapcore.InfoLevel, audit.EvLoginOK, "password accepted", zap.String("user", acct.Name),
-		zap.Bool("code_required", rec.Stage == store.StagePassword))
+		zap.Bool("code_required", rec.Stage == store.StagePassword), zap.Bool("remembered_browser", remembered))
 	return g.seeOther(w, r, g.afterLogin(rec))
 }
 
@@ -123,7 +131,7 @@ func (g *Gate) codePage(w http.ResponseWriter, r *http.Request) error {
 	if _, ok, err := g.pendingSession(w, r); !ok {
 		return err
 	}
-	return g.ui.Render(w, http.StatusOK, "code", ui.Page{Title: "code.title"})
+	return g.ui.Render(w, http.StatusOK, "code", ui.Page{Title: "code.title", Remember: g.rememberText(w)})
 }
 
 // code is the second factor: a TOTP code or one unused backup code.
@@ -163,14 +171,27 @@ func (g *Gate) code(w http.ResponseWriter, r *http.Request) error {
 	}
 	g.recordCode(r, audit.StepCode, &users.Account{Name: name, Key: rec.User}, res)
 	if !res.ok {
-		return g.ui.Render(w, http.StatusUnauthorized, "code", ui.Page{Title: "code.title", Error: GenericFailure, BackupFailed: f == factorBackup})
+		return g.ui.Render(w, http.StatusUnauthorized, "code", ui.Page{Title: "code.title", Error: GenericFailure, BackupFailed: f == factorBackup, Remember: g.rememberText(w)})
 	}
 	g.settle(r, attempt, store.Succeeded)
 	rec.Stage = store.StageFull
 	target := g.afterLogin(rec)
 	rec.Next = ""
+	// The token is stored before the session starts and its cookie set
+	// after: if either write fails, the answer is 503 and no browser
+	// holds a token (one stored meanwhile is never presented, and expires).
+	var token string
+	if g.remember > 0 && r.PostForm.Get("remember") == "on" {
+		if token, err = g.rememberBrowser(r, rec); err != nil {
+			return g.unavailable(w, err)
+		}
+	}
 	if err := g.sessions.Start(w, r, rec); err != nil {
 		return g.unavailable(w, err)
+	}
+	if token != "" {
+		g.setRememberCookie(w, token)
+		g.auditRequest(r, zapcore.InfoLevel, audit.EvBrowserRemembered, "browser remembered", zap.String("user", name), zap.Duration("for", g.remember))
 	}
 	return g.seeOther(w, r, target)
 }

@@ -70,6 +70,9 @@ func (g *Gate) securityPage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	p := g.securityView(acct, a)
+	if err := g.fillSecurity(w, r, rec, &p); err != nil {
+		return g.unavailable(w, err)
+	}
 	// The notice of a change just made (POST-redirect-GET) is shown once;
 	// one left for the backup codes page waits for it.
 	if rec.Notice != "" && len(rec.Shown) == 0 {
@@ -373,6 +376,13 @@ func (g *Gate) newBackupCodes(w http.ResponseWriter, r *http.Request) error {
 	rec, acct, _, ok, err := g.confirmedChange(w, r, audit.StepBackupCodes, func(acct *users.Account, a store.Account, failure string) error {
 		p := g.securityView(acct, a)
 		p.Error = failure
+		if rec, err := g.sessions.Current(r); err != nil {
+			return g.unavailable(w, err)
+		} else if rec != nil {
+			if err := g.fillSecurity(w, r, rec, &p); err != nil {
+				return g.unavailable(w, err)
+			}
+		}
 		return g.ui.Render(w, http.StatusUnauthorized, "security", p)
 	})
 	if !ok {

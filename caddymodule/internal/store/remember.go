@@ -45,6 +45,10 @@ type RememberedBrowser struct {
 	// the client address, when it was remembered.
 	Agent string `json:"agent,omitempty"`
 	Addr  string `json:"addr,omitempty"`
+	// Cred is the fingerprint of a configured user's password hash when
+	// it was remembered (Session.Cred): the gate honours it only while the
+	// configuration has that hash.
+	Cred []byte `json:"cred,omitempty"`
 }
 
 // TokenHash is the hash a remembered browser's token is kept under.
