@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // rememberCookieName is the remembered-browser cookie of the default
@@ -274,4 +276,23 @@ func TestRememberBrowserRealm(t *testing.T) {
 	b2 := s.b.browser()
 	b2.jar.SetCookies(ub, []*http.Cookie{{Name: rememberCookieName, Value: ba.rememberCookie(), Path: "/", Secure: true}})
 	b2.login("admin", testPassword, "/.auth/code")
+}
+
+// TestRememberBrowserConfigHashChange: a configured user's remembered
+// browser holds only while the configuration has the hash it was made
+// under: a new hash of the same password forgets it.
+func TestRememberBrowserConfigHashChange(t *testing.T) {
+	g := newGate(t, gateOpts{extra: "remember_browser 30d"})
+	e := g.enrolAlice()
+	b := g.browser()
+	b.remembered("alice", testPassword, e.secret)
+	b.login("alice", testPassword, "/")
+	b.logout()
+	h, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.config = strings.Replace(g.config, "user alice "+testHash, "user alice "+string(h), 1)
+	g.reload()
+	b.login("alice", testPassword, "/.auth/code")
 }

@@ -145,7 +145,7 @@ func (g *Gate) endOtherSessions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return g.unavailable(w, err)
 	}
-	g.auditRequest(r, zapcore.InfoLevel, audit.EvSessionsRevoked, "other sessions ended by their user", zap.String("user", acct.Name), zap.Int("sessions", n), zap.String("by", "user"))
+	g.auditRequest(r, zapcore.InfoLevel, audit.EvSessionsRevoked, "other sessions ended by their user", zap.String("user", acct.Name), zap.Int("sessions_ended", n), zap.String("by", "user"))
 	return g.noticeSecurity(w, r, rec, "sessions.others_ended")
 }
 
