@@ -78,6 +78,9 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		{"two_factor {\n\ttotp_digits 7\n}", "totp_digits: want 6 or 8, got '7'"},
 		{"two_factor {\n\thash_cpu_burst 48h\n}", "hash_cpu_burst: must be at most 24h, got '48h'"},
 		{"two_factor {\n\tmax_concurrent_hashes 2000\n}", "max_concurrent_hashes: want a whole number from 1 to 1024"},
+		{"two_factor {\n\tremember_browser 30m\n}", "remember_browser: must be from 1h to 8760h, got '30m'"},
+		{"two_factor {\n\tremember_browser 366d\n}", "remember_browser: must be from 1h to 8760h, got '366d'"},
+		{"two_factor {\n\tremember_browser -1d\n}", "remember_browser: must be positive"},
 	} {
 		src := "localhost {\n" + tc.body + "\n}\n"
 		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
@@ -216,7 +219,7 @@ func adaptError(t *testing.T, body string) error {
 func sampleValue(o *numericOption) string {
 	switch o.kind {
 	case duration:
-		return "1m"
+		return time.Duration(max(o.lo, float64(time.Minute))).String()
 	case percent:
 		return "50%"
 	}
@@ -247,9 +250,20 @@ func TestOptionTableBoundsAgree(t *testing.T) {
 		case duration:
 			good = []string{"1ns", "1m"}
 			bad = []string{"-1s"}
+			if o.lo > 0 {
+				good = []string{time.Duration(o.lo).String()}
+				bad = append(bad, (time.Duration(o.lo) - 1).String())
+			}
 			if o.hi != 0 {
 				good = append(good, time.Duration(o.hi).String())
-				bad = append(bad, (time.Duration(o.hi) + 1).String())
+				// The table keeps bounds as float64, exact to the
+				// nanosecond up to 2^53 ns (104 days); past that, a value
+				// a microsecond over is the nearest one told apart.
+				over := time.Duration(1)
+				if o.hi > 1<<53 {
+					over = time.Microsecond
+				}
+				bad = append(bad, (time.Duration(o.hi) + over).String())
 			}
 		case percent:
 			good = []string{"0.001%", "100%"}
@@ -313,6 +327,7 @@ func TestJSONConfigUsesTheTable(t *testing.T) {
 		{`"free_failures": 51`, "free_failures 51: must be between 1 and 50"},
 		{`"max_concurrent_hashes": 2000`, "max_concurrent_hashes 2000: must be between 1 and 1024"},
 		{`"session_idle": -1000000000`, "session_idle -1s: must be positive"},
+		{`"remember_browser": 60000000000`, "remember_browser 1m0s: must be from 1h to 8760h"},
 		{`"argon2id_memory": 512`, "argon2id_memory 512: must be between 1024 and 4194304 (KiB, that is 1 MiB to 4 GiB)"},
 		{`"home_url": "javascript:alert(1)"`, `javascript:alert(1)\": want a path on this site (/) or an https:// URL`},
 	} {

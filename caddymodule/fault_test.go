@@ -180,7 +180,7 @@ type faultEnv struct {
 }
 
 func newFaultEnv(t *testing.T, require bool) *faultEnv {
-	h := &Handler{FreeFailures: 50, RequireTwoFactor: require, Argon2idMemory: 1024}
+	h := &Handler{FreeFailures: 50, RequireTwoFactor: require, Argon2idMemory: 1024, RememberBrowser: rememberForFaults}
 	provisionHandler(t, h)
 	fs := &faultyStore{}
 	replaceStore(h, func(s store.Store) store.Store { fs.Store = s; return fs })

@@ -45,6 +45,9 @@ const (
 	DefaultSessionIdle     = 30 * time.Minute
 	DefaultSessionLifetime = 12 * time.Hour
 	DefaultCodeTimeout     = 5 * time.Minute
+	// MinRememberBrowser and MaxRememberBrowser bound remember_browser.
+	MinRememberBrowser     = time.Hour
+	MaxRememberBrowser     = 365 * 24 * time.Hour
 	DefaultTOTPSkew        = 1
 	DefaultFreeFailures    = 5
 	DefaultMaxDelay        = 15 * time.Minute
@@ -128,6 +131,14 @@ type Handler struct {
 	// CodeTimeout is how long the code step stays open after the
 	// password. Default: 5m.
 	CodeTimeout caddy.Duration `json:"code_timeout,omitempty"`
+
+	// RememberBrowser, when set, offers a checkbox at the code step:
+	// "Don't ask for a code on this browser" for this long. The browser
+	// then keeps a token in a cookie of its own, and a later correct
+	// password of the same user skips the code. Changing the user's
+	// second factors or password forgets every remembered browser. Off
+	// by default; from 1h to 365d (8760h).
+	RememberBrowser caddy.Duration `json:"remember_browser,omitempty"`
 
 	// TOTPPeriod is the time step, in seconds, of new enrolments.
 	// Default: 30. Enrolled users keep the period they enrolled with.
@@ -318,7 +329,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Cookie: h.CookieName, UserHeader: h.UserHeader, StripHeaders: h.StripHeaders,
 		RequireTwoFactor: h.RequireTwoFactor, TOTP: h.params, Skew: h.skew, ClockHintWindow: h.clockHint,
 		Idle: time.Duration(h.SessionIdle), Lifetime: time.Duration(h.SessionLifetime), CodeTimeout: time.Duration(h.CodeTimeout),
-		Users: h.users, Pages: pages, Now: h.now, ClientIP: clientIP, Logger: h.logger, Audit: h.audit,
+		RememberBrowser: time.Duration(h.RememberBrowser),
+		Users:           h.users, Pages: pages, Now: h.now, ClientIP: clientIP, Logger: h.logger, Audit: h.audit,
 	})
 	h.opened = make(chan struct{})
 	if h.config.standalone {

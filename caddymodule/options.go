@@ -34,8 +34,9 @@ type numericOption struct {
 	name string // as in the Caddyfile and in errors
 	kind optionKind
 	// lo and hi bound the value (nanoseconds for a duration). A whole
-	// number is from lo to hi; a duration or a percentage is more than lo
-	// and at most hi, and a duration's hi of 0 means no upper bound.
+	// number is from lo to hi; a percentage is more than lo and at most
+	// hi; a duration is positive, at least lo and at most hi, and a
+	// duration's hi of 0 means no upper bound.
 	lo, hi float64
 	// only, when set, lists the whole numbers allowed between lo and hi.
 	only []int
@@ -54,6 +55,7 @@ var numericOptions = []numericOption{
 	{name: "session_idle", kind: duration, field: func(h *Handler) any { return &h.SessionIdle }},
 	{name: "session_lifetime", kind: duration, field: func(h *Handler) any { return &h.SessionLifetime }},
 	{name: "code_timeout", kind: duration, field: func(h *Handler) any { return &h.CodeTimeout }},
+	{name: "remember_browser", kind: duration, lo: float64(MinRememberBrowser), hi: float64(MaxRememberBrowser), field: func(h *Handler) any { return &h.RememberBrowser }},
 	{name: "max_delay", kind: duration, field: func(h *Handler) any { return &h.MaxDelay }},
 	{name: "hash_cpu_burst", kind: duration, hi: float64(24 * time.Hour), field: func(h *Handler) any { return &h.HashCPUBurst }},
 	{name: "max_sessions_per_user", lo: 1, hi: MaxMaxSessionsPerUser, field: func(h *Handler) any { return &h.MaxSessionsPerUser }},
@@ -95,11 +97,13 @@ func (o *numericOption) allows(v float64) bool {
 			}
 		}
 		return false
-	default: // a NaN fails the first comparison
+	case duration: // a NaN fails the comparisons
 		if o.zero && v == 0 {
 			return true
 		}
-		return v > o.lo && (o.hi == 0 && o.kind == duration || v <= o.hi)
+		return v > 0 && v >= o.lo && (o.hi == 0 || v <= o.hi)
+	default:
+		return v > o.lo && v <= o.hi
 	}
 }
 
@@ -143,6 +147,9 @@ func (o *numericOption) parse(d *caddyfile.Dispenser, h *Handler) error {
 			return d.Errf("%s: must be positive, got '%s'", o.name, s)
 		}
 		if !o.allows(float64(dur)) {
+			if o.lo > 0 {
+				return d.Errf("%s: must be from %s to %s, got '%s'", o.name, shortDuration(time.Duration(o.lo)), shortDuration(time.Duration(o.hi)), s)
+			}
 			return d.Errf("%s: must be at most %s, got '%s'", o.name, shortDuration(time.Duration(o.hi)), s)
 		}
 		v = float64(dur)
@@ -221,6 +228,9 @@ func (o *numericOption) check(h *Handler) error {
 		}
 		if o.zero {
 			return fmt.Errorf("%s %s: must be between 0 (off) and %s", o.name, time.Duration(v), shortDuration(time.Duration(o.hi)))
+		}
+		if o.lo > 0 {
+			return fmt.Errorf("%s %s: must be from %s to %s", o.name, time.Duration(v), shortDuration(time.Duration(o.lo)), shortDuration(time.Duration(o.hi)))
 		}
 		return fmt.Errorf("%s %s: must be between 0 and %s", o.name, time.Duration(v), shortDuration(time.Duration(o.hi)))
 	case percent:

@@ -37,6 +37,15 @@ const (
 	// time step outside the accepted window but within clock_hint_window:
 	// the device's clock is off (fields offset_steps, offset_seconds).
 	EvCodeClockDrift = "code.clock_drift"
+
+	// EvSessionEnded: a user ended one of their sessions on the Security
+	// page.
+	EvSessionEnded = "session.ended"
+	// EvBrowserRemembered: a browser will not be asked for a code (the
+	// option remember_browser); EvBrowsersForgotten: remembered browsers
+	// were forgotten by their user or an operator.
+	EvBrowserRemembered = "browser.remembered"
+	EvBrowsersForgotten = "browsers.forgotten"
 )
 
 // Steps where a factor is checked (the "step" field).

@@ -1,5 +1,6 @@
 // Package cli is the command line of the gate's store: caddy two-factor
-// user add|passwd|delete|list, status, reset, sessions revoke,
+// user add|passwd|delete|list, status, reset, sessions revoke|list,
+// browsers forget,
 // unthrottle, backup and restore. Each command calls the admin API of the
 // running server, or, when none answers, serves the same routes itself on
 // the store folder (--storage-dir).
@@ -86,11 +87,21 @@ sessions, in one transaction.`, cobra.ExactArgs(1), env, cliUserDelete),
 Lists the users in the config of the running Caddy and the users kept in
 the store, with whether two-factor authentication is on for each.`, cobra.NoArgs, env, cliUserList),
 	)
-	sessions := &cobra.Command{Use: "sessions", Short: "Ends sessions"}
+	sessions := &cobra.Command{Use: "sessions", Short: "Lists and ends sessions"}
 	sessions.AddCommand(leaf("revoke <name>", "Ends every session of a user", `
 Ends every session of the user, on the server: their cookies are worth
-nothing afterwards.`, cobra.ExactArgs(1), env, cliRevoke))
-	cmd.AddCommand(user, sessions,
+nothing afterwards.`, cobra.ExactArgs(1), env, cliRevoke),
+		leaf("list <name>", "Lists a user's sessions and remembered browsers", `
+Lists the user's live sessions (stage, browser and system from the
+User-Agent, client address at sign-in, times) and the browsers that are
+not asked for a code (remember_browser). Nothing printed lets anyone use
+a session or a browser's token.`, cobra.ExactArgs(1), env, cliSessionsList))
+	browsers := &cobra.Command{Use: "browsers", Short: "Forgets remembered browsers"}
+	browsers.AddCommand(leaf("forget <name>", "Forgets every remembered browser of a user", `
+Forgets every browser of the user that is not asked for a code
+(remember_browser): each is asked for one at its next login. Sessions
+are left as they are (sessions revoke ends them).`, cobra.ExactArgs(1), env, cliForgetBrowsers))
+	cmd.AddCommand(user, sessions, browsers,
 		leaf("status <name>", "Shows a user's second factor, throttling and sessions", `
 Shows whether two-factor authentication is on for the user, how many
 backup codes are left, whether logging in is throttled, and the user's
@@ -647,6 +658,52 @@ func cliReset(c *cli) error {
 	}
 	_, err = fmt.Fprintf(c.out, "Two-factor authentication of %s is off (%s); ended %s. %s logs in with the password alone and can enable it again.\n",
 		res.User, was, countNoun(res.SessionsEnded, "session", "sessions"), res.User)
+	return err
+}
+
+func cliSessionsList(c *cli) error {
+	var list ops.SessionList
+	printed, err := c.callJSON(request{method: http.MethodGet, path: "/two-factor/sessions", query: url.Values{"user": {c.args[0]}}}, &list)
+	if err != nil || printed {
+		return err
+	}
+	var b strings.Builder
+	orUnknown := func(s, unknown string) string {
+		if s == "" {
+			return unknown
+		}
+		return s
+	}
+	fmt.Fprintf(&b, "Sessions of %s: %d\n", list.User, len(list.Sessions))
+	for _, s := range list.Sessions {
+		fmt.Fprintf(&b, "  %-19s %s on %s from %s; since %s, last seen %s, ends by %s\n", s.Stage,
+			orUnknown(s.Browser, "unknown browser"), orUnknown(s.System, "unknown system"), orUnknown(s.Address, "unknown address"),
+			s.Created.UTC().Format(time.RFC3339), s.LastSeen.UTC().Format(time.RFC3339), s.Expires.UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintf(&b, "Remembered browsers: %d\n", len(list.Browsers))
+	for _, rb := range list.Browsers {
+		fmt.Fprintf(&b, "  %s on %s from %s; since %s, until %s\n",
+			orUnknown(rb.Browser, "unknown browser"), orUnknown(rb.System, "unknown system"), orUnknown(rb.Address, "unknown address"),
+			rb.Created.UTC().Format(time.RFC3339), rb.Expires.UTC().Format(time.RFC3339))
+	}
+	if list.Note != "" {
+		fmt.Fprintf(&b, "(%s)\n", list.Note)
+	}
+	_, err = io.WriteString(c.out, b.String())
+	return err
+}
+
+func cliForgetBrowsers(c *cli) error {
+	var res ops.ChangeResult
+	printed, err := c.callJSON(request{method: http.MethodPost, path: "/two-factor/browsers/forget", json: ops.UserRequest{User: c.args[0]}}, &res)
+	if err != nil || printed {
+		return err
+	}
+	n := 0
+	if res.BrowsersForgotten != nil {
+		n = *res.BrowsersForgotten
+	}
+	_, err = fmt.Fprintf(c.out, "Forgot %s of %s: each is asked for a code at its next login.\n", countNoun(n, "remembered browser", "remembered browsers"), res.User)
 	return err
 }
 

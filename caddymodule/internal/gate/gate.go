@@ -54,6 +54,9 @@ type Config struct {
 	// Idle, Lifetime and CodeTimeout bound a session: unused, in all, and
 	// while it still owes the code.
 	Idle, Lifetime, CodeTimeout time.Duration
+	// RememberBrowser is how long a browser may skip the code step after
+	// its user asked for it (remember_browser); 0 for never.
+	RememberBrowser time.Duration
 	// Users are who may log in; Pages what the pages look like.
 	Users *users.Directory
 	Pages *ui.Pages
@@ -93,6 +96,8 @@ type Gate struct {
 	identity                       identitySet // identity header names, folded by headerKey
 	crossSite                      *http.CrossOriginProtection
 	idle, lifetime, codeTimeout    time.Duration
+	remember                       time.Duration
+	rememberCookie                 string
 
 	// Set by Open.
 	db       store.Store
@@ -111,6 +116,7 @@ func New(c Config) *Gate {
 		logger: c.Logger, audit: c.Audit, users: c.Users, ui: c.Pages,
 		identity: identityHeaders(c.UserHeader, c.StripHeaders...),
 		idle:     c.Idle, lifetime: c.Lifetime, codeTimeout: c.CodeTimeout,
+		remember: c.RememberBrowser, rememberCookie: RememberCookie(c.Cookie),
 	}
 	g.crossSite = http.NewCrossOriginProtection()
 	g.crossSite.SetDenyHandler(http.HandlerFunc(g.denyCrossSite))
@@ -176,6 +182,7 @@ func (g *Gate) Admit(w http.ResponseWriter, r *http.Request) (any, error) {
 	}
 	stripIdentity(r, g.identity)
 	g.sessions.RemoveFrom(r)
+	session.RemoveCookie(r, g.rememberCookie) // the upstream never sees a token
 	r.Header.Set(g.userHeader, name)
 	if user == nil {
 		user = name

@@ -88,9 +88,17 @@ func (g *Gate) login(w http.ResponseWriter, r *http.Request) error {
 	if acct.Origin == store.OriginStore {
 		rec.Name = acct.Name
 	}
+	g.stamp(r, rec)
+	remembered := false
 	switch {
 	case a.Enabled():
-		rec.Stage = store.StagePassword
+		// A browser remembered for this user skips the code step.
+		if remembered, err = g.remembered(r.Context(), r, acct); err != nil {
+			return g.unavailable(w, err)
+		}
+		if !remembered {
+			rec.Stage = store.StagePassword
+		}
 	case g.requireTwoFactor:
 		rec.Stage = store.StageEnrol
 	}
@@ -99,9 +107,10 @@ func (g *Gate) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	metricLogins.WithLabelValues("ok").Inc()
 	g.auditRequest(r, zapcore.InfoLevel, audit.EvLoginOK, "password accepted", zap.String("user", acct.Name),
-		zap.Bool("code_required", rec.Stage == store.StagePassword))
+		zap.Bool("code_required", rec.Stage == store.StagePassword), zap.Bool("remembered_browser", remembered))
 	if rec.Stage != store.StagePassword {
-		// Logged in with the password alone (2FA off).
+		// Logged in with the password alone (2FA off, or a remembered
+		// browser).
 		g.event(r, acct.Key, store.Event{Kind: store.EventLogin, Method: string(factorPassword)})
 	}
 	return g.seeOther(w, r, g.afterLogin(rec))
@@ -127,7 +136,7 @@ func (g *Gate) codePage(w http.ResponseWriter, r *http.Request) error {
 	if _, ok, err := g.pendingSession(w, r); !ok {
 		return err
 	}
-	return g.ui.Render(w, http.StatusOK, "code", ui.Page{Title: "code.title"})
+	return g.ui.Render(w, http.StatusOK, "code", ui.Page{Title: "code.title", Remember: g.rememberText(w)})
 }
 
 // code is the second factor: a TOTP code or one unused backup code.
@@ -167,7 +176,7 @@ func (g *Gate) code(w http.ResponseWriter, r *http.Request) error {
 	}
 	g.recordCode(r, audit.StepCode, &users.Account{Name: name, Key: rec.User}, res)
 	if !res.ok {
-		p := ui.Page{Title: "code.title", Error: GenericFailure, BackupFailed: f == factorBackup}
+		p := ui.Page{Title: "code.title", Error: GenericFailure, BackupFailed: f == factorBackup, Remember: g.rememberText(w)}
 		clockHintOn(&p, res.driftSeconds())
 		return g.ui.Render(w, http.StatusUnauthorized, "code", p)
 	}
@@ -175,9 +184,22 @@ func (g *Gate) code(w http.ResponseWriter, r *http.Request) error {
 	rec.Stage = store.StageFull
 	target := g.afterLogin(rec)
 	rec.Next = ""
+	// The token is stored before the session starts and its cookie set
+	// after: if either write fails, the answer is 503 and no browser
+	// holds a token (one stored meanwhile is never presented, and expires).
+	var token string
+	if g.remember > 0 && r.PostForm.Get("remember") == "on" {
+		if token, err = g.rememberBrowser(r, rec); err != nil {
+			return g.unavailable(w, err)
+		}
+	}
 	if err := g.sessions.Start(w, r, rec); err != nil {
 		return g.unavailable(w, err)
 	}
 	g.event(r, rec.User, store.Event{Kind: store.EventLogin, Method: string(res.method)})
+	if token != "" {
+		g.setRememberCookie(w, token)
+		g.auditRequest(r, zapcore.InfoLevel, audit.EvBrowserRemembered, "browser remembered", zap.String("user", name), zap.Duration("for", g.remember))
+	}
 	return g.seeOther(w, r, target)
 }

@@ -100,6 +100,11 @@ func (g *Gate) changePassword(w http.ResponseWriter, r *http.Request) error {
 	if err := g.withActivity(r.Context(), &view, acct.Key); err != nil {
 		return g.unavailable(w, err)
 	}
+	// The lists too (this session is the one the change kept; it goes
+	// on under a new ID below).
+	if err := g.fillSecurity(w, r, rec, &view); err != nil {
+		return g.unavailable(w, err)
+	}
 	if err := g.sessions.Start(w, r, rec); err != nil {
 		return g.unavailable(w, err)
 	}

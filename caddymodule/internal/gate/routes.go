@@ -79,20 +79,24 @@ func (rt route) allow() string {
 }
 
 var ownRoutes = map[string]route{
-	"":                       {get: (*Gate).home},
-	"/":                      {get: (*Gate).home},
-	"/assets/style.css":      {get: (*Gate).stylesheet},
-	"/assets/app.js":         {get: (*Gate).script},
-	"/language":              {post: (*Gate).setLanguage},
-	"/login":                 {get: (*Gate).loginPage, post: (*Gate).login},
-	"/code":                  {get: (*Gate).codePage, post: (*Gate).code},
-	"/security":              {get: (*Gate).securityPage},
-	"/security/enable":       {get: (*Gate).enablePage, post: (*Gate).enable},
-	"/security/disable":      {get: (*Gate).disablePage, post: (*Gate).disable},
-	"/security/backup-codes": {get: (*Gate).backupCodesPage, post: (*Gate).newBackupCodes},
-	"/security/password":     {get: (*Gate).passwordPage, post: (*Gate).changePassword},
-	"/logout":                {post: (*Gate).logout},
-	"/me":                    {get: (*Gate).me},
+	"":                              {get: (*Gate).home},
+	"/":                             {get: (*Gate).home},
+	"/assets/style.css":             {get: (*Gate).stylesheet},
+	"/assets/app.js":                {get: (*Gate).script},
+	"/language":                     {post: (*Gate).setLanguage},
+	"/login":                        {get: (*Gate).loginPage, post: (*Gate).login},
+	"/code":                         {get: (*Gate).codePage, post: (*Gate).code},
+	"/security":                     {get: (*Gate).securityPage},
+	"/security/enable":              {get: (*Gate).enablePage, post: (*Gate).enable},
+	"/security/disable":             {get: (*Gate).disablePage, post: (*Gate).disable},
+	"/security/backup-codes":        {get: (*Gate).backupCodesPage, post: (*Gate).newBackupCodes},
+	"/security/password":            {get: (*Gate).passwordPage, post: (*Gate).changePassword},
+	"/security/sessions/end":        {post: (*Gate).endSession},
+	"/security/sessions/end-others": {post: (*Gate).endOtherSessions},
+	"/security/browsers/forget":     {post: (*Gate).forgetBrowser},
+	"/security/browsers/forget-all": {post: (*Gate).forgetBrowsers},
+	"/logout":                       {post: (*Gate).logout},
+	"/me":                           {get: (*Gate).me},
 }
 
 func (g *Gate) home(w http.ResponseWriter, r *http.Request) error {

@@ -73,6 +73,9 @@ func (g *Gate) securityPage(w http.ResponseWriter, r *http.Request) error {
 	if err := g.withActivity(r.Context(), &p, acct.Key); err != nil {
 		return g.unavailable(w, err)
 	}
+	if err := g.fillSecurity(w, r, rec, &p); err != nil {
+		return g.unavailable(w, err)
+	}
 	// The notice of a change just made (POST-redirect-GET) is shown once;
 	// one left for the backup codes page waits for it.
 	if rec.Notice != "" && len(rec.Shown) == 0 {
@@ -389,6 +392,13 @@ func (g *Gate) newBackupCodes(w http.ResponseWriter, r *http.Request) error {
 		clockHintOn(&p, v.driftSeconds)
 		if err := g.withActivity(r.Context(), &p, acct.Key); err != nil {
 			return g.unavailable(w, err)
+		}
+		if rec, err := g.sessions.Current(r); err != nil {
+			return g.unavailable(w, err)
+		} else if rec != nil {
+			if err := g.fillSecurity(w, r, rec, &p); err != nil {
+				return g.unavailable(w, err)
+			}
 		}
 		return g.ui.Render(w, http.StatusUnauthorized, "security", p)
 	})

@@ -1,6 +1,6 @@
 package gate
 
-import "strings"
+import "github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/agent"
 
 // maxUserAgent bounds how much of a User-Agent header is looked at.
 const maxUserAgent = 512
@@ -14,7 +14,7 @@ func describeUserAgent(ua string) string {
 	if len(ua) > maxUserAgent {
 		ua = ua[:maxUserAgent]
 	}
-	browser, system := uaBrowser(ua), uaSystem(ua)
+	browser, system := agent.Parse(ua) // the one table, shared with the session list
 	switch {
 	case browser != "" && system != "":
 		return browser + ", " + system
@@ -22,46 +22,4 @@ func describeUserAgent(ua string) string {
 		return browser
 	}
 	return system
-}
-
-// uaBrowser names the browser (or tool) of a User-Agent. The order
-// matters: Edge and Opera also say Chrome, Chrome also says Safari.
-func uaBrowser(ua string) string {
-	switch {
-	case strings.HasPrefix(ua, "curl/"):
-		return "curl"
-	case strings.HasPrefix(ua, "Wget/"):
-		return "Wget"
-	case strings.Contains(ua, "Edg/"), strings.Contains(ua, "EdgA/"), strings.Contains(ua, "EdgiOS/"), strings.Contains(ua, "Edge/"):
-		return "Edge"
-	case strings.Contains(ua, "OPR/"), strings.Contains(ua, "Opera"):
-		return "Opera"
-	case strings.Contains(ua, "Firefox/"), strings.Contains(ua, "FxiOS/"):
-		return "Firefox"
-	case strings.Contains(ua, "Chrome/"), strings.Contains(ua, "CriOS/"), strings.Contains(ua, "Chromium/"):
-		return "Chrome"
-	case strings.Contains(ua, "Safari/") && strings.Contains(ua, "Version/"):
-		return "Safari"
-	}
-	return ""
-}
-
-// uaSystem names the operating system of a User-Agent. Android says
-// Linux, iOS says "like Mac OS X": they are looked for first.
-func uaSystem(ua string) string {
-	switch {
-	case strings.Contains(ua, "Android"):
-		return "Android"
-	case strings.Contains(ua, "iPhone"), strings.Contains(ua, "iPad"), strings.Contains(ua, "iPod"):
-		return "iOS"
-	case strings.Contains(ua, "Windows"):
-		return "Windows"
-	case strings.Contains(ua, "CrOS"):
-		return "ChromeOS"
-	case strings.Contains(ua, "Macintosh"), strings.Contains(ua, "Mac OS X"):
-		return "macOS"
-	case strings.Contains(ua, "Linux"), strings.Contains(ua, "X11"):
-		return "Linux"
-	}
-	return ""
 }

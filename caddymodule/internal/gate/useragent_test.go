@@ -21,7 +21,7 @@ func TestDescribeUserAgent(t *testing.T) {
 		{"curl/8.5.0", "curl"},
 		{"Wget/1.21.4", "Wget"},
 		{"Mozilla/5.0 (Windows NT 10.0) SomeBrowser/1.0", "Windows"},
-		{"python-requests/2.31.0", ""},
+		{"python-requests/2.31.0", "Python requests"},
 		{"", ""},
 		{"<script>alert(1)</script>", ""},
 	} {

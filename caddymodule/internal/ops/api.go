@@ -41,6 +41,8 @@ var adminRoutes = map[string]adminRoute{
 	"/two-factor/status":          {http.MethodGet, (*API).status},
 	"/two-factor/reset":           {http.MethodPost, (*API).reset},
 	"/two-factor/sessions/revoke": {http.MethodPost, (*API).revoke},
+	"/two-factor/sessions":        {http.MethodGet, (*API).sessions},
+	"/two-factor/browsers/forget": {http.MethodPost, (*API).forgetBrowsers},
 	"/two-factor/unthrottle":      {http.MethodPost, (*API).unthrottle},
 	"/two-factor/backup":          {http.MethodGet, (*API).backup},
 	"/two-factor/restore":         {http.MethodPost, (*API).restore},
@@ -192,6 +194,31 @@ func (o *API) reset(w http.ResponseWriter, r *http.Request, t *Target, auditLog 
 	}
 	audit.Admin(auditLog, r, audit.EvReset, "two-factor authentication reset by the operator", zap.String("user", res.User),
 		zap.Bool("two_factor_was_on", *res.TwoFactorWasOn), zap.Int("sessions_ended", res.SessionsEnded))
+	return WriteJSON(w, http.StatusOK, res)
+}
+
+func (o *API) sessions(w http.ResponseWriter, r *http.Request, t *Target, _ *zap.Logger) error {
+	name := r.URL.Query().Get("user")
+	if name == "" {
+		return refuse(http.StatusBadRequest, "missing the query parameter user")
+	}
+	list, err := t.sessions(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusOK, list)
+}
+
+func (o *API) forgetBrowsers(w http.ResponseWriter, r *http.Request, t *Target, auditLog *zap.Logger) error {
+	req, err := decodeUser(w, r, false)
+	if err != nil {
+		return err
+	}
+	res, err := t.forgetBrowsers(r.Context(), req.User)
+	if err != nil {
+		return err
+	}
+	audit.Admin(auditLog, r, audit.EvBrowsersForgotten, "remembered browsers forgotten by the operator", zap.String("user", res.User), zap.Int("browsers", *res.BrowsersForgotten))
 	return WriteJSON(w, http.StatusOK, res)
 }
 

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/agent"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/users"
 )
@@ -111,6 +112,35 @@ type SessionInfo struct {
 	Expires  time.Time `json:"expires"`
 }
 
+// SessionList is the answer of GET /two-factor/sessions: a user's live
+// sessions and remembered browsers, with nothing that would let one use
+// them (no cookie, no store key, no token or its hash).
+type SessionList struct {
+	User     string          `json:"user"`
+	Sessions []SessionDetail `json:"sessions"`
+	Browsers []BrowserDetail `json:"remembered_browsers"`
+	Note     string          `json:"note,omitempty"`
+}
+
+// SessionDetail is one session of a SessionList.
+type SessionDetail struct {
+	SessionInfo
+	// Browser and System are read from the User-Agent at sign-in
+	// (empty when unknown); Address is the client's address then.
+	Browser string `json:"browser,omitempty"`
+	System  string `json:"system,omitempty"`
+	Address string `json:"address,omitempty"`
+}
+
+// BrowserDetail is one remembered browser of a SessionList.
+type BrowserDetail struct {
+	Browser string    `json:"browser,omitempty"`
+	System  string    `json:"system,omitempty"`
+	Address string    `json:"address,omitempty"`
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"`
+}
+
 // FactorThrottle is an account's count for one factor.
 type FactorThrottle struct {
 	Failures          int `json:"failures"`
@@ -142,8 +172,10 @@ type ChangeResult struct {
 	// TwoFactorWasOn is set by reset and delete.
 	TwoFactorWasOn *bool `json:"two_factor_was_on,omitempty"`
 	// FailuresCleared is set by unthrottle.
-	FailuresCleared *int   `json:"failures_cleared,omitempty"`
-	Note            string `json:"note,omitempty"`
+	FailuresCleared *int `json:"failures_cleared,omitempty"`
+	// BrowsersForgotten is set by browsers forget and reset.
+	BrowsersForgotten *int   `json:"browsers_forgotten,omitempty"`
+	Note              string `json:"note,omitempty"`
 }
 
 // RestoreResult is the answer of POST /two-factor/restore.
@@ -449,8 +481,54 @@ func (t *Target) reset(ctx context.Context, name string) (ChangeResult, error) {
 		}
 		kind = store.EventSessionsEnded
 	}
+	// DisableTOTP forgot the remembered browsers in its transaction; with
+	// two-factor authentication off there may be some left (harmless
+	// while it is off: forgotten here so that none outlives the reset).
+	if _, err := t.DB.ForgetBrowsers(ctx, key); err != nil {
+		return ChangeResult{}, storeError(err)
+	}
 	note := t.event(ctx, key, store.Event{Kind: kind, Count: n})
 	return ChangeResult{User: display, SessionsEnded: n, TwoFactorWasOn: &on, Note: note}, nil
+}
+
+// sessions lists a user's live sessions and remembered browsers.
+func (t *Target) sessions(ctx context.Context, name string) (SessionList, error) {
+	key, display, _, _, sessions, err := t.known(ctx, name)
+	if err != nil {
+		return SessionList{}, err
+	}
+	browsers, err := t.DB.RememberedBrowsers(ctx, key)
+	if err != nil {
+		return SessionList{}, storeError(err)
+	}
+	out := SessionList{User: display, Sessions: []SessionDetail{}, Browsers: []BrowserDetail{}, Note: t.offlineNote()}
+	for _, s := range sessions {
+		b, sys := agent.Parse(s.Agent)
+		out.Sessions = append(out.Sessions, SessionDetail{
+			SessionInfo: SessionInfo{Stage: stageNames[s.Stage], Created: s.Created, LastSeen: s.Seen, Expires: s.Expires},
+			Browser:     b, System: sys, Address: s.Addr,
+		})
+	}
+	slices.SortFunc(out.Sessions, func(x, y SessionDetail) int { return x.Created.Compare(y.Created) })
+	for _, rb := range browsers {
+		b, sys := agent.Parse(rb.Agent)
+		out.Browsers = append(out.Browsers, BrowserDetail{Browser: b, System: sys, Address: rb.Addr, Created: rb.Created, Expires: rb.Expires})
+	}
+	return out, nil
+}
+
+// forgetBrowsers forgets every remembered browser of a user: each is
+// asked for a code at its next login.
+func (t *Target) forgetBrowsers(ctx context.Context, name string) (ChangeResult, error) {
+	key, display, _, _, _, err := t.known(ctx, name)
+	if err != nil {
+		return ChangeResult{}, err
+	}
+	n, err := t.DB.ForgetBrowsers(ctx, key)
+	if err != nil {
+		return ChangeResult{}, storeError(err)
+	}
+	return ChangeResult{User: display, BrowsersForgotten: &n}, nil
 }
 
 // revoke ends every session of a user.

@@ -513,6 +513,9 @@ func (b *Badger) EnableTOTP(ctx context.Context, user string, t TOTP, backupCode
 	}
 	t.SealedSecret = bytes.Clone(t.SealedSecret)
 	_, err = b.endSessions(ctx, user, nil, func(txn *badger.Txn) error {
+		if _, err := forgetAll(txn, user); err != nil {
+			return err
+		}
 		return changeAccount(txn, user, false, func(a *Account) error {
 			tt := t
 			a.TOTP = &tt
@@ -532,6 +535,9 @@ func (b *Badger) DisableTOTP(ctx context.Context, user string, keepSession []byt
 		return wrap(op, err)
 	}
 	_, err := b.endSessions(ctx, user, keepSession, func(txn *badger.Txn) error {
+		if _, err := forgetAll(txn, user); err != nil {
+			return err
+		}
 		return changeAccount(txn, user, true, func(a *Account) error {
 			a.TOTP = nil
 			a.BackupCodes = nil
@@ -541,8 +547,9 @@ func (b *Badger) DisableTOTP(ctx context.Context, user string, keepSession []byt
 	return wrap(op, err)
 }
 
-// ReplaceBackupCodes replaces the user's backup codes; ErrNotEnabled if
-// the second factor is off.
+// ReplaceBackupCodes replaces the user's backup codes and forgets their
+// remembered browsers, in one transaction; ErrNotEnabled if the second
+// factor is off.
 func (b *Badger) ReplaceBackupCodes(ctx context.Context, user string, backupCodes [][]byte) error {
 	const op = "replace backup codes"
 	if err := checkUser(user); err != nil {
@@ -553,6 +560,9 @@ func (b *Badger) ReplaceBackupCodes(ctx context.Context, user string, backupCode
 		return wrap(op, err)
 	}
 	err = b.updateAccount(ctx, func(txn *badger.Txn) error {
+		if _, err := forgetAll(txn, user); err != nil {
+			return err
+		}
 		return changeAccount(txn, user, true, func(a *Account) error {
 			a.BackupCodes = codes
 			return nil

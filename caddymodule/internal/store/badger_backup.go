@@ -222,6 +222,8 @@ func readBackup(r io.Reader, now func() time.Time) (*restoreSet, error) {
 				return nil, fmt.Errorf("%w: a meta value without a name", ErrBadBackup)
 			}
 			set.snap.Meta[k[len(prefixMeta):]] = kv.Value
+		case hasPrefix(k, prefixRemember):
+			// Remembered browsers are never restored either.
 		case hasPrefix(k, prefixSession), hasPrefix(k, prefixIndex):
 			if hasPrefix(k, prefixSession) {
 				set.snap.Sessions++
@@ -304,7 +306,7 @@ func (b *Badger) Restore(ctx context.Context, r io.Reader, accept func(Snapshot)
 			}
 			keepMeta[name] = true
 		}
-		for _, p := range []string{prefixSession, prefixIndex} {
+		for _, p := range []string{prefixSession, prefixIndex, prefixRemember} {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(p)})
 			for it.Rewind(); it.Valid(); it.Next() {
 				ended = append(ended, it.Item().KeyCopy(nil))

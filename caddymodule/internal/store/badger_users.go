@@ -141,6 +141,9 @@ func (b *Badger) SetPassword(ctx context.Context, name, hash string, at time.Tim
 		return 0, wrap(op, errors.New("empty password hash"))
 	}
 	n, err := b.endSessions(ctx, name, keepSession, func(txn *badger.Txn) error {
+		if _, err := forgetAll(txn, name); err != nil {
+			return err
+		}
 		u, err := getUser(txn, name)
 		if err != nil {
 			return err
@@ -195,6 +198,9 @@ func (b *Badger) DeleteUser(ctx context.Context, name string) (int, error) {
 	}
 	n, err := b.endSessions(ctx, name, nil, func(txn *badger.Txn) error {
 		if _, err := getUser(txn, name); err != nil {
+			return err
+		}
+		if _, err := forgetAll(txn, name); err != nil {
 			return err
 		}
 		if err := txn.Delete(userKey(name)); err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -110,6 +111,9 @@ const (
 	// Version 4 (written now) adds the notice and the sealed codes to show
 	// once (an older record has neither).
 	sessionVersion4 byte = 4
+	// Version 5 (written now) adds the User-Agent and the address at
+	// sign-in (an older record has neither).
+	sessionVersion5 byte = 5
 )
 
 // errMalformed is wrapped by every session decoding error.
@@ -118,7 +122,8 @@ var errMalformed = errors.New("malformed session record")
 // encodeSession appends the binary form of s to dst and returns it. The key
 // is not part of the record: it is the record's own badger key.
 //
-// Layout (version 3; version 2 ends after name, version 1 after pendingAt):
+// Layout (version 5; version 4 ends after shown, 3 after cred, 2 after name,
+// 1 after pendingAt):
 //
 //	version   byte (1)
 //	stage     byte
@@ -135,8 +140,10 @@ var errMalformed = errors.New("malformed session record")
 //	cred      uvarint length, bytes
 //	notice    uvarint length, bytes   (version 4)
 //	shown     uvarint length, bytes   (version 4)
+//	agent     uvarint length, bytes   (version 5)
+//	addr      uvarint length, bytes   (version 5)
 func encodeSession(dst []byte, s *Session) []byte {
-	dst = append(dst, sessionVersion4, byte(s.Stage))
+	dst = append(dst, sessionVersion5, byte(s.Stage))
 	dst = appendBytes(dst, s.User)
 	dst = appendTime(dst, s.Created)
 	dst = appendTime(dst, s.Seen)
@@ -150,8 +157,21 @@ func encodeSession(dst []byte, s *Session) []byte {
 	dst = appendBytes(dst, s.Cred)
 	dst = appendBytes(dst, s.Notice)
 	dst = appendBytes(dst, s.Shown)
+	dst = appendBytes(dst, clip(s.Agent, MaxAgentLen))
+	dst = appendBytes(dst, clip(s.Addr, MaxAddrLen))
 	return dst
 }
+
+// clip cuts s to at most n bytes, on a UTF-8 boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
+}
+
+// Clip cuts s to at most n bytes, on a UTF-8 boundary.
+func Clip(s string, n int) string { return clip(s, n) }
 
 // appendBytes appends a length-prefixed string or byte slice.
 func appendBytes[T string | []byte](dst []byte, b T) []byte {
@@ -173,7 +193,7 @@ func decodeSession(data []byte) (Session, error) {
 	var s Session
 	d := decoder{buf: data}
 	v := d.byte()
-	if d.err == nil && v != sessionVersion1 && v != sessionVersion2 && v != sessionVersion3 && v != sessionVersion4 {
+	if d.err == nil && v != sessionVersion1 && v != sessionVersion2 && v != sessionVersion3 && v != sessionVersion4 && v != sessionVersion5 {
 		return Session{}, fmt.Errorf("%w: unknown version %d", errMalformed, v)
 	}
 	s.Stage = Stage(d.byte())
@@ -207,6 +227,10 @@ func decodeSession(data []byte) (Session, error) {
 		if c := d.bytes(); len(c) > 0 {
 			s.Shown = append([]byte(nil), c...)
 		}
+	}
+	if v >= sessionVersion5 {
+		s.Agent = string(d.bytes())
+		s.Addr = string(d.bytes())
 	}
 	if d.err != nil {
 		return Session{}, d.err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -25,6 +26,8 @@ func fullSession() Session {
 		Cred:      []byte{9, 8, 7, 0, 255},
 		Notice:    "notice.enabled",
 		Shown:     []byte{1, 2, 3, 0},
+		Agent:     "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
+		Addr:      "192.0.2.7",
 	}
 }
 
@@ -36,9 +39,17 @@ func encodeV2(s *Session) []byte {
 	return rec
 }
 
+// encodeV4 writes s as the code before the User-Agent and the address did.
+func encodeV4(s *Session) []byte {
+	rec := encodeSession(nil, s)
+	rec = rec[:len(rec)-len(appendBytes(nil, s.Agent))-len(appendBytes(nil, s.Addr))]
+	rec[0] = sessionVersion4
+	return rec
+}
+
 // encodeV3 writes s as the code before notices and shown codes did.
 func encodeV3(s *Session) []byte {
-	rec := encodeSession(nil, s)
+	rec := encodeV4(s)
 	rec = rec[:len(rec)-len(appendBytes(nil, s.Notice))-len(appendBytes(nil, s.Shown))]
 	rec[0] = sessionVersion3
 	return rec
@@ -57,6 +68,42 @@ func TestDecodeSessionVersion3(t *testing.T) {
 	}
 }
 
+// TestDecodeSessionVersion4 reads a record as the code before the
+// User-Agent and the address wrote it: it has neither, and the rest.
+func TestDecodeSessionVersion4(t *testing.T) {
+	s := fullSession()
+	got, err := decodeSession(encodeV4(&s))
+	if err != nil {
+		t.Fatalf("decoding a version 4 record: %v", err)
+	}
+	if got.Agent != "" || got.Addr != "" || got.Notice != s.Notice || !bytes.Equal(got.Shown, s.Shown) ||
+		got.Gen != s.Gen || got.User != s.User || got.Name != s.Name {
+		t.Errorf("version 4 record: got %+v, want the fields of %+v without agent and address", got, s)
+	}
+	// Written again, it is a version 5 record.
+	if rec := encodeSession(nil, &got); rec[0] != sessionVersion5 {
+		t.Errorf("a record is written as version %d, want 5", rec[0])
+	}
+}
+
+// TestSessionAgentClipped: a long User-Agent is kept cut, on a character
+// boundary, and so is an address.
+func TestSessionAgentClipped(t *testing.T) {
+	s := fullSession()
+	s.Agent = strings.Repeat("a", MaxAgentLen-1) + "ж" + strings.Repeat("b", 1000)
+	s.Addr = strings.Repeat("1", 500)
+	got, err := decodeSession(encodeSession(nil, &s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Agent != strings.Repeat("a", MaxAgentLen-1) {
+		t.Errorf("agent kept as %q (%d bytes)", got.Agent, len(got.Agent))
+	}
+	if len(got.Addr) != MaxAddrLen {
+		t.Errorf("address kept with %d bytes, want %d", len(got.Addr), MaxAddrLen)
+	}
+}
+
 func TestSessionCodecRoundTrip(t *testing.T) {
 	for name, s := range map[string]Session{
 		"full":    fullSession(),
@@ -72,7 +119,8 @@ func TestSessionCodecRoundTrip(t *testing.T) {
 			!bytes.Equal(got.Pending, s.Pending) ||
 			!got.Created.Equal(s.Created) || !got.Seen.Equal(s.Seen) ||
 			!got.Expires.Equal(s.Expires) || !got.PendingAt.Equal(s.PendingAt) ||
-			got.Origin != s.Origin || got.Name != s.Name || got.Gen != s.Gen {
+			got.Origin != s.Origin || got.Name != s.Name || got.Gen != s.Gen ||
+			got.Agent != s.Agent || got.Addr != s.Addr {
 			t.Errorf("%s: got %+v, want %+v", name, got, s)
 		}
 		// Zero times stay zero (not 1970, not a different zone).

@@ -205,6 +205,26 @@ func (r *Realm) DeleteUserSessions(ctx context.Context, user string, keepSession
 	return r.Store.DeleteUserSessions(ctx, r.id(user), keepSession)
 }
 
+func (r *Realm) RememberBrowser(ctx context.Context, user string, rb RememberedBrowser) error {
+	return r.Store.RememberBrowser(ctx, r.id(user), rb)
+}
+
+func (r *Realm) RememberedBrowser(ctx context.Context, user string, hash []byte) (RememberedBrowser, error) {
+	return r.Store.RememberedBrowser(ctx, r.id(user), hash)
+}
+
+func (r *Realm) RememberedBrowsers(ctx context.Context, user string) ([]RememberedBrowser, error) {
+	return r.Store.RememberedBrowsers(ctx, r.id(user))
+}
+
+func (r *Realm) ForgetBrowser(ctx context.Context, user string, hash []byte) error {
+	return r.Store.ForgetBrowser(ctx, r.id(user), hash)
+}
+
+func (r *Realm) ForgetBrowsers(ctx context.Context, user string) (int, error) {
+	return r.Store.ForgetBrowsers(ctx, r.id(user))
+}
+
 func (r *Realm) User(ctx context.Context, name string) (User, error) {
 	u, err := r.Store.User(ctx, r.id(name))
 	if err == nil {

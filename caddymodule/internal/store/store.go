@@ -173,7 +173,18 @@ type Session struct {
 	// Shown holds, sealed, backup codes just issued, until one page has
 	// shown them; empty when none.
 	Shown []byte
+	// Agent is the browser's User-Agent at sign-in, cut to MaxAgentLen
+	// bytes; Addr the client address the server resolved then. They are
+	// shown to the user and the operator, never used to decide anything.
+	Agent, Addr string
 }
+
+// MaxAgentLen bounds the User-Agent kept with a session or a remembered
+// browser; MaxAddrLen the address.
+const (
+	MaxAgentLen = 256
+	MaxAddrLen  = 64
+)
 
 // Store is the gate's durable state. Every method is safe for concurrent
 // use; every method that changes an account is atomic and durable (synced
@@ -192,7 +203,8 @@ type Store interface {
 	// deletes every session of the user except keepSession (may be nil), in
 	// one transaction. ErrNotEnabled if it is off.
 	DisableTOTP(ctx context.Context, user string, keepSession []byte) error
-	// ReplaceBackupCodes replaces the whole set. ErrNotEnabled if 2FA is off.
+	// ReplaceBackupCodes replaces the whole set and forgets the user's
+	// remembered browsers, in one transaction. ErrNotEnabled if 2FA is off.
 	ReplaceBackupCodes(ctx context.Context, user string, backupCodes [][]byte) error
 	// UseTOTPStep records step as used if it is newer than the last one,
 	// checked and advanced atomically; ErrStepUsed otherwise, ErrNotEnabled
@@ -224,6 +236,21 @@ type Store interface {
 	// DeleteUserSessions removes every session of the user except
 	// keepSession (may be nil) and returns how many it removed.
 	DeleteUserSessions(ctx context.Context, user string, keepSession []byte) (int, error)
+
+	// RememberBrowser keeps a remembered browser of the user (its token's
+	// hash), forgetting the oldest past MaxRememberedBrowsers.
+	RememberBrowser(ctx context.Context, user string, rb RememberedBrowser) error
+	// RememberedBrowser returns the user's remembered browser with that
+	// token hash; ErrNotFound if there is none or it has expired.
+	RememberedBrowser(ctx context.Context, user string, hash []byte) (RememberedBrowser, error)
+	// RememberedBrowsers returns the user's live remembered browsers.
+	RememberedBrowsers(ctx context.Context, user string) ([]RememberedBrowser, error)
+	// ForgetBrowser forgets one; no error if it is already gone.
+	ForgetBrowser(ctx context.Context, user string, hash []byte) error
+	// ForgetBrowsers forgets all of the user's, returning how many were
+	// live. EnableTOTP, DisableTOTP, ReplaceBackupCodes, SetPassword and
+	// DeleteUser forget them too, in their transaction.
+	ForgetBrowsers(ctx context.Context, user string) (int, error)
 
 	// User returns a user kept in the store; ErrNoUser if there is none.
 	User(ctx context.Context, name string) (User, error)

@@ -79,7 +79,11 @@ func TestEveryKeyIsUsedAndEveryUsedKeyExists(t *testing.T) {
 	cats := embeddedCatalogues(t)
 	en := cats.byTag["en"]
 	used := map[string]bool{"language.name": true, "language.direction": true}
-	for _, name := range append(slices.Clone(pageNames), "layout") {
+	names := append(slices.Clone(pageNames), "layout")
+	for _, parts := range partials {
+		names = append(names, parts...)
+	}
+	for _, name := range names {
 		src, err := fs.ReadFile(templates.FS, name+".html")
 		if err != nil {
 			t.Fatal(err)

@@ -28,6 +28,9 @@ import (
 // pageNames are the page templates; each is parsed with layout.html.
 var pageNames = []string{"login", "code", "security", "enable", "disable", "backup_codes", "error", "password"}
 
+// partials are templates of sections a page includes, parsed with it.
+var partials = map[string][]string{"security": {"security_sessions"}}
+
 // Page is what every template gets. Title, Error, Notice, Message and
 // BackText are message keys when a handler sets them; render replaces each
 // with its text in the page's language.
@@ -76,6 +79,13 @@ type Page struct {
 	// Activity is the user's recent security events, newest first, for
 	// the Security page.
 	Activity []ActivityItem
+	// Sessions are the user's live sessions, on the Security page.
+	Sessions []SessionRow
+	// Remember is the lifetime of a remembered browser (the option
+	// remember_browser), said in the page's language; empty when the site
+	// does not remember browsers. Browsers are the user's remembered ones.
+	Remember string
+	Browsers []BrowserRow
 }
 
 // ActivityItem is one entry of a user's recent activity. Kind, By, Step
@@ -94,6 +104,42 @@ type ActivityItem struct {
 	// device whose clock seemed off.
 	ClockMinutes int
 	ClockAhead   bool
+}
+
+// SessionRow is one of the user's sessions as the Security page lists it:
+// nothing in it lets anyone use the session.
+type SessionRow struct {
+	// Handle names the session in the forms that end it: derived from
+	// the store key, not the cookie, and good only among the user's own.
+	Handle string
+	// Browser and System are read from the User-Agent; empty when not
+	// known.
+	Browser, System string
+	Addr            string
+	// SignedIn and LastSeen are UTC times (ISO 8601 in DateTime).
+	SignedIn, LastSeen TimeText
+	Current            bool
+}
+
+// BrowserRow is one of the user's remembered browsers.
+type BrowserRow struct {
+	Handle          string
+	Browser, System string
+	Addr            string
+	Created, Until  TimeText
+	Current         bool
+}
+
+// TimeText is a time as a page shows it and as its datetime attribute
+// gives it.
+type TimeText struct {
+	Text, DateTime string
+}
+
+// NewTimeText formats t in UTC.
+func NewTimeText(t time.Time) TimeText {
+	u := t.UTC()
+	return TimeText{Text: u.Format("2006-01-02 15:04 UTC"), DateTime: u.Format(time.RFC3339)}
 }
 
 // LanguageChoice is one entry of the language switch.
@@ -192,6 +238,11 @@ func Load(cfg Config) (*Pages, error) {
 		if bodies[name], err = read(name + ".html"); err != nil {
 			return nil, err
 		}
+		for _, part := range partials[name] {
+			if bodies[part], err = read(part + ".html"); err != nil {
+				return nil, err
+			}
+		}
 	}
 	base := cats.byTag[baseLanguage]
 	for i, loc := range ps.langs {
@@ -200,6 +251,11 @@ func Load(cfg Config) (*Pages, error) {
 			t, err := template.New("layout.html").Funcs(template.FuncMap{"t": loc.T}).Parse(string(layout))
 			if err == nil {
 				_, err = t.New(name + ".html").Parse(string(bodies[name]))
+			}
+			for _, part := range partials[name] {
+				if err == nil {
+					_, err = t.New(part + ".html").Parse(string(bodies[part]))
+				}
 			}
 			if err != nil {
 				return nil, fmt.Errorf("template %s.html: %w", name, err)
