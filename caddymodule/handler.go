@@ -46,12 +46,12 @@ const (
 	DefaultSessionLifetime = 12 * time.Hour
 	DefaultCodeTimeout     = 5 * time.Minute
 	// MinRememberBrowser and MaxRememberBrowser bound remember_browser.
-	MinRememberBrowser     = time.Hour
-	MaxRememberBrowser     = 365 * 24 * time.Hour
-	DefaultTOTPSkew        = 1
-	DefaultFreeFailures    = 5
-	DefaultMaxDelay        = 15 * time.Minute
-	DefaultHashCPUPercent  = 10
+	MinRememberBrowser    = time.Hour
+	MaxRememberBrowser    = 365 * 24 * time.Hour
+	DefaultTOTPSkew       = 1
+	DefaultFreeFailures   = 5
+	DefaultMaxDelay       = 15 * time.Minute
+	DefaultHashCPUPercent = 10
 	// DefaultClockHintWindow is how far a wrong code is looked for in
 	// time to tell a user their device's clock is off.
 	DefaultClockHintWindow = 10 * time.Minute
