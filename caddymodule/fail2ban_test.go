@@ -23,7 +23,7 @@ var fail2banFilter, _ = filepath.Abs("../docs/fail2ban/filter.d/caddy-two-factor
 func TestFail2banFilter(t *testing.T) {
 	tool, err := exec.LookPath("fail2ban-regex")
 	if err != nil {
-		if os.Getenv("CI") == "true" {
+		if os.Getenv("CI") != "" {
 			t.Fatal("fail2ban-regex is missing; .ci/run installs it (apt-get install fail2ban)")
 		}
 		t.Skip("fail2ban-regex is missing; install it with: apt-get install fail2ban")

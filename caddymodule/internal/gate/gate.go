@@ -181,8 +181,7 @@ func (g *Gate) Admit(w http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, g.storeFailed(err)
 	}
 	stripIdentity(r, g.identity)
-	g.sessions.RemoveFrom(r)
-	session.RemoveCookie(r, g.rememberCookie) // the upstream never sees a token
+	g.sessions.RemoveFrom(r, g.rememberCookie)
 	r.Header.Set(g.userHeader, name)
 	if user == nil {
 		user = name

@@ -92,19 +92,14 @@ func (g *Gate) changePassword(w http.ResponseWriter, r *http.Request) error {
 		return g.unavailable(w, err)
 	}
 	g.event(r, acct.Key, store.Event{Kind: store.EventPassword, By: store.ByUser, Count: ended})
-	// The page's activity is read before the session goes on under a new
-	// ID, so that a failure to read it hands out no cookie (the old one
-	// was kept by the change).
-	view := g.securityView(acct, a)
+	// The page is read before the session goes on under a new ID, so that
+	// a failure to read it hands out no cookie (the change kept this
+	// session: it is the one the list marks).
+	view, err := g.securityPageOf(w, r, rec, acct, a)
+	if err != nil {
+		return g.unavailable(w, err)
+	}
 	view.Notice = "password.changed"
-	if err := g.withActivity(r.Context(), &view, acct.Key); err != nil {
-		return g.unavailable(w, err)
-	}
-	// The lists too (this session is the one the change kept; it goes
-	// on under a new ID below).
-	if err := g.fillSecurity(w, r, rec, &view); err != nil {
-		return g.unavailable(w, err)
-	}
 	if err := g.sessions.Start(w, r, rec); err != nil {
 		return g.unavailable(w, err)
 	}

@@ -157,11 +157,11 @@ func (g *Gate) forgetBrowser(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if hash == nil {
-		p := g.securityView(acct, a)
-		p.Error = "remember.not_found"
-		if err := g.fillSecurity(w, r, rec, &p); err != nil {
+		p, err := g.securityPageOf(w, r, rec, acct, a)
+		if err != nil {
 			return g.unavailable(w, err)
 		}
+		p.Error = "remember.not_found"
 		return g.ui.Render(w, http.StatusNotFound, "security", p)
 	}
 	if err := g.db.ForgetBrowser(r.Context(), rec.User, hash); err != nil {

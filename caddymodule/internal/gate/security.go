@@ -56,6 +56,16 @@ func (g *Gate) settingsSession(w http.ResponseWriter, r *http.Request) (*store.S
 	return rec, acct, a, true, nil
 }
 
+// securityPageOf is the whole Security page of rec's user: the settings,
+// the recent activity, the sessions and the remembered browsers.
+func (g *Gate) securityPageOf(w http.ResponseWriter, r *http.Request, rec *store.Session, acct *users.Account, a store.Account) (ui.Page, error) {
+	p := g.securityView(acct, a)
+	if err := g.withActivity(r.Context(), &p, acct.Key); err != nil {
+		return p, err
+	}
+	return p, g.fillSecurity(w, r, rec, &p)
+}
+
 func (g *Gate) securityView(acct *users.Account, a store.Account) ui.Page {
 	return ui.Page{
 		Title: "security.title", User: acct.Name, Enabled: a.Enabled(),
@@ -69,11 +79,8 @@ func (g *Gate) securityPage(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return err
 	}
-	p := g.securityView(acct, a)
-	if err := g.withActivity(r.Context(), &p, acct.Key); err != nil {
-		return g.unavailable(w, err)
-	}
-	if err := g.fillSecurity(w, r, rec, &p); err != nil {
+	p, err := g.securityPageOf(w, r, rec, acct, a)
+	if err != nil {
 		return g.unavailable(w, err)
 	}
 	// The notice of a change just made (POST-redirect-GET) is shown once;
@@ -333,7 +340,7 @@ func (g *Gate) disablePage(w http.ResponseWriter, r *http.Request) error {
 // no longer has (under require_two_factor, access to the site) if what
 // follows fails; this one then goes on under a new ID.
 func (g *Gate) disable(w http.ResponseWriter, r *http.Request) error {
-	rec, acct, _, ok, err := g.confirmedChange(w, r, audit.StepDisable, func(acct *users.Account, _ store.Account, v verdict) error {
+	rec, acct, _, ok, err := g.confirmedChange(w, r, audit.StepDisable, func(_ *store.Session, acct *users.Account, _ store.Account, v verdict) error {
 		p := ui.Page{Title: "disable.title", User: acct.Name, Error: v.failure()}
 		clockHintOn(&p, v.driftSeconds)
 		return g.ui.Render(w, http.StatusUnauthorized, "disable", p)
@@ -363,7 +370,7 @@ func (g *Gate) disable(w http.ResponseWriter, r *http.Request) error {
 // 503 page, or wrong's page for a wrong factor) and err is the handler's
 // result.
 func (g *Gate) confirmedChange(w http.ResponseWriter, r *http.Request, step string,
-	wrong func(acct *users.Account, a store.Account, v verdict) error) (*store.Session, *users.Account, store.Account, bool, error) {
+	wrong func(rec *store.Session, acct *users.Account, a store.Account, v verdict) error) (*store.Session, *users.Account, store.Account, bool, error) {
 	rec, acct, a, ok, err := g.settingsSession(w, r)
 	if !ok {
 		return nil, nil, a, false, err
@@ -378,7 +385,7 @@ func (g *Gate) confirmedChange(w http.ResponseWriter, r *http.Request, step stri
 	case v.wait > 0:
 		return nil, nil, a, false, g.throttled(w, v.wait, "/security", "error.back_security")
 	case !v.ok:
-		return nil, nil, a, false, wrong(acct, a, v)
+		return nil, nil, a, false, wrong(rec, acct, a, v)
 	}
 	return rec, acct, a, true, nil
 }
@@ -386,20 +393,13 @@ func (g *Gate) confirmedChange(w http.ResponseWriter, r *http.Request, step stri
 // newBackupCodes replaces every backup code with a new set, shown once; it
 // needs the password and a code.
 func (g *Gate) newBackupCodes(w http.ResponseWriter, r *http.Request) error {
-	rec, acct, _, ok, err := g.confirmedChange(w, r, audit.StepBackupCodes, func(acct *users.Account, a store.Account, v verdict) error {
-		p := g.securityView(acct, a)
+	rec, acct, _, ok, err := g.confirmedChange(w, r, audit.StepBackupCodes, func(rec *store.Session, acct *users.Account, a store.Account, v verdict) error {
+		p, err := g.securityPageOf(w, r, rec, acct, a)
+		if err != nil {
+			return g.unavailable(w, err)
+		}
 		p.Error = v.failure()
 		clockHintOn(&p, v.driftSeconds)
-		if err := g.withActivity(r.Context(), &p, acct.Key); err != nil {
-			return g.unavailable(w, err)
-		}
-		if rec, err := g.sessions.Current(r); err != nil {
-			return g.unavailable(w, err)
-		} else if rec != nil {
-			if err := g.fillSecurity(w, r, rec, &p); err != nil {
-				return g.unavailable(w, err)
-			}
-		}
 		return g.ui.Render(w, http.StatusUnauthorized, "security", p)
 	})
 	if !ok {

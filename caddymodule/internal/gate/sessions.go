@@ -113,11 +113,11 @@ func (g *Gate) endSession(w http.ResponseWriter, r *http.Request) error {
 	}
 	if key == nil {
 		// Gone meanwhile, or never one of this user's.
-		p := g.securityView(acct, a)
-		p.Error = "sessions.not_found"
-		if err := g.fillSecurity(w, r, rec, &p); err != nil {
+		p, err := g.securityPageOf(w, r, rec, acct, a)
+		if err != nil {
 			return g.unavailable(w, err)
 		}
+		p.Error = "sessions.not_found"
 		return g.ui.Render(w, http.StatusNotFound, "security", p)
 	}
 	if bytes.Equal(key, rec.Key) {

@@ -4,18 +4,19 @@ import (
 	"bytes"
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strings"
 )
 
-// RemoveCookie drops the gate's own cookie from the Cookie header(s), so
-// the upstream never sees the session ID. Other cookies are kept as sent.
-// A request that carries only the gate's cookie (the usual case) costs no
-// allocation.
-func RemoveCookie(r *http.Request, name string) {
+// RemoveCookie drops the gate's own cookies (every one of names) from the
+// Cookie header(s), in one pass, so that the upstream never sees a session
+// ID or a token. Other cookies are kept as sent. A request that carries
+// only the gate's cookies (the usual case) costs no allocation.
+func RemoveCookie(r *http.Request, names ...string) {
 	lines := r.Header["Cookie"]
 	if len(lines) == 1 { // HTTP/1.1, and HTTP/2 (Go joins its cookie fields)
 		var buf [256]byte // longer lines spill to the heap
-		out, found := withoutCookie(lines[0], name, buf[:0])
+		out, found := withoutCookie(lines[0], names, buf[:0])
 		switch {
 		case !found:
 		case strings.TrimSpace(out) == "":
@@ -27,7 +28,7 @@ func RemoveCookie(r *http.Request, name string) {
 	}
 	changed := false
 	for _, line := range lines {
-		if _, ok := withoutCookie(line, name, nil); ok {
+		if _, ok := withoutCookie(line, names, nil); ok {
 			changed = true
 			break
 		}
@@ -38,7 +39,7 @@ func RemoveCookie(r *http.Request, name string) {
 	var kept []string
 	for _, line := range lines {
 		var buf [256]byte // longer lines spill to the heap
-		out, found := withoutCookie(line, name, buf[:0])
+		out, found := withoutCookie(line, names, buf[:0])
 		if !found {
 			out = strings.TrimLeft(line, " ") // as rebuilt from its parts
 		}
@@ -53,15 +54,15 @@ func RemoveCookie(r *http.Request, name string) {
 	r.Header["Cookie"] = kept
 }
 
-// withoutCookie returns line with every ";"-separated part named name left
-// out (the rest joined by ";" and stripped of leading spaces), and whether
-// there was such a part. With a nil buf it only reports.
-func withoutCookie(line, name string, buf []byte) (string, bool) {
+// withoutCookie returns line with every ";"-separated part named one of
+// names left out (the rest joined by ";" and stripped of leading spaces),
+// and whether there was such a part. With a nil buf it only reports.
+func withoutCookie(line string, names []string, buf []byte) (string, bool) {
 	found, first := false, true
 	for rest := line; ; {
 		part, more, ok := strings.Cut(rest, ";")
 		n, _, _ := strings.Cut(part, "=")
-		if strings.TrimSpace(n) == name {
+		if slices.Contains(names, strings.TrimSpace(n)) {
 			found = true
 			if buf == nil {
 				return "", true

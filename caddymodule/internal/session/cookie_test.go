@@ -150,6 +150,26 @@ func TestRemoveCookieMatchesReference(t *testing.T) {
 	checkRemoveCookie(t, []string{" ; __Host-two_factor=x"})
 }
 
+// TestRemoveTwoCookies: removing two names in one pass is removing each in
+// turn.
+func TestRemoveTwoCookies(t *testing.T) {
+	const other = "__Host-two_factor_remember"
+	for _, lines := range append(cookieCases,
+		[]string{other + "=t; a=1; " + testCookie + "=x"}, []string{other + "=t", testCookie + "=x"}, []string{other + "=t"}) {
+		got, want := http.Header{}, http.Header{}
+		for _, l := range lines {
+			got.Add("Cookie", l)
+			want.Add("Cookie", l)
+		}
+		RemoveCookie(&http.Request{Header: got}, testCookie, other)
+		removeCookieReference(want, testCookie)
+		removeCookieReference(want, other)
+		if !slices.Equal(got["Cookie"], want["Cookie"]) || len(got) != len(want) {
+			t.Errorf("RemoveCookie(%.80q, both): got %q, want %q", lines, got["Cookie"], want["Cookie"])
+		}
+	}
+}
+
 func FuzzRemoveCookie(f *testing.F) {
 	for _, lines := range cookieCases {
 		if len(lines) == 1 && len(lines[0]) < 200 {
@@ -219,10 +239,10 @@ func TestCookieAllocations(t *testing.T) {
 		fn   func()
 	}{
 		{"CookieValue", func() { CookieValue(h, testCookie) }},
-		{"withoutCookie report", func() { withoutCookie(h["Cookie"][0], testCookie, nil) }},
+		{"withoutCookie report", func() { withoutCookie(h["Cookie"][0], []string{testCookie}, nil) }},
 		{"RemoveCookie only ours", func() {
 			r.Header["Cookie"] = h["Cookie"]
-			RemoveCookie(r, testCookie)
+			RemoveCookie(r, testCookie, testCookie+"_remember")
 		}},
 	} {
 		if n := testing.AllocsPerRun(100, tc.fn); n > 0 {

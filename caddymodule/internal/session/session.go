@@ -326,6 +326,8 @@ func (s *Store) End(w http.ResponseWriter, r *http.Request) error {
 	return sess.Save(r, w)
 }
 
-// RemoveFrom drops the session cookie from a request that goes on to the
-// upstream, which never sees the session ID.
-func (s *Store) RemoveFrom(r *http.Request) { RemoveCookie(r, s.cookie) }
+// RemoveFrom drops the session cookie, and the further cookies named
+// (such as a remembered browser's), from a request that goes on to the
+// upstream, which never sees a session ID or a token: one pass over the
+// Cookie header.
+func (s *Store) RemoveFrom(r *http.Request, also string) { RemoveCookie(r, s.cookie, also) }
