@@ -158,7 +158,8 @@ func (g *Gate) Admit(w http.ResponseWriter, r *http.Request) (any, error) {
 	if strings.HasPrefix(p, g.prefix) && (len(p) == len(g.prefix) || p[len(g.prefix)] == '/') {
 		return nil, g.serveOwn(w, r, strings.TrimPrefix(p, g.prefix))
 	}
-	rec, ok, err := g.sessions.Lookup(r)
+	now := g.now()
+	rec, ok, err := g.sessions.Lookup(r, now)
 	if err != nil {
 		return nil, g.storeFailed(err)
 	}
@@ -174,14 +175,14 @@ func (g *Gate) Admit(w http.ResponseWriter, r *http.Request) (any, error) {
 		// user now has the name of the store user the session is for.
 		return nil, g.refuse(w, r, nil)
 	}
-	switch err := g.sessions.KeepAlive(r.Context(), &rec); {
+	switch err := g.sessions.KeepAlive(r.Context(), &rec, now); {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, g.refuse(w, r, nil) // ended meanwhile, by a logout
 	case err != nil:
 		return nil, g.storeFailed(err)
 	}
-	stripIdentity(r, g.identity)
-	g.sessions.RemoveFrom(r, g.rememberCookie)
+	cookies := stripIdentity(r, g.identity)
+	g.sessions.RemoveFrom(r, cookies, g.rememberCookie)
 	r.Header.Set(g.userHeader, name)
 	if user == nil {
 		user = name

@@ -108,14 +108,25 @@ func CheckStripHeaders(names []string) error {
 // instead (net/http when none was declared, quic-go's HTTP/3) never
 // reached the copies Caddy hands to handlers. It costs no allocation. The
 // Trailer header, which announces them, goes too.
-func stripIdentity(r *http.Request, identity identitySet) {
-	for name := range r.Header {
-		if isIdentity(name, identity) {
+//
+// It returns the Cookie header's lines, met on the way, so that the caller
+// removes the gate's cookies without looking the header up again: the
+// proxied path makes one pass over the request's headers.
+func stripIdentity(r *http.Request, identity identitySet) (cookies []string) {
+	for name, v := range r.Header {
+		switch {
+		case name == "Cookie":
+			cookies = v // for the caller, who removes the gate's cookies
+		case name == "Trailer":
+			delete(r.Header, name)
+		case name != "" && name[0] < 0x80 && !identity.first[foldByte(name[0])]:
+			// Most headers: no identity name starts with this letter.
+		case isIdentity(name, identity):
 			delete(r.Header, name)
 		}
 	}
 	r.Trailer = nil
-	delete(r.Header, "Trailer")
+	return cookies
 }
 
 // isIdentity reports whether identity holds headerKey(name). It runs for

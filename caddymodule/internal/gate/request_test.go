@@ -65,10 +65,14 @@ func TestStripIdentity(t *testing.T) {
 	r.Header = http.Header{
 		"Remote-User": {"a"}, "Remote_user": {"b"}, "REMOTE_USER": {"c"}, "remote-user": {"d"},
 		"X-Forwarded-User": {"e"}, "X_forwarded_user": {"f"}, "Remote.User": {"h"}, "X-User-Custom": {"g"}, "Accept": {"text/html"},
+		"Cookie": {"a=1", "b=2"},
 	}
-	stripIdentity(r, identityHeaders("X-User-Custom"))
-	if len(r.Header) != 1 || r.Header.Get("Accept") != "text/html" {
-		t.Errorf("after stripping: got %v, want only Accept", r.Header)
+	cookies := stripIdentity(r, identityHeaders("X-User-Custom"))
+	if len(r.Header) != 2 || r.Header.Get("Accept") != "text/html" || len(r.Header["Cookie"]) != 2 {
+		t.Errorf("after stripping: got %v, want only Accept and Cookie", r.Header)
+	}
+	if len(cookies) != 2 || cookies[0] != "a=1" || cookies[1] != "b=2" {
+		t.Errorf("cookie lines: got %q, want the Cookie header's", cookies)
 	}
 }
 

@@ -43,7 +43,7 @@ func (g *Gate) settingsSession(w http.ResponseWriter, r *http.Request) (*store.S
 		return nil, nil, store.Account{}, false, g.seeOther(w, r, g.prefix+"/code")
 	}
 	// Time spent on these pages counts as activity, as on the site.
-	switch err := g.sessions.KeepAlive(r.Context(), rec); {
+	switch err := g.sessions.KeepAlive(r.Context(), rec, g.now()); {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, nil, store.Account{}, false, g.seeOther(w, r, g.prefix+"/login")
 	case err != nil:

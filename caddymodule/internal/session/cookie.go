@@ -13,16 +13,21 @@ import (
 // ID or a token. Other cookies are kept as sent. A request that carries
 // only the gate's cookies (the usual case) costs no allocation.
 func RemoveCookie(r *http.Request, names ...string) {
-	lines := r.Header["Cookie"]
+	RemoveCookieFrom(r.Header, r.Header["Cookie"], names...)
+}
+
+// RemoveCookieFrom is RemoveCookie for a caller that holds the Cookie
+// header's lines already (h["Cookie"]).
+func RemoveCookieFrom(h http.Header, lines []string, names ...string) {
 	if len(lines) == 1 { // HTTP/1.1, and HTTP/2 (Go joins its cookie fields)
 		var buf [256]byte // longer lines spill to the heap
 		out, found := withoutCookie(lines[0], names, buf[:0])
 		switch {
 		case !found:
 		case strings.TrimSpace(out) == "":
-			delete(r.Header, "Cookie")
+			delete(h, "Cookie")
 		default:
-			r.Header["Cookie"] = []string{out}
+			h["Cookie"] = []string{out}
 		}
 		return
 	}
@@ -48,10 +53,10 @@ func RemoveCookie(r *http.Request, names ...string) {
 		}
 	}
 	if len(kept) == 0 {
-		delete(r.Header, "Cookie")
+		delete(h, "Cookie")
 		return
 	}
-	r.Header["Cookie"] = kept
+	h["Cookie"] = kept
 }
 
 // withoutCookie returns line with every ";"-separated part named one of
@@ -135,12 +140,21 @@ func CookieValue(h http.Header, name string) (string, bool) {
 	return "", false
 }
 
-// validCookieValue is net/http's test of a cookie value's bytes.
+// validCookieValue is net/http's test of a cookie value's bytes, by
+// table: it runs on every proxied request.
 func validCookieValue(v string) bool {
 	for i := 0; i < len(v); i++ {
-		if b := v[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+		if !cookieValueByte[v[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// cookieValueByte marks the bytes net/http accepts in a cookie value.
+var cookieValueByte = func() (t [256]bool) {
+	for b := 0x20; b < 0x7f; b++ {
+		t[b] = b != '"' && b != ';' && b != '\\'
+	}
+	return t
+}()

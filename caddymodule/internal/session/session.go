@@ -82,7 +82,7 @@ func (s *Store) New(r *http.Request, name string) (*sessions.Session, error) {
 	opts := s.options
 	sess.Options = &opts
 	sess.IsNew = true
-	rec, id, ok, err := s.lookup(r, name)
+	rec, id, ok, err := s.lookup(r, name, s.now())
 	if err != nil || !ok {
 		return sess, err
 	}
@@ -130,15 +130,17 @@ func (s *Store) Save(r *http.Request, w http.ResponseWriter, sess *sessions.Sess
 // anything but a live session. The proxied path uses it directly, not
 // through Get (gorilla's registry and Session allocate on every request:
 // see docs/benchmarks.md); the gate's pages read sessions through Get.
-func (s *Store) Lookup(r *http.Request) (store.Session, bool, error) {
-	rec, _, ok, err := s.lookup(r, s.cookie)
+// now is the caller's reading of the clock, so that a request reads it
+// once.
+func (s *Store) Lookup(r *http.Request, now time.Time) (store.Session, bool, error) {
+	rec, _, ok, err := s.lookup(r, s.cookie, now)
 	return rec, ok, err
 }
 
 // lookup reads the cookie and its record; ok is false for anything but a
 // live session. The record is returned by value, so that the proxied path
 // keeps it on its stack.
-func (s *Store) lookup(r *http.Request, name string) (rec store.Session, id string, ok bool, err error) {
+func (s *Store) lookup(r *http.Request, name string, now time.Time) (rec store.Session, id string, ok bool, err error) {
 	id, ok = CookieValue(r.Header, name)
 	if !ok {
 		return store.Session{}, "", false, nil
@@ -154,7 +156,7 @@ func (s *Store) lookup(r *http.Request, name string) (rec store.Session, id stri
 	if err != nil {
 		return store.Session{}, "", false, err
 	}
-	if !s.live(rec) {
+	if !s.live(rec, now) {
 		return store.Session{}, "", false, nil
 	}
 	return rec, id, true, nil
@@ -162,8 +164,7 @@ func (s *Store) lookup(r *http.Request, name string) (rec store.Session, id stri
 
 // live applies the timeouts on the server: the absolute lifetime, the idle
 // timeout, and the short life of a session that still owes a factor.
-func (s *Store) live(rec store.Session) bool {
-	now := s.now()
+func (s *Store) live(rec store.Session, now time.Time) bool {
 	if rec.User == "" || !now.Before(s.expiry(rec)) {
 		return false
 	}
@@ -184,24 +185,25 @@ func (s *Store) expiry(rec store.Session) time.Time {
 
 // KeepAlive moves a session's idle timer on when it is due (at most once
 // per touchInterval, so the hot path writes only now and then). It answers
-// store.ErrNotFound if the session ended meanwhile.
-func (s *Store) KeepAlive(ctx context.Context, rec *store.Session) error {
-	if s.now().Sub(rec.Seen) <= s.touchInterval() {
+// store.ErrNotFound if the session ended meanwhile. now is the caller's
+// reading of the clock.
+func (s *Store) KeepAlive(ctx context.Context, rec *store.Session, now time.Time) error {
+	if now.Sub(rec.Seen) <= s.touchInterval() {
 		return nil
 	}
-	return s.touch(ctx, rec)
+	return s.touch(ctx, rec, now)
 }
 
 // touch refreshes the session's last-seen time if no other request is
 // doing so already. ErrNotFound means the session ended meanwhile (a logout
 // between this request's read and its refresh): the request has no session.
-func (s *Store) touch(ctx context.Context, rec *store.Session) error {
+func (s *Store) touch(ctx context.Context, rec *store.Session, now time.Time) error {
 	k := string(rec.Key)
 	if _, busy := s.touching.LoadOrStore(k, struct{}{}); busy {
 		return nil
 	}
 	defer s.touching.Delete(k)
-	rec.Seen = s.now()
+	rec.Seen = now
 	rec.Expires = s.expiry(*rec)
 	return s.db.TouchSession(ctx, rec.Key, rec.Seen, rec.Expires)
 }
@@ -329,5 +331,7 @@ func (s *Store) End(w http.ResponseWriter, r *http.Request) error {
 // RemoveFrom drops the session cookie, and the further cookies named
 // (such as a remembered browser's), from a request that goes on to the
 // upstream, which never sees a session ID or a token: one pass over the
-// Cookie header.
-func (s *Store) RemoveFrom(r *http.Request, also string) { RemoveCookie(r, s.cookie, also) }
+// Cookie header, whose lines the caller passes (r.Header["Cookie"]).
+func (s *Store) RemoveFrom(r *http.Request, lines []string, also string) {
+	RemoveCookieFrom(r.Header, lines, s.cookie, also)
+}

@@ -38,7 +38,7 @@ func TestStartLookupEnd(t *testing.T) {
 	s, c := newTestStore(t)
 	r := httptest.NewRequest(http.MethodGet, "/app", nil)
 	r.AddCookie(c)
-	rec, ok, err := s.Lookup(r)
+	rec, ok, err := s.Lookup(r, time.Now())
 	if err != nil || !ok || rec.User != "alice" {
 		t.Fatalf("Lookup: got %+v %v %v", rec, ok, err)
 	}
@@ -54,7 +54,7 @@ func TestStartLookupEnd(t *testing.T) {
 	}
 	r2 := httptest.NewRequest(http.MethodGet, "/app", nil)
 	r2.AddCookie(c)
-	if rec, ok, err := s.Lookup(r2); err != nil || ok {
+	if rec, ok, err := s.Lookup(r2, time.Now()); err != nil || ok {
 		t.Errorf("after End: got %+v %v, want no session", rec, err)
 	}
 }
@@ -70,7 +70,7 @@ func BenchmarkLookup(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		r := base.WithContext(context.Background()) // as in BenchmarkGet
-		if _, ok, err := s.Lookup(r); err != nil || !ok {
+		if _, ok, err := s.Lookup(r, time.Now()); err != nil || !ok {
 			b.Fatal(ok, err)
 		}
 	}
