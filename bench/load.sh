@@ -365,7 +365,7 @@ compare() {
 	local res=$WORK/compare.txt
 	: >"$res"
 	for r in $(seq 1 "$ROUNDS"); do
-		for s in A B C D; do
+		for s in $(order "$r" A B C D); do
 			local site=SITE_$s extra=()
 			[[ $s == D ]] && extra=(-H "Authorization: Basic $BASIC")
 			log "round $r: $s"
@@ -388,6 +388,28 @@ compare() {
 	fi
 	gate_profile
 	stop_caddy
+}
+
+# order R SETUP...: the setups in the order round R (from 1) runs them.
+# Rounds go in pairs: the same turn of the list forwards, then backwards,
+# and the next pair turns it by one more. So each setup runs first, last
+# and in between equally often over 2×N rounds, and follows each of the
+# others: none always runs right after a heavy one (forward_auth leaves the
+# caches and the CPU's clock to whatever runs next), and drift over the
+# run does not favour any.
+order() {
+	local r=$1; shift
+	local all=("$@") n=$# i out=()
+	local turn=$((((r - 1) / 2) % n))
+	for ((i = 0; i < n; i++)); do
+		out+=("${all[(i + turn) % n]}")
+	done
+	if ((r % 2 == 0)); then
+		for ((i = n - 1; i >= 0; i--)); do echo -n "${out[i]} "; done
+		echo
+	else
+		echo "${out[@]}"
+	fi
 }
 
 # pair FILE FIELD X Y OP: per round, Y's field against X's (ratio or diff).
@@ -471,7 +493,7 @@ compare_h2() {
 	local res=$WORK/compare-h2.txt
 	: >"$res"
 	for r in $(seq 1 "$ROUNDS"); do
-		for s in A B D; do
+		for s in $(order "$r" A B D); do
 			local site=TLS_$s extra=()
 			[[ $s == D ]] && extra=(-H "Authorization: Basic $BASIC")
 			log "round $r: $s (HTTP/2)"
