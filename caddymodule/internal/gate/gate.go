@@ -57,6 +57,8 @@ type Config struct {
 	// RememberBrowser is how long a browser may skip the code step after
 	// its user asked for it (remember_browser); 0 for never.
 	RememberBrowser time.Duration
+	// WebAuthn is the relying party of security keys (webauthn.go).
+	WebAuthn WebAuthnConfig
 	// Users are who may log in; Pages what the pages look like.
 	Users *users.Directory
 	Pages *ui.Pages
@@ -98,6 +100,7 @@ type Gate struct {
 	idle, lifetime, codeTimeout    time.Duration
 	remember                       time.Duration
 	rememberCookie                 string
+	webauthn                       WebAuthnConfig
 
 	// Set by Open.
 	db       store.Store
@@ -117,6 +120,7 @@ func New(c Config) *Gate {
 		identity: identityHeaders(c.UserHeader, c.StripHeaders...),
 		idle:     c.Idle, lifetime: c.Lifetime, codeTimeout: c.CodeTimeout,
 		remember: c.RememberBrowser, rememberCookie: RememberCookie(c.Cookie),
+		webauthn: c.WebAuthn,
 	}
 	g.crossSite = http.NewCrossOriginProtection()
 	g.crossSite.SetDenyHandler(http.HandlerFunc(g.denyCrossSite))

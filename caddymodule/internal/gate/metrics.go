@@ -14,11 +14,11 @@ var (
 	}, []string{"outcome"})
 	metricCodes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "two_factor", Name: "codes_total",
-		Help: "One-time codes checked (at login and on the Security pages), by method (totp, backup) and outcome (ok, failed).",
+		Help: "One-time codes and security-key assertions checked (at login and on the Security pages), by method (totp, backup, webauthn) and outcome (ok, failed).",
 	}, []string{"method", "outcome"})
 	metricThrottled = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "two_factor", Name: "throttled_total",
-		Help: "Attempts refused with 429 because the account or the client must wait, by factor (password, totp, backup).",
+		Help: "Attempts refused with 429 because the account or the client must wait, by factor (password, totp, backup, webauthn).",
 	}, []string{"factor"})
 	metricHashBudget = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "two_factor", Name: "hash_budget_refused_total",
@@ -28,22 +28,29 @@ var (
 		Namespace: "caddy", Subsystem: "two_factor", Name: "backup_codes_used_total",
 		Help: "Backup codes used up.",
 	})
+	metricKeys = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "two_factor", Name: "security_keys_total",
+		Help: "Security keys and passkeys (WebAuthn) added and removed by their users, and assertions refused because the key's signature counter went backwards, by event (added, removed, sign_count_refused). Assertions themselves are counted in caddy_two_factor_codes_total with method webauthn.",
+	}, []string{"event"})
 )
 
 func init() {
 	// Every series exists from the start, at zero.
 	for _, o := range []string{"ok", "failed"} {
 		metricLogins.WithLabelValues(o)
-		for _, m := range []string{"totp", "backup"} {
+		for _, m := range []string{"totp", "backup", "webauthn"} {
 			metricCodes.WithLabelValues(m, o)
 		}
 	}
-	for _, f := range []factor{factorPassword, factorTOTP, factorBackup} {
+	for _, f := range []factor{factorPassword, factorTOTP, factorBackup, factorKey} {
 		metricThrottled.WithLabelValues(string(f))
+	}
+	for _, e := range []string{"added", "removed", "sign_count_refused"} {
+		metricKeys.WithLabelValues(e)
 	}
 }
 
 // Collectors are the gate's counters, for a metrics registry.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{metricLogins, metricCodes, metricThrottled, metricHashBudget, metricBackupUsed}
+	return []prometheus.Collector{metricLogins, metricCodes, metricThrottled, metricHashBudget, metricBackupUsed, metricKeys}
 }
