@@ -8,7 +8,7 @@ import (
 
 // The store methods of security keys, made to fail like the others.
 func init() {
-	wrappedMethods = append(wrappedMethods, "AddCredential", "UseCredential", "RenameCredential", "RemoveCredential", "PutChallenge", "TakeChallenge")
+	wrappedMethods = append(wrappedMethods, "AddCredential", "UseCredential", "RenameCredential", "RemoveCredential", "AddTOTP", "PutChallenge", "TakeChallenge")
 }
 
 func (f *faultyStore) AddCredential(ctx context.Context, u string, c store.Credential, handle []byte, codes [][]byte, keep []byte) (bool, error) {
@@ -51,4 +51,11 @@ func (f *faultyStore) TakeChallenge(ctx context.Context, key []byte, purpose str
 		return store.Challenge{}, err
 	}
 	return f.Store.TakeChallenge(ctx, key, purpose)
+}
+
+func (f *faultyStore) AddTOTP(ctx context.Context, u string, t store.TOTP) error {
+	if err := f.call("AddTOTP"); err != nil {
+		return err
+	}
+	return f.Store.AddTOTP(ctx, u, t)
 }

@@ -180,7 +180,7 @@ func (g *Gate) enablePage(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return err
 	}
-	if a.Enabled() {
+	if a.TOTP != nil {
 		return g.seeOther(w, r, g.prefix+"/security")
 	}
 	secret, err := g.pendingSecret(r, rec, true)
@@ -202,7 +202,7 @@ func (g *Gate) enable(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return err
 	}
-	if a.Enabled() {
+	if a.TOTP != nil {
 		return g.seeOther(w, r, g.prefix+"/security")
 	}
 	secret, err := g.pendingSecret(r, rec, false)
@@ -246,6 +246,10 @@ func (g *Gate) enable(w http.ResponseWriter, r *http.Request) error {
 		return wrong(v)
 	}
 
+	if a.Enabled() {
+		// Security keys already: the app goes beside them (webauthn.go).
+		return g.addApp(w, r, rec, acct, secret, step)
+	}
 	codes, hashes, err := g.newCodes(acct.Key)
 	if err != nil {
 		return g.unavailable(w, err)

@@ -764,3 +764,28 @@ func CheckUserVerification(s string) error {
 	}
 	return fmt.Errorf("webauthn_user_verification %q: want required, preferred or discouraged", s)
 }
+
+// addApp adds the authenticator app to an account that has security keys
+// (two-factor authentication is on already): its backup codes stay, and
+// no session ends.
+func (g *Gate) addApp(w http.ResponseWriter, r *http.Request, rec *store.Session, acct *users.Account, secret []byte, step int64) error {
+	sealed, err := g.sealer.Seal(secret, secretAAD("totp", acct.Key))
+	if err != nil {
+		return g.unavailable(w, err)
+	}
+	err = g.db.AddTOTP(r.Context(), acct.Key, store.TOTP{
+		SealedSecret: sealed, Algorithm: g.params.Algorithm, Digits: g.params.Digits,
+		Period: g.params.Period, LastStep: step, EnabledAt: g.now(),
+	})
+	if err != nil && !errors.Is(err, store.ErrAlreadyEnabled) {
+		return g.unavailable(w, err)
+	}
+	g.auditRequest(r, zapcore.InfoLevel, audit.EvEnabled, "authenticator app added", zap.String("user", acct.Name), zap.String("method", string(factorTOTP)))
+	g.event(r, acct.Key, store.Event{Kind: store.EventEnabled, By: store.ByUser, Method: string(factorTOTP)})
+	rec.Pending, rec.PendingAt = nil, time.Time{}
+	rec.Notice = "notice.app_added"
+	if err := g.sessions.Update(r.Context(), rec); err != nil {
+		return g.unavailable(w, err)
+	}
+	return g.seeOther(w, r, g.prefix+"/security")
+}

@@ -126,6 +126,12 @@ type Credentials interface {
 	// is none of that ID.
 	RemoveCredential(ctx context.Context, user string, id []byte, keepSession []byte) (stillOn bool, err error)
 
+	// AddTOTP adds an authenticator app to an account that has security
+	// keys (2FA is on already: the backup codes stay, no session ends).
+	// ErrNotEnabled if it has none (EnableTOTP turns 2FA on),
+	// ErrAlreadyEnabled if it has an app.
+	AddTOTP(ctx context.Context, user string, t TOTP) error
+
 	// PutChallenge keeps a ceremony's challenge for the session (its store
 	// key), replacing the session's previous one of the same purpose.
 	PutChallenge(ctx context.Context, sessionKey []byte, c Challenge) error
@@ -347,6 +353,28 @@ func (b *Badger) RemoveCredential(ctx context.Context, user string, id []byte, k
 	return on, wrap(op, err)
 }
 
+// AddTOTP adds the app beside the keys (see Credentials).
+func (b *Badger) AddTOTP(ctx context.Context, user string, t TOTP) error {
+	const op = "add TOTP"
+	if err := checkUser(user); err != nil {
+		return wrap(op, err)
+	}
+	if len(t.SealedSecret) == 0 {
+		return wrap(op, errors.New("empty sealed secret"))
+	}
+	t.SealedSecret = bytes.Clone(t.SealedSecret)
+	err := b.updateAccount(ctx, func(txn *badger.Txn) error {
+		return changeAccount(txn, user, true, func(a *Account) error {
+			if a.TOTP != nil {
+				return ErrAlreadyEnabled
+			}
+			a.TOTP = &t
+			return nil
+		})
+	})
+	return wrap(op, err)
+}
+
 // PutChallenge keeps a ceremony's challenge (see Credentials).
 func (b *Badger) PutChallenge(ctx context.Context, sessionKey []byte, c Challenge) error {
 	const op = "keep challenge"
@@ -415,6 +443,10 @@ func (r *Realm) RenameCredential(ctx context.Context, user string, id []byte, na
 
 func (r *Realm) RemoveCredential(ctx context.Context, user string, id []byte, keepSession []byte) (bool, error) {
 	return r.Store.RemoveCredential(ctx, r.id(user), id, keepSession)
+}
+
+func (r *Realm) AddTOTP(ctx context.Context, user string, t TOTP) error {
+	return r.Store.AddTOTP(ctx, r.id(user), t)
 }
 
 func (r *Realm) PutChallenge(ctx context.Context, sessionKey []byte, c Challenge) error {
