@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	pqotp "github.com/pquerna/otp"
 	"golang.org/x/net/html"
 
@@ -527,5 +528,50 @@ func TestWebAuthnRequiredEnrolment(t *testing.T) {
 	}
 	if r := b.get("/app"); r.status != http.StatusOK {
 		t.Errorf("after enrolling with a key: %d, want 200", r.status)
+	}
+}
+
+// TestWebAuthnOptions: the relying party options adapt from the Caddyfile,
+// a bad value is an error naming its line, and a JSON config is checked by
+// the same functions.
+func TestWebAuthnOptions(t *testing.T) {
+	adapt := func(body string) (string, error) {
+		src := "localhost {\n" + body + "\n}\n"
+		out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
+		return string(out), err
+	}
+	out, err := adapt("two_factor {\n\twebauthn_rp_id example.com\n\twebauthn_origins https://example.com https://login.example.com:8443\n\twebauthn_user_verification required\n}")
+	if err != nil {
+		t.Fatalf("adapt: %v", err)
+	}
+	for _, want := range []string{`"webauthn_rp_id":"example.com"`, `"webauthn_origins":["https://example.com","https://login.example.com:8443"]`, `"webauthn_user_verification":"required"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("adapted JSON lacks %s: %s", want, out)
+		}
+	}
+	for _, tc := range []struct{ body, want, line string }{
+		{"two_factor {\n\twebauthn_rp_id https://example.com\n}", "webauthn_rp_id \"https://example.com\": want a domain name", "Caddyfile:3"},
+		{"two_factor {\n\twebauthn_rp_id example.com:443\n}", "webauthn_rp_id \"example.com:443\"", "Caddyfile:3"},
+		{"two_factor {\n\twebauthn_rp_id 192.0.2.1\n}", "webauthn_rp_id \"192.0.2.1\"", "Caddyfile:3"},
+		{"two_factor {\n\twebauthn_rp_id\n}", "webauthn_rp_id: want exactly one value", "Caddyfile:3"},
+		{"two_factor {\n\tissuer x\n\twebauthn_origins https://example.com example.com\n}", "webauthn_origins \"example.com\": want an origin", "Caddyfile:4"},
+		{"two_factor {\n\twebauthn_origins http://example.com\n}", "webauthn_origins \"http://example.com\"", "Caddyfile:3"},
+		{"two_factor {\n\twebauthn_origins https://example.com/login\n}", "webauthn_origins \"https://example.com/login\"", "Caddyfile:3"},
+		{"two_factor {\n\twebauthn_origins\n}", "webauthn_origins: want one or more origins", "Caddyfile:3"},
+		{"two_factor {\n\twebauthn_user_verification always\n}", "webauthn_user_verification \"always\": want required, preferred or discouraged", "Caddyfile:3"},
+	} {
+		_, err := adapt(tc.body)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasSuffix(err.Error(), "at "+tc.line) {
+			t.Errorf("%q: got %v, want an error with %q at %s", tc.body, err, tc.want, tc.line)
+		}
+	}
+	// An origin outside the RP ID: refused when the handler is checked.
+	h := &Handler{WebAuthnRPID: "example.com", WebAuthnOrigins: []string{"https://example.org"}}
+	if err := h.checkWebAuthn(); err == nil || !strings.Contains(err.Error(), "not example.com nor a subdomain") {
+		t.Errorf("an origin outside the RP ID: %v", err)
+	}
+	h = &Handler{WebAuthnRPID: "example.com", WebAuthnOrigins: []string{"https://login.example.com"}, WebAuthnUserVerification: "discouraged"}
+	if err := h.checkWebAuthn(); err != nil {
+		t.Errorf("good options: %v", err)
 	}
 }

@@ -146,7 +146,6 @@ var keyErrors = map[string]string{
 	"no_keys":       "key.error_no_keys",
 	"relying_party": "key.error_relying_party",
 	"throttled":     "error.throttled_title",
-	"unavailable":   "error.unavailable",
 }
 
 func (g *Gate) writeJSON(w http.ResponseWriter, status int, v any) error {
@@ -159,13 +158,16 @@ func (g *Gate) keyFail(w http.ResponseWriter, status int, code string) error {
 	return g.writeJSON(w, status, keyError{Error: code, Message: g.ui.Locale(w).T(keyErrors[code])})
 }
 
+// keyUnavailable is the 503 of a store failure, or of a password check
+// over the hashing budget (with Retry-After).
 func (g *Gate) keyUnavailable(w http.ResponseWriter, err error) error {
 	if wait, ok := users.OverBudget(err); ok {
 		w.Header().Set("Retry-After", retryAfter(wait))
-		return g.keyFail(w, http.StatusServiceUnavailable, "unavailable")
+	} else {
+		g.logRefusal(err)
 	}
-	g.logRefusal(err)
-	return g.keyFail(w, http.StatusServiceUnavailable, "unavailable")
+	loc := g.ui.Locale(w)
+	return g.writeJSON(w, http.StatusServiceUnavailable, keyError{Error: "unavailable", Message: loc.T("error.unavailable_title") + ": " + loc.T("error.unavailable")})
 }
 
 // readJSON reads a JSON request body: the body limit of every POST
