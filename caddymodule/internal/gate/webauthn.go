@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -191,7 +192,7 @@ func (g *Gate) keySession(w http.ResponseWriter, r *http.Request, stages ...stor
 	if err != nil {
 		return nil, nil, store.Account{}, false, g.keyUnavailable(w, err)
 	}
-	if rec == nil || !containsStage(stages, rec.Stage) {
+	if rec == nil || !slices.Contains(stages, rec.Stage) {
 		return nil, nil, store.Account{}, false, g.keyFail(w, http.StatusUnauthorized, "not_logged_in")
 	}
 	a, err := g.db.Account(r.Context(), rec.User)
@@ -199,15 +200,6 @@ func (g *Gate) keySession(w http.ResponseWriter, r *http.Request, stages ...stor
 		return nil, nil, store.Account{}, false, g.keyUnavailable(w, err)
 	}
 	return rec, acct, a, true, nil
-}
-
-func containsStage(stages []store.Stage, s store.Stage) bool {
-	for _, x := range stages {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // keepChallenge keeps a ceremony's state for the session, for
@@ -451,11 +443,7 @@ func (g *Gate) loginOptions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return g.keyFail(w, http.StatusBadRequest, "relying_party")
 	}
-	name, _, _ := g.sessionName(rec)
-	if acct != nil {
-		name = acct.Name
-	}
-	assertion, sd, err := rp.BeginLogin(libUser(name, a, a.UserHandle))
+	assertion, sd, err := rp.BeginLogin(libUser(acct.Name, a, a.UserHandle))
 	if err != nil {
 		return g.keyFail(w, http.StatusBadRequest, "relying_party")
 	}
@@ -465,7 +453,7 @@ func (g *Gate) loginOptions(w http.ResponseWriter, r *http.Request) error {
 	return g.writeJSON(w, http.StatusOK, assertion.Response)
 }
 
-// login is the second step with a security key.
+// keyLogin is the login's second step with a security key.
 func (g *Gate) keyLogin(w http.ResponseWriter, r *http.Request) error {
 	rec, _, _, ok, err := g.keySession(w, r, store.StagePassword)
 	if !ok {
