@@ -522,9 +522,6 @@ func (h *Handler) validateConfig() error {
 	if err := gate.CheckStripHeaders(h.StripHeaders); err != nil {
 		return err
 	}
-	if err := h.checkWebAuthn(); err != nil {
-		return err
-	}
 	if !gate.ValidCookieName(h.CookieName) {
 		return fmt.Errorf("cookie_name %q: not a valid cookie name", h.CookieName)
 	}
@@ -532,6 +529,9 @@ func (h *Handler) validateConfig() error {
 		return fmt.Errorf("issuer %q: must be non-empty, at most 100 bytes, without ':' (authenticator apps use it as the separator)", h.Issuer)
 	}
 	if err := ui.CheckHomeURL(h.HomeURL); err != nil {
+		return err
+	}
+	if err := h.checkWebAuthn(); err != nil {
 		return err
 	}
 	return ui.CheckProductName(h.ProductName)

@@ -46,16 +46,6 @@ const (
 	// were forgotten by their user or an operator.
 	EvBrowserRemembered = "browser.remembered"
 	EvBrowsersForgotten = "browsers.forgotten"
-
-	// Security keys and passkeys (WebAuthn): added, renamed, removed by
-	// their user; EvKeySignCount is an assertion refused because the
-	// key's signature counter did not go up (a cloned key, or a replay).
-	// An assertion's outcome is a code.ok or code.failed of method
-	// "webauthn".
-	EvKeyAdded     = "security_key.added"
-	EvKeyRenamed   = "security_key.renamed"
-	EvKeyRemoved   = "security_key.removed"
-	EvKeySignCount = "security_key.sign_count"
 )
 
 // Steps where a factor is checked (the "step" field).
@@ -66,7 +56,6 @@ const (
 	StepDisable     = "disable"
 	StepBackupCodes = "backup_codes"
 	StepPassword    = "password_change"
-	StepKeys        = "security_keys"
 )
 
 // Admin logs an event an operator caused through the admin API.

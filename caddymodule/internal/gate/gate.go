@@ -95,12 +95,12 @@ type Gate struct {
 	logger, audit                  *zap.Logger
 	users                          *users.Directory
 	ui                             *ui.Pages
-	identity                       identitySet // identity header names, folded by headerKey
+	webauthn                       WebAuthnConfig // security keys (webauthn.go)
+	identity                       identitySet    // identity header names, folded by headerKey
 	crossSite                      *http.CrossOriginProtection
 	idle, lifetime, codeTimeout    time.Duration
 	remember                       time.Duration
 	rememberCookie                 string
-	webauthn                       WebAuthnConfig
 
 	// Set by Open.
 	db       store.Store
@@ -120,10 +120,10 @@ func New(c Config) *Gate {
 		identity: identityHeaders(c.UserHeader, c.StripHeaders...),
 		idle:     c.Idle, lifetime: c.Lifetime, codeTimeout: c.CodeTimeout,
 		remember: c.RememberBrowser, rememberCookie: RememberCookie(c.Cookie),
-		webauthn: c.WebAuthn,
 	}
 	g.crossSite = http.NewCrossOriginProtection()
 	g.crossSite.SetDenyHandler(http.HandlerFunc(g.denyCrossSite))
+	g.webauthn = c.WebAuthn
 	return g
 }
 

@@ -28,25 +28,18 @@ var (
 		Namespace: "caddy", Subsystem: "two_factor", Name: "backup_codes_used_total",
 		Help: "Backup codes used up.",
 	})
-	metricKeys = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "two_factor", Name: "security_keys_total",
-		Help: "Security keys and passkeys (WebAuthn) added and removed by their users, and assertions refused because the key's signature counter went backwards, by event (added, removed, sign_count_refused). Assertions themselves are counted in caddy_two_factor_codes_total with method webauthn.",
-	}, []string{"event"})
 )
 
 func init() {
 	// Every series exists from the start, at zero.
 	for _, o := range []string{"ok", "failed"} {
 		metricLogins.WithLabelValues(o)
-		for _, m := range []string{"totp", "backup", "webauthn"} {
+		for _, m := range []string{"totp", "backup"} {
 			metricCodes.WithLabelValues(m, o)
 		}
 	}
-	for _, f := range []factor{factorPassword, factorTOTP, factorBackup, factorKey} {
+	for _, f := range []factor{factorPassword, factorTOTP, factorBackup} {
 		metricThrottled.WithLabelValues(string(f))
-	}
-	for _, e := range []string{"added", "removed", "sign_count_refused"} {
-		metricKeys.WithLabelValues(e)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/go-webauthn/webauthn/protocol/webauthncbor"
 	"github.com/go-webauthn/webauthn/protocol/webauthncose"
 	"github.com/go-webauthn/webauthn/webauthn"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -35,6 +36,24 @@ import (
 // contract is in docs/webauthn.md: four JSON routes under the prefix, each
 // a POST under the same cross-origin protection as the forms, and two
 // forms on the Security page (rename, remove).
+
+// metricKeys counts keys added and removed, and counter refusals;
+// assertions are in metricCodes (method webauthn).
+var metricKeys = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Namespace: "caddy", Subsystem: "two_factor", Name: "security_keys_total",
+	Help: "Security keys and passkeys (WebAuthn) added and removed by their users, and assertions refused because the key's signature counter went backwards, by event (added, removed, sign_count_refused). Assertions themselves are counted in caddy_two_factor_codes_total with method webauthn.",
+}, []string{"event"})
+
+func init() {
+	// Every series exists from the start, at zero.
+	for _, e := range []string{"added", "removed", "sign_count_refused"} {
+		metricKeys.WithLabelValues(e)
+	}
+	for _, o := range []string{"ok", "failed"} {
+		metricCodes.WithLabelValues(string(factorKey), o)
+	}
+	metricThrottled.WithLabelValues(string(factorKey))
+}
 
 // factorKey is the attempt budget of security-key assertions.
 const factorKey factor = store.FactorWebAuthn
