@@ -515,7 +515,8 @@ func TestWebAuthnSecurityPage(t *testing.T) {
 }
 
 // TestWebAuthnRequiredEnrolment: where two-factor authentication is
-// required, a security key is enough to get through.
+// required, a security key is enough to get through; a key's name is
+// shown as text, whatever it holds.
 func TestWebAuthnRequiredEnrolment(t *testing.T) {
 	g := newGate(t, gateOpts{extra: "require_two_factor"})
 	b := g.browser()
@@ -523,11 +524,18 @@ func TestWebAuthnRequiredEnrolment(t *testing.T) {
 	if r := b.get("/app"); r.status != http.StatusFound {
 		t.Fatalf("before enrolling: %d", r.status)
 	}
-	if a := jsonOf[keyAnswer](t, b.addKey(newSoftKey(t, -8), "Key", nil), http.StatusOK); a.Redirect != codesPage {
+	// A name with markup is shown as text.
+	name := `<img src=x onerror=alert(1)><script>x</script>`
+	if a := jsonOf[keyAnswer](t, b.addKey(newSoftKey(t, -8), name, nil), http.StatusOK); a.Redirect != codesPage {
 		t.Fatalf("register: %+v", a)
 	}
 	if r := b.get("/app"); r.status != http.StatusOK {
 		t.Errorf("after enrolling with a key: %d, want 200", r.status)
+	}
+	page := b.get(securityPage)
+	assertNoMarkup(t, "Security page with a key named in markup", page.body)
+	if !strings.Contains(page.body, "&lt;img src=x onerror=alert(1)&gt;") {
+		t.Errorf("the key's name is not shown as text")
 	}
 }
 
