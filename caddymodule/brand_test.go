@@ -51,7 +51,7 @@ func TestProductNameDefaultsToIssuer(t *testing.T) {
 	if !strings.Contains(r.body, "<title>Log in · Test Cloud</title>") || strings.Contains(r.body, "<img") {
 		t.Errorf("without branding: want the issuer as the product and no logo: %.500s", r.body)
 	}
-	if csp := r.header.Get("Content-Security-Policy"); csp != "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'" {
+	if csp := r.header.Get("Content-Security-Policy"); csp != "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'" {
 		t.Errorf("CSP: got %q", csp)
 	}
 	js := g.browser().get("/.auth/assets/app.js")

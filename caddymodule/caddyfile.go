@@ -47,6 +47,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		clock_hint_window <duration>        # default 10m; 0 turns clock hints off
 //		user_header <name>                  # default Remote-User
 //		strip_header <name>...              # repeatable; more headers to delete, any spelling
+//		webauthn_rp_id <domain>             # default: the request's host; security keys' relying party
+//		webauthn_origins <origin>...        # default: the request's origin
+//		webauthn_user_verification <required|preferred|discouraged> # default preferred
 //		cookie_name <name>                  # default __Host-two_factor
 //		templates_dir <path>
 //		product_name <name>                 # default: the issuer
@@ -147,6 +150,28 @@ func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			t.StripHeaders = append(t.StripHeaders, names...)
+		case "webauthn_rp_id":
+			if err := oneArg(d, &t.WebAuthnRPID); err != nil {
+				return err
+			}
+			if err := gate.CheckRPID(t.WebAuthnRPID); err != nil {
+				return d.Err(err.Error())
+			}
+		case "webauthn_origins":
+			t.WebAuthnOrigins = d.RemainingArgs()
+			if len(t.WebAuthnOrigins) == 0 {
+				return d.Errf("webauthn_origins: want one or more origins, such as https://example.com")
+			}
+			if err := gate.CheckOrigins(t.WebAuthnOrigins, ""); err != nil {
+				return d.Err(err.Error())
+			}
+		case "webauthn_user_verification":
+			if err := oneArg(d, &t.WebAuthnUserVerification); err != nil {
+				return err
+			}
+			if err := gate.CheckUserVerification(t.WebAuthnUserVerification); err != nil {
+				return d.Err(err.Error())
+			}
 		case "cookie_name":
 			if err := oneArg(d, &t.CookieName); err != nil {
 				return err

@@ -175,6 +175,22 @@ type Handler struct {
 	// X-Email or X-Forwarded-Groups. Request trailers are always dropped.
 	StripHeaders []string `json:"strip_headers,omitempty"`
 
+	// WebAuthnRPID is the relying party ID of security keys and passkeys:
+	// the domain they are made for. A key works on that domain and its
+	// subdomains. Default: the host each request came to (a key made on
+	// one name of the site does not work on another; set this to the
+	// common parent domain to share them).
+	WebAuthnRPID string `json:"webauthn_rp_id,omitempty"`
+
+	// WebAuthnOrigins are the origins (https://host[:port]) the browser
+	// may be on when it uses a key. Default: the origin each request came
+	// to. With webauthn_rp_id, each must be that domain or a subdomain.
+	WebAuthnOrigins []string `json:"webauthn_origins,omitempty"`
+
+	// WebAuthnUserVerification asks keys to verify their user (PIN or
+	// biometrics): required, preferred or discouraged. Default: preferred.
+	WebAuthnUserVerification string `json:"webauthn_user_verification,omitempty"`
+
 	// CookieName is the name of the session cookie. Default:
 	// __Host-two_factor (the prefix binds it to this host, Secure, path /).
 	CookieName string `json:"cookie_name,omitempty"`
@@ -330,6 +346,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		RequireTwoFactor: h.RequireTwoFactor, TOTP: h.params, Skew: h.skew, ClockHintWindow: h.clockHint,
 		Idle: time.Duration(h.SessionIdle), Lifetime: time.Duration(h.SessionLifetime), CodeTimeout: time.Duration(h.CodeTimeout),
 		RememberBrowser: time.Duration(h.RememberBrowser),
+		WebAuthn:        gate.WebAuthnConfig{RPID: h.WebAuthnRPID, Origins: h.WebAuthnOrigins, UserVerification: h.WebAuthnUserVerification},
 		Users:           h.users, Pages: pages, Now: h.now, ClientIP: clientIP, Logger: h.logger, Audit: h.audit,
 	})
 	h.opened = make(chan struct{})
@@ -514,6 +531,9 @@ func (h *Handler) validateConfig() error {
 	if err := ui.CheckHomeURL(h.HomeURL); err != nil {
 		return err
 	}
+	if err := h.checkWebAuthn(); err != nil {
+		return err
+	}
 	return ui.CheckProductName(h.ProductName)
 }
 
@@ -619,3 +639,20 @@ var (
 // account), Password the hash printed by `caddy hash-password`, bcrypt
 // ($2a$/$2b$/$2y$) or argon2id ($argon2id$).
 type User = users.User
+
+// checkWebAuthn checks the relying party options (gate.CheckRPID and the
+// others, which the Caddyfile parser calls too).
+func (h *Handler) checkWebAuthn() error {
+	if h.WebAuthnRPID != "" {
+		if err := gate.CheckRPID(h.WebAuthnRPID); err != nil {
+			return err
+		}
+	}
+	if err := gate.CheckOrigins(h.WebAuthnOrigins, h.WebAuthnRPID); err != nil {
+		return err
+	}
+	if h.WebAuthnUserVerification != "" {
+		return gate.CheckUserVerification(h.WebAuthnUserVerification)
+	}
+	return nil
+}

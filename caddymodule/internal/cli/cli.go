@@ -610,6 +610,8 @@ func cliStatus(c *cli) error {
 	}
 	b.WriteString("\n")
 	if st.TwoFactor {
+		fmt.Fprintf(&b, "Authenticator app:          %s\n", map[bool]string{true: "yes", false: "no"}[st.App])
+		fmt.Fprintf(&b, "Security keys:              %d\n", st.SecurityKeys)
 		fmt.Fprintf(&b, "Backup codes left:          %d\n", st.BackupCodesLeft)
 	}
 	if st.Throttle != nil {

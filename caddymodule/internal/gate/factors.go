@@ -65,6 +65,8 @@ type codeResult struct {
 	// (clock_hint.go); 0 for none.
 	drift  int64
 	period int
+	// reason, for a refused security key, says why (for the audit log).
+	reason string
 }
 
 // driftSeconds is the offset of a drifted code in seconds.
@@ -80,6 +82,9 @@ func (g *Gate) checkCode(ctx context.Context, a store.Account, input string) (co
 	res := codeResult{method: codeFactor(input)}
 	switch backupcodes.Kind(input) {
 	case backupcodes.KindTOTP:
+		if a.TOTP == nil {
+			return res, nil // security keys only: no app to check against
+		}
 		secret, err := g.sealer.Open(a.TOTP.SealedSecret, secretAAD("totp", a.Name))
 		if err != nil {
 			return res, fmt.Errorf("opening the TOTP secret of %s: %w", a.Name, err)
@@ -143,6 +148,8 @@ func (g *Gate) recordCode(r *http.Request, step string, acct *users.Account, res
 	switch {
 	case !res.ok && res.used:
 		g.auditRequest(r, zapcore.WarnLevel, audit.EvCodeFailed, "one-time code rejected", user, zap.String("step", step), zap.String("method", string(res.method)), zap.String("reason", "already_used"))
+	case !res.ok && res.reason != "":
+		g.auditRequest(r, zapcore.WarnLevel, audit.EvCodeFailed, "security key rejected", user, zap.String("step", step), zap.String("method", string(res.method)), zap.String("reason", res.reason))
 	case !res.ok:
 		g.auditRequest(r, zapcore.WarnLevel, audit.EvCodeFailed, "one-time code rejected", user, zap.String("step", step), zap.String("method", string(res.method)))
 	case res.method == factorBackup:
@@ -188,6 +195,14 @@ func (g *Gate) confirmPassword(r *http.Request, step string, acct *users.Account
 // confirmBoth checks the password, then (only if it is right) the code,
 // using the code up. Either being wrong changes nothing else.
 func (g *Gate) confirmBoth(r *http.Request, step string, acct *users.Account, a store.Account, password, code string) (verdict, error) {
+	if assertion := r.PostForm.Get("assertion"); code == "" && assertion != "" {
+		// A security key instead of a code (webauthn.go).
+		rec, _, err := g.current(r)
+		if err != nil || rec == nil {
+			return verdict{}, errors.Join(err, errors.New("no session for a security key's assertion"))
+		}
+		return g.confirmSecond(r, rec, step, acct, a, password, "", []byte(assertion))
+	}
 	return g.confirm(r, step, acct, password, codeFactor(code), func() (codeResult, error) {
 		return g.checkCode(r.Context(), a, code)
 	})

@@ -57,6 +57,8 @@ type Config struct {
 	// RememberBrowser is how long a browser may skip the code step after
 	// its user asked for it (remember_browser); 0 for never.
 	RememberBrowser time.Duration
+	// WebAuthn is the relying party of security keys (webauthn.go).
+	WebAuthn WebAuthnConfig
 	// Users are who may log in; Pages what the pages look like.
 	Users *users.Directory
 	Pages *ui.Pages
@@ -93,7 +95,8 @@ type Gate struct {
 	logger, audit                  *zap.Logger
 	users                          *users.Directory
 	ui                             *ui.Pages
-	identity                       identitySet // identity header names, folded by headerKey
+	webauthn                       WebAuthnConfig // security keys (webauthn.go)
+	identity                       identitySet    // identity header names, folded by headerKey
 	crossSite                      *http.CrossOriginProtection
 	idle, lifetime, codeTimeout    time.Duration
 	remember                       time.Duration
@@ -120,6 +123,7 @@ func New(c Config) *Gate {
 	}
 	g.crossSite = http.NewCrossOriginProtection()
 	g.crossSite.SetDenyHandler(http.HandlerFunc(g.denyCrossSite))
+	g.webauthn = c.WebAuthn
 	return g
 }
 

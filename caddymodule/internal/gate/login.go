@@ -133,10 +133,15 @@ func (g *Gate) pendingSession(w http.ResponseWriter, r *http.Request) (*store.Se
 }
 
 func (g *Gate) codePage(w http.ResponseWriter, r *http.Request) error {
-	if _, ok, err := g.pendingSession(w, r); !ok {
+	rec, ok, err := g.pendingSession(w, r)
+	if !ok {
 		return err
 	}
-	return g.ui.Render(w, http.StatusOK, "code", ui.Page{Title: "code.title", Remember: g.rememberText(w)})
+	p := ui.Page{Title: "code.title", Remember: g.rememberText(w)}
+	if err := g.offerKey(r, rec, &p); err != nil {
+		return g.unavailable(w, err)
+	}
+	return g.ui.Render(w, http.StatusOK, "code", p)
 }
 
 // code is the second factor: a TOTP code or one unused backup code.
@@ -177,6 +182,7 @@ func (g *Gate) code(w http.ResponseWriter, r *http.Request) error {
 	g.recordCode(r, audit.StepCode, &users.Account{Name: name, Key: rec.User}, res)
 	if !res.ok {
 		p := ui.Page{Title: "code.title", Error: GenericFailure, BackupFailed: f == factorBackup, Remember: g.rememberText(w)}
+		p.KeyLogin, p.HasApp, p.Script = len(a.Credentials) > 0, a.TOTP != nil, len(a.Credentials) > 0
 		clockHintOn(&p, res.driftSeconds())
 		return g.ui.Render(w, http.StatusUnauthorized, "code", p)
 	}

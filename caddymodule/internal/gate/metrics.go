@@ -14,11 +14,11 @@ var (
 	}, []string{"outcome"})
 	metricCodes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "two_factor", Name: "codes_total",
-		Help: "One-time codes checked (at login and on the Security pages), by method (totp, backup) and outcome (ok, failed).",
+		Help: "One-time codes and security-key assertions checked (at login and on the Security pages), by method (totp, backup, webauthn) and outcome (ok, failed).",
 	}, []string{"method", "outcome"})
 	metricThrottled = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "two_factor", Name: "throttled_total",
-		Help: "Attempts refused with 429 because the account or the client must wait, by factor (password, totp, backup).",
+		Help: "Attempts refused with 429 because the account or the client must wait, by factor (password, totp, backup, webauthn).",
 	}, []string{"factor"})
 	metricHashBudget = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "two_factor", Name: "hash_budget_refused_total",
@@ -45,5 +45,5 @@ func init() {
 
 // Collectors are the gate's counters, for a metrics registry.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{metricLogins, metricCodes, metricThrottled, metricHashBudget, metricBackupUsed}
+	return []prometheus.Collector{metricLogins, metricCodes, metricThrottled, metricHashBudget, metricBackupUsed, metricKeys}
 }

@@ -19,6 +19,7 @@ func (g *Gate) passwordView(acct *users.Account, a store.Account) ui.Page {
 	return ui.Page{
 		Title: "password.title", User: acct.Name, Enabled: a.Enabled(),
 		PasswordChangeable: acct.Origin == store.OriginStore, MinPassword: users.MinPasswordChars,
+		Keys: keyRows(a), Script: len(a.Credentials) > 0,
 	}
 }
 

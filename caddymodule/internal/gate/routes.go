@@ -95,6 +95,12 @@ var ownRoutes = map[string]route{
 	"/security/sessions/end-others": {post: (*Gate).endOtherSessions},
 	"/security/browsers/forget":     {post: (*Gate).forgetBrowser},
 	"/security/browsers/forget-all": {post: (*Gate).forgetBrowsers},
+	"/security/keys/rename":         {post: (*Gate).renameKey},
+	"/security/keys/remove":         {post: (*Gate).removeKey},
+	"/webauthn/register/options":    {post: (*Gate).registerOptions},
+	"/webauthn/register":            {post: (*Gate).register},
+	"/webauthn/login/options":       {post: (*Gate).loginOptions},
+	"/webauthn/login":               {post: (*Gate).keyLogin},
 	"/logout":                       {post: (*Gate).logout},
 	"/me":                           {get: (*Gate).me},
 }

@@ -71,6 +71,7 @@ func (g *Gate) securityView(acct *users.Account, a store.Account) ui.Page {
 		Title: "security.title", User: acct.Name, Enabled: a.Enabled(),
 		BackupLeft: len(a.BackupCodes), RequireTwoFactor: g.requireTwoFactor,
 		PasswordChangeable: acct.Origin == store.OriginStore,
+		HasApp:             a.TOTP != nil, Keys: keyRows(a), Script: true,
 	}
 }
 
@@ -179,7 +180,7 @@ func (g *Gate) enablePage(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return err
 	}
-	if a.Enabled() {
+	if a.TOTP != nil {
 		return g.seeOther(w, r, g.prefix+"/security")
 	}
 	secret, err := g.pendingSecret(r, rec, true)
@@ -201,7 +202,7 @@ func (g *Gate) enable(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return err
 	}
-	if a.Enabled() {
+	if a.TOTP != nil {
 		return g.seeOther(w, r, g.prefix+"/security")
 	}
 	secret, err := g.pendingSecret(r, rec, false)
@@ -245,6 +246,10 @@ func (g *Gate) enable(w http.ResponseWriter, r *http.Request) error {
 		return wrong(v)
 	}
 
+	if a.Enabled() {
+		// Security keys already: the app goes beside them (webauthn.go).
+		return g.addApp(w, r, rec, acct, secret, step)
+	}
 	codes, hashes, err := g.newCodes(acct.Key)
 	if err != nil {
 		return g.unavailable(w, err)
@@ -331,7 +336,7 @@ func (g *Gate) disablePage(w http.ResponseWriter, r *http.Request) error {
 	if !a.Enabled() {
 		return g.seeOther(w, r, g.prefix+"/security")
 	}
-	return g.ui.Render(w, http.StatusOK, "disable", ui.Page{Title: "disable.title", User: acct.Name})
+	return g.ui.Render(w, http.StatusOK, "disable", ui.Page{Title: "disable.title", User: acct.Name, Keys: keyRows(a), Script: len(a.Credentials) > 0})
 }
 
 // disable turns the second factor off ("Turn off"): it needs the password
@@ -340,8 +345,8 @@ func (g *Gate) disablePage(w http.ResponseWriter, r *http.Request) error {
 // no longer has (under require_two_factor, access to the site) if what
 // follows fails; this one then goes on under a new ID.
 func (g *Gate) disable(w http.ResponseWriter, r *http.Request) error {
-	rec, acct, _, ok, err := g.confirmedChange(w, r, audit.StepDisable, func(_ *store.Session, acct *users.Account, _ store.Account, v verdict) error {
-		p := ui.Page{Title: "disable.title", User: acct.Name, Error: v.failure()}
+	rec, acct, _, ok, err := g.confirmedChange(w, r, audit.StepDisable, func(_ *store.Session, acct *users.Account, a store.Account, v verdict) error {
+		p := ui.Page{Title: "disable.title", User: acct.Name, Error: v.failure(), Keys: keyRows(a), Script: len(a.Credentials) > 0}
 		clockHintOn(&p, v.driftSeconds)
 		return g.ui.Render(w, http.StatusUnauthorized, "disable", p)
 	})

@@ -155,14 +155,18 @@ type ThrottleInfo struct {
 
 // StatusInfo is the answer of GET /two-factor/status.
 type StatusInfo struct {
-	User            string        `json:"user"`
-	Source          string        `json:"source,omitempty"`
-	TwoFactor       bool          `json:"two_factor"`
-	EnabledAt       *time.Time    `json:"enabled_at,omitempty"`
-	BackupCodesLeft int           `json:"backup_codes_left"`
-	Throttle        *ThrottleInfo `json:"throttle,omitempty"`
-	Sessions        []SessionInfo `json:"sessions"`
-	Note            string        `json:"note,omitempty"`
+	User            string     `json:"user"`
+	Source          string     `json:"source,omitempty"`
+	TwoFactor       bool       `json:"two_factor"`
+	EnabledAt       *time.Time `json:"enabled_at,omitempty"`
+	BackupCodesLeft int        `json:"backup_codes_left"`
+	// App says whether the user has an authenticator app; SecurityKeys
+	// counts their security keys and passkeys.
+	App          bool          `json:"app"`
+	SecurityKeys int           `json:"security_keys"`
+	Throttle     *ThrottleInfo `json:"throttle,omitempty"`
+	Sessions     []SessionInfo `json:"sessions"`
+	Note         string        `json:"note,omitempty"`
 }
 
 // ChangeResult is the answer of the commands that change a user.
@@ -422,8 +426,12 @@ func (t *Target) status(ctx context.Context, name string) (StatusInfo, error) {
 		return StatusInfo{}, err
 	}
 	out := StatusInfo{User: display, Source: source, TwoFactor: a.Enabled(), BackupCodesLeft: len(a.BackupCodes), Sessions: []SessionInfo{}, Note: t.offlineNote()}
-	if a.Enabled() {
+	out.App, out.SecurityKeys = a.TOTP != nil, len(a.Credentials)
+	if a.TOTP != nil {
 		at := a.TOTP.EnabledAt
+		out.EnabledAt = &at
+	} else if len(a.Credentials) > 0 {
+		at := a.Credentials[0].Added
 		out.EnabledAt = &at
 	}
 	for _, s := range sessions {

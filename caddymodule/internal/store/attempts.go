@@ -23,10 +23,12 @@ const (
 	FactorPassword = "password"
 	FactorTOTP     = "totp"
 	FactorBackup   = "backup"
+	// FactorWebAuthn: a security key's assertion (credentials.go).
+	FactorWebAuthn = "webauthn"
 )
 
 // Factors lists every separately counted factor.
-var Factors = []string{FactorPassword, FactorTOTP, FactorBackup}
+var Factors = []string{FactorPassword, FactorTOTP, FactorBackup, FactorWebAuthn}
 
 // Outcome is what came of a reserved attempt.
 type Outcome uint8

@@ -373,7 +373,8 @@ func (b *Badger) write(ctx context.Context, fn func(txn *badger.Txn) error, inva
 func isSentinel(err error) bool {
 	switch err {
 	case ErrNotFound, ErrAlreadyEnabled, ErrNotEnabled, ErrStepUsed, ErrCodeUnknown,
-		ErrNoUser, ErrUserExists, ErrNotEmpty:
+		ErrNoUser, ErrUserExists, ErrNotEmpty,
+		ErrCredentialExists, ErrNoCredential, ErrSignCount, ErrHandleChanged:
 		return true
 	}
 	return false
@@ -526,7 +527,8 @@ func (b *Badger) EnableTOTP(ctx context.Context, user string, t TOTP, backupCode
 	return wrap(op, err)
 }
 
-// DisableTOTP turns the second factor off, drops the backup codes and
+// DisableTOTP turns the second factor off (the app and every security
+// key), drops the backup codes and
 // ends the user's sessions except keepSession, in one transaction.
 // ErrNotEnabled if it is off.
 func (b *Badger) DisableTOTP(ctx context.Context, user string, keepSession []byte) error {
@@ -539,8 +541,8 @@ func (b *Badger) DisableTOTP(ctx context.Context, user string, keepSession []byt
 			return err
 		}
 		return changeAccount(txn, user, true, func(a *Account) error {
-			a.TOTP = nil
-			a.BackupCodes = nil
+			// Off is off: the app, every security key and the codes.
+			*a = Account{Name: a.Name}
 			return nil
 		})
 	})
@@ -580,6 +582,9 @@ func (b *Badger) UseTOTPStep(ctx context.Context, user string, step int64) error
 	}
 	err := b.updateAccount(ctx, func(txn *badger.Txn) error {
 		return changeAccount(txn, user, true, func(a *Account) error {
+			if a.TOTP == nil {
+				return ErrNotEnabled // security keys only
+			}
 			if step <= a.TOTP.LastStep {
 				return ErrStepUsed
 			}

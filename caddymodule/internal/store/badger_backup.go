@@ -213,7 +213,7 @@ func readBackup(r io.Reader, now func() time.Time) (*restoreSet, error) {
 		case hasPrefix(k, prefixAccount):
 			name := k[len(prefixAccount):]
 			var a Account
-			if name == "" || json.Unmarshal(kv.Value, &a) != nil || !a.Enabled() || len(a.TOTP.SealedSecret) == 0 {
+			if name == "" || json.Unmarshal(kv.Value, &a) != nil || !a.Enabled() || (a.TOTP != nil && len(a.TOTP.SealedSecret) == 0) {
 				return nil, fmt.Errorf("%w: the enrolment of %q does not decode", ErrBadBackup, name)
 			}
 			set.accts[name] = kv.Value

@@ -37,6 +37,8 @@ const (
 	EventPassword      = "password"       // password changed (By; Count: other sessions ended)
 	EventSessionsEnded = "sessions_ended" // sessions ended (By; Count)
 	EventLogout        = "logout"         // the user logged out of one session
+	EventKeyAdded      = "key_added"      // a security key added (Method: its name)
+	EventKeyRemoved    = "key_removed"    // a security key removed (Method: its name)
 )
 
 // Who caused an event (Event.By).

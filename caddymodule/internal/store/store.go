@@ -73,10 +73,16 @@ type Account struct {
 	TOTP *TOTP `json:"totp,omitempty"`
 	// BackupCodes are keyed hashes of the unused backup codes.
 	BackupCodes [][]byte `json:"backup_codes,omitempty"`
+	// Credentials are the user's security keys and passkeys (WebAuthn,
+	// credentials.go); UserHandle the random user handle they were made
+	// with (set with the first).
+	Credentials []Credential `json:"credentials,omitempty"`
+	UserHandle  []byte       `json:"user_handle,omitempty"`
 }
 
-// Enabled reports whether the second factor is on.
-func (a Account) Enabled() bool { return a.TOTP != nil }
+// Enabled reports whether the second factor is on: an authenticator app
+// or at least one security key.
+func (a Account) Enabled() bool { return a.TOTP != nil || len(a.Credentials) > 0 }
 
 // Stage says how far a session has come through the login.
 type Stage uint8
@@ -199,7 +205,8 @@ type Store interface {
 	// in without the second factor), in one transaction. ErrAlreadyEnabled
 	// if it is on.
 	EnableTOTP(ctx context.Context, user string, t TOTP, backupCodes [][]byte) error
-	// DisableTOTP turns the second factor off, drops its backup codes and
+	// DisableTOTP turns the second factor off (the app and every security
+	// key), drops its backup codes and
 	// deletes every session of the user except keepSession (may be nil), in
 	// one transaction. ErrNotEnabled if it is off.
 	DisableTOTP(ctx context.Context, user string, keepSession []byte) error
@@ -285,6 +292,9 @@ type Store interface {
 	// Events returns the user's events of the last EventRetention, newest
 	// first, at most limit (MaxEventsPerUser when limit is not positive).
 	Events(ctx context.Context, user string, limit int) ([]Event, error)
+
+	// The security keys and passkeys of a user (credentials.go).
+	Credentials
 
 	// Backup writes a consistent snapshot of the users, enrolments and
 	// meta values (not the sessions) to w.

@@ -185,7 +185,9 @@ func contentSecurityPolicy(logoOrigin string) string {
 	if logoOrigin != "" {
 		img += " " + logoOrigin
 	}
-	return "default-src 'none'; script-src 'self'; style-src 'self'; " + img + "; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+	// connect-src: the pages' script speaks the WebAuthn JSON routes
+	// (security keys) to the gate itself, and nothing else.
+	return "default-src 'none'; script-src 'self'; style-src 'self'; " + img + "; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 }
 
 // IsHexColour reports whether s is a colour as #rrggbb.

@@ -29,7 +29,7 @@ import (
 var pageNames = []string{"login", "code", "security", "enable", "disable", "backup_codes", "error", "password"}
 
 // partials are templates of sections a page includes, parsed with it.
-var partials = map[string][]string{"security": {"security_sessions"}}
+var partials = map[string][]string{"security": {"security_sessions", "security_keys"}, "disable": {"security_keys"}, "password": {"security_keys"}}
 
 // Page is what every template gets. Title, Error, Notice, Message and
 // BackText are message keys when a handler sets them; render replaces each
@@ -86,6 +86,24 @@ type Page struct {
 	// does not remember browsers. Browsers are the user's remembered ones.
 	Remember string
 	Browsers []BrowserRow
+	// Keys are the user's security keys and passkeys (WebAuthn), HasApp
+	// whether they also have an authenticator app; KeyLogin offers a key
+	// on the code page; KeyError is the ID of the key whose removal was
+	// refused. Script loads the pages' script (app.js).
+	Keys     []KeyRow
+	HasApp   bool
+	KeyLogin bool
+	KeyError string
+	Script   bool
+}
+
+// KeyRow is one of the user's security keys on the Security page.
+type KeyRow struct {
+	// ID is the credential ID, base64url: the forms name the key with it.
+	ID, Name        string
+	Added, LastUsed TimeText
+	// Synced: a passkey backed up to other devices (the BS flag).
+	Synced bool
 }
 
 // ActivityItem is one entry of a user's recent activity. Kind, By, Step
