@@ -190,10 +190,10 @@ type Methods uint8
 
 // The methods a session records.
 const (
-	MethodPassword Methods = 1 << iota // pwd
-	MethodOTP                          // otp: a TOTP code or a backup code
-	MethodHardwareKey                  // hwk: a security key
-	MethodSoftwareKey                  // swk: a passkey kept in software
+	MethodPassword    Methods = 1 << iota // pwd
+	MethodOTP                             // otp: a TOTP code or a backup code
+	MethodHardwareKey                     // hwk: a security key
+	MethodSoftwareKey                     // swk: a passkey kept in software
 )
 
 // SecondFactor reports whether a second factor was proved.
