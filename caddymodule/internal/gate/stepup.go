@@ -34,7 +34,9 @@ type pathPattern struct {
 
 // ParsePathPattern reads a path pattern: "*" (every path), "/x/*" or
 // "/x*" (a prefix), "*.ext" (a suffix) or "/x" (that path only). Letter
-// case does not count, as in Caddy's path matcher.
+// case does not count, as in Caddy's path matcher. Patterns match the
+// clean path (cleanPath: decoded, dot segments and repeated or trailing
+// slashes gone), so /x/* covers /x too.
 func ParsePathPattern(p string) (pathPattern, error) {
 	bad := func(why string) (pathPattern, error) {
 		return pathPattern{}, fmt.Errorf("path %q: %s; want *, /prefix/*, *suffix or an exact /path", p, why)
@@ -71,7 +73,12 @@ func (m pathPattern) matches(p string) bool {
 	case '*':
 		return true
 	case 'p':
-		return len(p) >= len(m.s) && strings.EqualFold(p[:len(m.s)], m.s)
+		if len(p) >= len(m.s) && strings.EqualFold(p[:len(m.s)], m.s) {
+			return true
+		}
+		// A clean path has no trailing slash: /admin/* covers /admin/,
+		// which is /admin once clean.
+		return strings.HasSuffix(m.s, "/") && strings.EqualFold(p, m.s[:len(m.s)-1])
 	case 's':
 		return len(p) >= len(m.s) && strings.EqualFold(p[len(p)-len(m.s):], m.s)
 	}
