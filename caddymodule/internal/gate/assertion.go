@@ -37,6 +37,14 @@ const (
 	HeaderAuthTime    = "Remote-Auth-Time"
 )
 
+// amrText is Remote-Auth-Methods of each set of methods.
+var amrText = func() (t [16]string) {
+	for m := range t {
+		t[m] = strings.Join(store.Methods(m).AMR(), " ")
+	}
+	return t
+}()
+
 // asserter adds the identity headers of Assertion to a proxied request.
 type asserter struct {
 	c    Assertion
@@ -83,10 +91,14 @@ func newAsserter(c Assertion, s State, now func() time.Time) (*asserter, error) 
 func (g *Gate) assertIdentity(r *http.Request, rec *store.Session, name string) error {
 	a := g.assertion
 	if a.c.AuthHeaders {
-		r.Header.Set(HeaderName, name)
-		r.Header.Set(HeaderAuthMethods, strings.Join(rec.Methods.AMR(), " "))
+		// One backing array for the three values; the names are in
+		// canonical form already.
+		v := make([]string, 3)
+		v[0], v[1] = name, amrText[rec.Methods&0xf]
+		r.Header[HeaderName], r.Header[HeaderAuthMethods] = v[0:1:1], v[1:2:2]
 		if !rec.AuthTime.IsZero() {
-			r.Header.Set(HeaderAuthTime, strconv.FormatInt(rec.AuthTime.Unix(), 10))
+			v[2] = strconv.FormatInt(rec.AuthTime.Unix(), 10)
+			r.Header[HeaderAuthTime] = v[2:3:3]
 		}
 	}
 	if a.keys == nil {
