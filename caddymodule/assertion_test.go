@@ -93,6 +93,15 @@ func TestAssertionVerifies(t *testing.T) {
 	if cookie := b.cookie(); strings.Contains(c.SessionID, cookie) || strings.Contains(cookie, c.SessionID) {
 		t.Error("sid reveals the session cookie")
 	}
+	// Another session of the same user has its own token and sid.
+	other := fullLogin(t, g, e)
+	other.get("/app")
+	c2, err := VerifyAssertion(tokenOf(t, g), keys, "https://localhost:9443", "app.example", testNow())
+	if err != nil || c2.Subject != "alice" || c2.SessionID == c.SessionID || c2.ID == c.ID {
+		t.Errorf("a second session: %+v (%v), first sid %s", c2, err, c.SessionID)
+	}
+	b.get("/app")
+	token = tokenOf(t, g) // the first session's, now
 	// The further headers of auth_headers.
 	up := g.up.last().Header
 	if up.Get("Remote-Name") != "alice" || up.Get("Remote-Auth-Methods") != "pwd otp" || up.Get("Remote-Auth-Time") != strconv.FormatInt(c.AuthTime, 10) {

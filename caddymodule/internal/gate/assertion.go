@@ -2,6 +2,7 @@ package gate
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -115,6 +116,11 @@ func (g *Gate) assertIdentity(r *http.Request, rec *store.Session, name string) 
 // token returns the session's token: the one signed before while it says
 // the same and has more than half its life left, else a new one.
 func (a *asserter) token(ctx context.Context, r *http.Request, rec *store.Session, name string, now time.Time) (string, error) {
+	if len(rec.Key) == 0 {
+		// Every session read from the store has its key; without one,
+		// sessions would share a token and a sid.
+		return "", errors.New("assertion: a session without its store key")
+	}
 	a.mu.RLock()
 	t := a.tokens[string(rec.Key)]
 	a.mu.RUnlock()
