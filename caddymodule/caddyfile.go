@@ -35,7 +35,16 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		encryption_key_file <path>
 //		prefix <path>                       # default /.auth
 //		issuer <name>
-//		require_two_factor
+//		require_two_factor [<path>...]      # no path: everywhere; with paths: there only (repeatable)
+//		step_up <path> <duration>           # repeatable; e.g. step_up /admin/* 10m: a code at most 10m old
+//		assertion_header <name>             # a signed JWT of the user; JWKS at <prefix>/.well-known/jwks.json
+//		assertion_algorithm <ES256|EdDSA>   # default ES256
+//		assertion_issuer <iss>              # default: the request's origin
+//		assertion_audience <aud>            # default: the request's host
+//		assertion_lifetime <duration>       # default 2m; 2m to 5m
+//		assertion_key_rotation <duration>   # default 720h
+//		assertion_key_overlap <duration>    # default 1h
+//		auth_headers                        # adds Remote-Name, Remote-Auth-Methods, Remote-Auth-Time
 //		session_idle <duration>             # default 30m
 //		session_lifetime <duration>         # default 12h
 //		max_sessions_per_user <n>           # default 100; the oldest end first
@@ -67,8 +76,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		argon2id_threads <n>                # default 1
 //	}
 //
-// Only user and strip_header may be given more than once; any other
-// option given twice is an error naming the line of each.
+// Only user, strip_header, step_up and require_two_factor with paths may
+// be given more than once; any other option given twice is an error
+// naming the line of each.
 func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive's name
 	// Where the block is labels the handler in errors that name two
@@ -80,7 +90,7 @@ func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	first := map[string]string{} // single-valued option -> where it is set
 	for d.NextBlock(0) {
 		opt := d.Val()
-		if !repeatableOptions[opt] {
+		if !repeatableOptions[opt] && !(opt == "require_two_factor" && d.CountRemainingArgs() > 0) {
 			if at, twice := first[opt]; twice {
 				return d.Errf("%s: set more than once (first at %s)", opt, at)
 			}
@@ -88,6 +98,12 @@ func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		if o := numericOptionNamed(opt); o != nil {
 			if err := o.parse(d, t); err != nil {
+				return err
+			}
+			continue
+		}
+		if ok, err := t.parseTrustOption(d, opt); ok {
+			if err != nil {
 				return err
 			}
 			continue
@@ -126,11 +142,6 @@ func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := oneArg(d, &t.Issuer); err != nil {
 				return err
 			}
-		case "require_two_factor":
-			if d.NextArg() {
-				return d.Errf("require_two_factor takes no arguments, got '%s'", d.Val())
-			}
-			t.RequireTwoFactor = true
 		case "totp_algorithm":
 			if err := oneArg(d, &t.TOTPAlgorithm); err != nil {
 				return err
@@ -240,7 +251,7 @@ func oneArg(d *caddyfile.Dispenser, dst *string) error {
 
 // repeatableOptions may be given more than once, each adding to a list;
 // any other option given twice is an error naming both lines.
-var repeatableOptions = map[string]bool{"user": true, "strip_header": true}
+var repeatableOptions = map[string]bool{"user": true, "strip_header": true, "step_up": true}
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Handler)(nil)

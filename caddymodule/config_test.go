@@ -62,7 +62,7 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		{"two_factor {\n\ttotp_skew eleven\n}", "totp_skew: want a whole number from 0 to 10"},
 		{"two_factor {\n\tsession_idle forever\n}", "session_idle: invalid duration"},
 		{"two_factor {\n\tprefix\n}", "prefix: want exactly one value"},
-		{"two_factor {\n\trequire_two_factor yes\n}", "require_two_factor takes no arguments"},
+		{"two_factor {\n\trequire_two_factor yes\n}", `require_two_factor: path "yes": must start with / or *`},
 		{"two_factor extra {\n}", "takes no arguments"},
 		{"two_factor {\n\targon2id_memory 512\n}", "argon2id_memory: want a whole number from 1024 to 4194304"},
 		{"two_factor {\n\targon2id_time 0\n}", "argon2id_time: want a whole number from 1 to 100"},
@@ -271,8 +271,21 @@ func TestOptionTableBoundsAgree(t *testing.T) {
 		}
 		for _, v := range good {
 			line := o.name + " " + v
+			text := line
+			if strings.HasPrefix(o.name, "assertion_") {
+				// The assertion's options need the assertion on, and an
+				// overlap shorter than the rotation.
+				pre := "assertion_header X-A\n"
+				switch o.name {
+				case "assertion_key_rotation":
+					pre += "assertion_key_overlap 10m\n"
+				case "assertion_key_overlap":
+					pre += "assertion_key_rotation 8760h\n"
+				}
+				text = pre + line
+			}
 			var h Handler
-			if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("two_factor {\n" + line + "\n}")); err != nil {
+			if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("two_factor {\n" + text + "\n}")); err != nil {
 				t.Errorf("%s: the parser refused it: %v", line, err)
 				continue
 			}
@@ -343,7 +356,8 @@ func TestRepeatedOptionsNameBothLines(t *testing.T) {
 		"realm a", "storage_dir /x", "encryption_key k", "encryption_key_file /k", "prefix /p",
 		"issuer I", "require_two_factor", "user_header X-U", "cookie_name c", "templates_dir /t",
 		"product_name P", "logo_url /l.svg", "home_url /", "primary_color 1d5fd1", "languages en",
-		"totp_algorithm SHA1",
+		"totp_algorithm SHA1", "assertion_header X-A", "assertion_algorithm EdDSA", "assertion_issuer https://i",
+		"assertion_audience a", "auth_headers",
 	}
 	for i := range numericOptions {
 		lines = append(lines, numericOptions[i].name+" "+sampleValue(&numericOptions[i]))

@@ -122,6 +122,9 @@ func FuzzCaddyfile(f *testing.F) {
 		"user_header X-User\ncookie_name sess\nfree_failures 3\nmax_delay 1m\nmax_concurrent_hashes 4",
 		"totp_skew eleven", "prefix", "user a", "{", "}", "user `a b` \"c\" {", "encryption_key {env.X}", "session_idle -1s",
 		"max_delay 99999999999999999999h", "totp_period 0x10", "templates_dir \"\"", "issuer \"\\\"\"",
+		"assertion_header X-A\nassertion_algorithm EdDSA\nassertion_audience a\nassertion_lifetime 3m\nauth_headers",
+		"step_up /admin/* 10m\nstep_up *.php 1h\nrequire_two_factor /b* /c\nrequire_two_factor",
+		"step_up * 0s", "require_two_factor **", "assertion_key_overlap 2h\nassertion_key_rotation 1h\nassertion_header a",
 	} {
 		f.Add(s)
 	}

@@ -115,6 +115,58 @@ type Handler struct {
 	// before they can reach anything but the Security pages.
 	RequireTwoFactor bool `json:"require_two_factor,omitempty"`
 
+	// RequireTwoFactorPaths are path patterns (as in StepUp) on which users
+	// without a second factor are sent to enable one (a 401 with the
+	// reason two_factor_required for a request that is not a page
+	// navigation); elsewhere they get in with the password alone.
+	RequireTwoFactorPaths []string `json:"require_two_factor_paths,omitempty"`
+
+	// StepUp are paths that ask for a fresh second factor: a session whose
+	// last code is older than the rule's window gets the code step again
+	// (not the password) and returns to the same URL; a request that is not
+	// a page navigation gets 401 with the reason step_up_required. Users
+	// without a second factor are sent to enable one. Where rules overlap,
+	// the shortest window holds.
+	StepUp []StepUpRule `json:"step_up,omitempty"`
+
+	// AssertionHeader, when set, adds to every proxied request a JWT in
+	// this header, signed with the current key published at
+	// <prefix>/.well-known/jwks.json: iss, aud, sub, name, amr, auth_time,
+	// iat, nbf, exp, jti and sid. A client's copy is removed, in any
+	// spelling. See docs/assertion.md.
+	AssertionHeader string `json:"assertion_header,omitempty"`
+
+	// AssertionAlgorithm signs the assertion: ES256 (default) or EdDSA.
+	AssertionAlgorithm string `json:"assertion_algorithm,omitempty"`
+
+	// AssertionIssuer is the iss claim. Default: the request's origin,
+	// such as https://example.com.
+	AssertionIssuer string `json:"assertion_issuer,omitempty"`
+
+	// AssertionAudience is the aud claim. Default: the request's host
+	// (with its port when not the default one).
+	AssertionAudience string `json:"assertion_audience,omitempty"`
+
+	// AssertionLifetime is how long a token is valid (exp - iat); a
+	// session's token is reused until half of it is left. Default: 2m;
+	// from 2m to 5m.
+	AssertionLifetime caddy.Duration `json:"assertion_lifetime,omitempty"`
+
+	// AssertionKeyRotation is how long a signing key signs before the
+	// next one takes over. Default: 720h (30 days); from 1h to 8760h.
+	AssertionKeyRotation caddy.Duration `json:"assertion_key_rotation,omitempty"`
+
+	// AssertionKeyOverlap is how long the next key is published before it
+	// signs, and the previous one after. Default: 1h; from 10m to 720h,
+	// and shorter than AssertionKeyRotation.
+	AssertionKeyOverlap caddy.Duration `json:"assertion_key_overlap,omitempty"`
+
+	// AuthHeaders adds Remote-Name (the user's name), Remote-Auth-Methods
+	// (RFC 8176 values, space-separated, such as "pwd otp") and
+	// Remote-Auth-Time (Unix seconds of the last factor check) to
+	// proxied requests. Clients' copies are always removed.
+	AuthHeaders bool `json:"auth_headers,omitempty"`
+
 	// SessionIdle ends a session not used for this long. Default: 30m.
 	SessionIdle caddy.Duration `json:"session_idle,omitempty"`
 
@@ -340,7 +392,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	pathRules, assertion := h.trustConfig()
 	h.gate = gate.New(gate.Config{
+		PathRules: pathRules, Assertion: assertion,
 		Prefix: h.Prefix, Issuer: h.Issuer, Product: h.ProductName, Realm: h.realm,
 		Cookie: h.CookieName, UserHeader: h.UserHeader, StripHeaders: h.StripHeaders,
 		RequireTwoFactor: h.RequireTwoFactor, TOTP: h.params, Skew: h.skew, ClockHintWindow: h.clockHint,
@@ -367,7 +421,9 @@ func (h *Handler) open(ctx context.Context) error {
 	if err := h.openStore(ctx); err != nil {
 		return err
 	}
-	h.gate.Open(gate.State{DB: h.db, Attempts: h.attempts, Sealer: h.sealer, Codes: h.codes})
+	if err := h.gate.Open(gate.State{DB: h.db, Attempts: h.attempts, Sealer: h.sealer, Codes: h.codes}); err != nil {
+		return err
+	}
 	close(h.opened)
 	return nil
 }
@@ -488,6 +544,7 @@ func (h *Handler) defaults(repl *caddy.Replacer) error {
 		h.Argon2idThreads = users.DefaultArgon2idThreads
 	}
 	h.params = otp.Params{Algorithm: h.TOTPAlgorithm, Digits: h.TOTPDigits, Period: h.TOTPPeriod}
+	h.trustDefaults()
 	return nil
 }
 
@@ -520,6 +577,9 @@ func (h *Handler) validateConfig() error {
 		return fmt.Errorf("user_header %q: not a valid header name", h.UserHeader)
 	}
 	if err := gate.CheckStripHeaders(h.StripHeaders); err != nil {
+		return err
+	}
+	if err := h.checkTrust(); err != nil {
 		return err
 	}
 	if !gate.ValidCookieName(h.CookieName) {

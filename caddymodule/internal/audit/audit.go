@@ -46,6 +46,12 @@ const (
 	// were forgotten by their user or an operator.
 	EvBrowserRemembered = "browser.remembered"
 	EvBrowsersForgotten = "browsers.forgotten"
+	// EvStepUpRequired: a browser was sent for a fresh code (reason
+	// step_up_required) or to turn a second factor on (reason
+	// two_factor_required) by a step_up or require_two_factor path;
+	// EvStepUpOK: the fresh code was accepted.
+	EvStepUpRequired = "step_up.required"
+	EvStepUpOK       = "step_up.ok"
 )
 
 // Steps where a factor is checked (the "step" field).
@@ -56,6 +62,7 @@ const (
 	StepDisable     = "disable"
 	StepBackupCodes = "backup_codes"
 	StepPassword    = "password_change"
+	StepStepUp      = "step_up"
 )
 
 // Admin logs an event an operator caused through the admin API.

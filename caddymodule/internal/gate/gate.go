@@ -43,6 +43,12 @@ type Config struct {
 	StripHeaders []string
 	// RequireTwoFactor sends users without a second factor to enable one.
 	RequireTwoFactor bool
+	// PathRules ask more on some paths: a second factor, or a fresh
+	// check of it (stepup.go).
+	PathRules []PathRule
+	// Assertion, when set, adds a signed identity assertion or further
+	// identity headers to proxied requests (assertion.go).
+	Assertion *Assertion
 	// TOTP are the parameters of new enrolments; Skew the steps of drift
 	// allowed either way.
 	TOTP otp.Params
@@ -101,6 +107,9 @@ type Gate struct {
 	idle, lifetime, codeTimeout    time.Duration
 	remember                       time.Duration
 	rememberCookie                 string
+	pathRules                      []pathRule // nil for none
+	assertionConfig                *Assertion
+	assertion                      *asserter // set by Open when configured
 
 	// Set by Open.
 	db       store.Store
@@ -112,14 +121,29 @@ type Gate struct {
 
 // New returns a gate of c, which opens once its store does (Open).
 func New(c Config) *Gate {
+	strip := c.StripHeaders
+	if c.Assertion != nil && c.Assertion.Header != "" {
+		strip = append(append([]string(nil), strip...), c.Assertion.Header)
+	}
 	g := &Gate{
 		prefix: c.Prefix, issuer: c.Issuer, product: c.Product, realm: c.Realm,
 		cookie: c.Cookie, userHeader: c.UserHeader, requireTwoFactor: c.RequireTwoFactor,
 		params: c.TOTP, skew: c.Skew, clockHint: c.ClockHintWindow, now: c.Now, clientIP: c.ClientIP,
 		logger: c.Logger, audit: c.Audit, users: c.Users, ui: c.Pages,
-		identity: identityHeaders(c.UserHeader, c.StripHeaders...),
+		identity: identityHeaders(c.UserHeader, strip...),
 		idle:     c.Idle, lifetime: c.Lifetime, codeTimeout: c.CodeTimeout,
 		remember: c.RememberBrowser, rememberCookie: RememberCookie(c.Cookie),
+		assertionConfig: c.Assertion,
+	}
+	if len(c.PathRules) > 0 {
+		rules, err := parsePathRules(c.PathRules)
+		if err != nil {
+			// The caller checked the patterns (ParsePathPattern); should
+			// one be wrong all the same, every path asks the most.
+			c.Logger.Error("bad path rule; applying it to every path", zap.Error(err))
+			rules = []pathRule{{pattern: pathPattern{kind: '*'}, maxAge: time.Nanosecond}}
+		}
+		g.pathRules = rules
 	}
 	g.crossSite = http.NewCrossOriginProtection()
 	g.crossSite.SetDenyHandler(http.HandlerFunc(g.denyCrossSite))
@@ -128,11 +152,19 @@ func New(c Config) *Gate {
 }
 
 // Open gives the gate its store; it serves no request before.
-func (g *Gate) Open(s State) {
+func (g *Gate) Open(s State) error {
 	g.db, g.attempts, g.sealer, g.codes = s.DB, s.Attempts, s.Sealer, s.Codes
 	g.sessions = session.New(s.DB, session.Config{
 		Cookie: g.cookie, Idle: g.idle, Lifetime: g.lifetime, Pending: g.codeTimeout, Now: g.now,
 	})
+	if g.assertionConfig != nil {
+		a, err := newAsserter(*g.assertionConfig, s, g.now)
+		if err != nil {
+			return err
+		}
+		g.assertion = a
+	}
+	return nil
 }
 
 // StatusError is a refusal the server answers with its own error handling
@@ -185,9 +217,19 @@ func (g *Gate) Admit(w http.ResponseWriter, r *http.Request) (any, error) {
 	case err != nil:
 		return nil, g.storeFailed(err)
 	}
+	if g.pathRules != nil {
+		if done, err := g.checkPaths(w, r, p, &rec); done {
+			return nil, err
+		}
+	}
 	cookies := stripIdentity(r, g.identity)
 	g.sessions.RemoveFrom(r, cookies, g.rememberCookie)
 	r.Header.Set(g.userHeader, name)
+	if g.assertion != nil {
+		if err := g.assertIdentity(r, &rec, name); err != nil {
+			return nil, g.storeFailed(err)
+		}
+	}
 	if user == nil {
 		user = name
 	}

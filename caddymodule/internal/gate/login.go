@@ -84,7 +84,8 @@ func (g *Gate) login(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return g.unavailable(w, err)
 	}
-	rec := &store.Session{User: acct.Key, Stage: store.StageFull, Next: next, Origin: acct.Origin, Cred: acct.Cred}
+	rec := &store.Session{User: acct.Key, Stage: store.StageFull, Next: next, Origin: acct.Origin, Cred: acct.Cred,
+		AuthTime: g.now(), Methods: store.MethodPassword}
 	if acct.Origin == store.OriginStore {
 		rec.Name = acct.Name
 	}
@@ -188,6 +189,7 @@ func (g *Gate) code(w http.ResponseWriter, r *http.Request) error {
 	}
 	g.settle(r, attempt, store.Succeeded)
 	rec.Stage = store.StageFull
+	rec.AuthTime, rec.Methods = g.now(), rec.Methods|store.MethodPassword|store.MethodOTP
 	target := g.afterLogin(rec)
 	rec.Next = ""
 	// The token is stored before the session starts and its cookie set

@@ -28,6 +28,10 @@ var (
 		Namespace: "caddy", Subsystem: "two_factor", Name: "backup_codes_used_total",
 		Help: "Backup codes used up.",
 	})
+	metricStepUp = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "two_factor", Name: "step_up_total",
+		Help: "Requests of step_up and require_two_factor paths that needed more (step_up_required: a fresh code; two_factor_required: a second factor turned on), and step-up codes by outcome (ok, failed).",
+	}, []string{"outcome"})
 )
 
 func init() {
@@ -38,6 +42,9 @@ func init() {
 			metricCodes.WithLabelValues(m, o)
 		}
 	}
+	for _, o := range []string{ReasonStepUp, ReasonTwoFactor, "ok", "failed"} {
+		metricStepUp.WithLabelValues(o)
+	}
 	for _, f := range []factor{factorPassword, factorTOTP, factorBackup} {
 		metricThrottled.WithLabelValues(string(f))
 	}
@@ -45,5 +52,5 @@ func init() {
 
 // Collectors are the gate's counters, for a metrics registry.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{metricLogins, metricCodes, metricThrottled, metricHashBudget, metricBackupUsed, metricKeys}
+	return []prometheus.Collector{metricLogins, metricCodes, metricThrottled, metricHashBudget, metricBackupUsed, metricKeys, metricStepUp}
 }

@@ -44,6 +44,7 @@ var CommonIdentityHeaders = []string{
 	"Remote-User", "Remote-Name", "Remote-Email", "Remote-Groups",
 	"X-Remote-User", "X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Preferred-Username",
 	"X-Auth-Request-User", "X-Auth-Request-Email", "X-Webauth-User",
+	HeaderAuthMethods, HeaderAuthTime,
 }
 
 // identityFold maps the characters CGI-style backends (PHP's $_SERVER among

@@ -85,7 +85,7 @@ var ownRoutes = map[string]route{
 	"/assets/app.js":                {get: (*Gate).script},
 	"/language":                     {post: (*Gate).setLanguage},
 	"/login":                        {get: (*Gate).loginPage, post: (*Gate).login},
-	"/code":                         {get: (*Gate).codePage, post: (*Gate).code},
+	"/code":                         {get: (*Gate).codeStepPage, post: (*Gate).codeStep},
 	"/security":                     {get: (*Gate).securityPage},
 	"/security/enable":              {get: (*Gate).enablePage, post: (*Gate).enable},
 	"/security/disable":             {get: (*Gate).disablePage, post: (*Gate).disable},
@@ -103,6 +103,7 @@ var ownRoutes = map[string]route{
 	"/webauthn/login":               {post: (*Gate).keyLogin},
 	"/logout":                       {post: (*Gate).logout},
 	"/me":                           {get: (*Gate).me},
+	"/.well-known/jwks.json":        {get: (*Gate).jwks},
 }
 
 func (g *Gate) home(w http.ResponseWriter, r *http.Request) error {

@@ -275,6 +275,7 @@ func (g *Gate) enable(w http.ResponseWriter, r *http.Request) error {
 	// new ID.
 	rec.Pending, rec.PendingAt = nil, time.Time{}
 	rec.Stage = store.StageFull
+	rec.AuthTime, rec.Methods = g.now(), store.MethodPassword|store.MethodOTP // both just confirmed
 	if err := g.keepCodes(rec, codes, "notice.enabled"); err != nil {
 		return g.unavailable(w, err)
 	}
@@ -362,6 +363,7 @@ func (g *Gate) disable(w http.ResponseWriter, r *http.Request) error {
 		rec.Stage = store.StageEnrol
 	}
 	rec.Notice, rec.Shown = "notice.disabled", nil
+	rec.AuthTime, rec.Methods = g.now(), store.MethodPassword // no second factor any more
 	if err := g.sessions.Start(w, r, rec); err != nil {
 		return g.unavailable(w, err)
 	}

@@ -114,6 +114,10 @@ const (
 	// Version 5 (written now) adds the User-Agent and the address at
 	// sign-in (an older record has neither).
 	sessionVersion5 byte = 5
+	// Version 6 (written now) adds the time of the last second-factor
+	// check and the methods the session was authenticated with (an older
+	// record has neither: no step-up path takes it without a fresh code).
+	sessionVersion6 byte = 6
 )
 
 // errMalformed is wrapped by every session decoding error.
@@ -122,7 +126,7 @@ var errMalformed = errors.New("malformed session record")
 // encodeSession appends the binary form of s to dst and returns it. The key
 // is not part of the record: it is the record's own badger key.
 //
-// Layout (version 5; version 4 ends after shown, 3 after cred, 2 after name,
+// Layout (version 6; version 5 ends after addr, 4 after shown, 3 after cred, 2 after name,
 // 1 after pendingAt):
 //
 //	version   byte (1)
@@ -142,8 +146,10 @@ var errMalformed = errors.New("malformed session record")
 //	shown     uvarint length, bytes   (version 4)
 //	agent     uvarint length, bytes   (version 5)
 //	addr      uvarint length, bytes   (version 5)
+//	authTime  varint Unix seconds, uvarint nanoseconds (version 6)
+//	methods   byte                    (version 6)
 func encodeSession(dst []byte, s *Session) []byte {
-	dst = append(dst, sessionVersion5, byte(s.Stage))
+	dst = append(dst, sessionVersion6, byte(s.Stage))
 	dst = appendBytes(dst, s.User)
 	dst = appendTime(dst, s.Created)
 	dst = appendTime(dst, s.Seen)
@@ -159,6 +165,8 @@ func encodeSession(dst []byte, s *Session) []byte {
 	dst = appendBytes(dst, s.Shown)
 	dst = appendBytes(dst, clip(s.Agent, MaxAgentLen))
 	dst = appendBytes(dst, clip(s.Addr, MaxAddrLen))
+	dst = appendTime(dst, s.AuthTime)
+	dst = append(dst, byte(s.Methods))
 	return dst
 }
 
@@ -193,7 +201,7 @@ func decodeSession(data []byte) (Session, error) {
 	var s Session
 	d := decoder{buf: data}
 	v := d.byte()
-	if d.err == nil && v != sessionVersion1 && v != sessionVersion2 && v != sessionVersion3 && v != sessionVersion4 && v != sessionVersion5 {
+	if d.err == nil && v != sessionVersion1 && v != sessionVersion2 && v != sessionVersion3 && v != sessionVersion4 && v != sessionVersion5 && v != sessionVersion6 {
 		return Session{}, fmt.Errorf("%w: unknown version %d", errMalformed, v)
 	}
 	s.Stage = Stage(d.byte())
@@ -231,6 +239,10 @@ func decodeSession(data []byte) (Session, error) {
 	if v >= sessionVersion5 {
 		s.Agent = string(d.bytes())
 		s.Addr = string(d.bytes())
+	}
+	if v >= sessionVersion6 {
+		s.AuthTime = d.time()
+		s.Methods = Methods(d.byte())
 	}
 	if d.err != nil {
 		return Session{}, d.err

@@ -28,7 +28,18 @@ func fullSession() Session {
 		Shown:     []byte{1, 2, 3, 0},
 		Agent:     "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
 		Addr:      "192.0.2.7",
+		AuthTime:  t.Add(3 * time.Minute),
+		Methods:   MethodPassword | MethodOTP,
 	}
+}
+
+// encodeV5 writes s as the code before the authentication time and
+// methods did.
+func encodeV5(s *Session) []byte {
+	rec := encodeSession(nil, s)
+	rec = rec[:len(rec)-len(appendTime(nil, s.AuthTime))-1]
+	rec[0] = sessionVersion5
+	return rec
 }
 
 // encodeV2 writes s as version 2 did: no generation.
@@ -41,7 +52,7 @@ func encodeV2(s *Session) []byte {
 
 // encodeV4 writes s as the code before the User-Agent and the address did.
 func encodeV4(s *Session) []byte {
-	rec := encodeSession(nil, s)
+	rec := encodeV5(s)
 	rec = rec[:len(rec)-len(appendBytes(nil, s.Agent))-len(appendBytes(nil, s.Addr))]
 	rec[0] = sessionVersion4
 	return rec
@@ -80,9 +91,38 @@ func TestDecodeSessionVersion4(t *testing.T) {
 		got.Gen != s.Gen || got.User != s.User || got.Name != s.Name {
 		t.Errorf("version 4 record: got %+v, want the fields of %+v without agent and address", got, s)
 	}
-	// Written again, it is a version 5 record.
-	if rec := encodeSession(nil, &got); rec[0] != sessionVersion5 {
-		t.Errorf("a record is written as version %d, want 5", rec[0])
+	// Written again, it is a version 6 record.
+	if rec := encodeSession(nil, &got); rec[0] != sessionVersion6 {
+		t.Errorf("a record is written as version %d, want 6", rec[0])
+	}
+}
+
+// TestDecodeSessionVersion5 reads a record as the code before the
+// authentication time and methods wrote it: it has neither, so no step-up
+// path takes it without a fresh code.
+func TestDecodeSessionVersion5(t *testing.T) {
+	s := fullSession()
+	got, err := decodeSession(encodeV5(&s))
+	if err != nil {
+		t.Fatalf("decoding a version 5 record: %v", err)
+	}
+	if !got.AuthTime.IsZero() || got.Methods != 0 || got.Agent != s.Agent || got.Addr != s.Addr || got.User != s.User {
+		t.Errorf("version 5 record: got %+v, want the fields of %+v without auth time and methods", got, s)
+	}
+}
+
+// TestMethodsAMR: the RFC 8176 names, in a fixed order.
+func TestMethodsAMR(t *testing.T) {
+	for m, want := range map[Methods]string{
+		0: "", MethodPassword: "pwd", MethodPassword | MethodOTP: "pwd otp",
+		MethodSoftwareKey | MethodPassword | MethodHardwareKey: "pwd hwk swk",
+	} {
+		if got := strings.Join(m.AMR(), " "); got != want {
+			t.Errorf("%08b: AMR %q, want %q", m, got, want)
+		}
+		if m.SecondFactor() != (m&^MethodPassword != 0) {
+			t.Errorf("%08b: SecondFactor %v", m, m.SecondFactor())
+		}
 	}
 }
 
@@ -120,7 +160,8 @@ func TestSessionCodecRoundTrip(t *testing.T) {
 			!got.Created.Equal(s.Created) || !got.Seen.Equal(s.Seen) ||
 			!got.Expires.Equal(s.Expires) || !got.PendingAt.Equal(s.PendingAt) ||
 			got.Origin != s.Origin || got.Name != s.Name || got.Gen != s.Gen ||
-			got.Agent != s.Agent || got.Addr != s.Addr {
+			got.Agent != s.Agent || got.Addr != s.Addr ||
+			!got.AuthTime.Equal(s.AuthTime) || got.Methods != s.Methods {
 			t.Errorf("%s: got %+v, want %+v", name, got, s)
 		}
 		// Zero times stay zero (not 1970, not a different zone).

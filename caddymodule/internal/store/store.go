@@ -183,6 +183,40 @@ type Session struct {
 	// bytes; Addr the client address the server resolved then. They are
 	// shown to the user and the operator, never used to decide anything.
 	Agent, Addr string
+	// AuthTime is when the session's user last proved a factor: the
+	// second factor's check (the code step, or a step-up), or the password
+	// when no second factor was asked. Zero in records older than version 6.
+	AuthTime time.Time
+	// Methods are the factors proved at AuthTime (RFC 8176 amr values).
+	Methods Methods
+}
+
+// Methods is a set of authentication methods, as RFC 8176 names them.
+type Methods uint8
+
+// The methods a session records.
+const (
+	MethodPassword    Methods = 1 << iota // pwd
+	MethodOTP                             // otp: a TOTP code or a backup code
+	MethodHardwareKey                     // hwk: a security key
+	MethodSoftwareKey                     // swk: a passkey kept in software
+)
+
+// SecondFactor reports whether a second factor was proved.
+func (m Methods) SecondFactor() bool { return m&(MethodOTP|MethodHardwareKey|MethodSoftwareKey) != 0 }
+
+// AMR returns the methods as RFC 8176 values, in a fixed order.
+func (m Methods) AMR() []string {
+	var out []string
+	for _, x := range []struct {
+		m    Methods
+		name string
+	}{{MethodPassword, "pwd"}, {MethodOTP, "otp"}, {MethodHardwareKey, "hwk"}, {MethodSoftwareKey, "swk"}} {
+		if m&x.m != 0 {
+			out = append(out, x.name)
+		}
+	}
+	return out
 }
 
 // MaxAgentLen bounds the User-Agent kept with a session or a remembered

@@ -61,11 +61,14 @@ type Page struct {
 	BackupCodes      []string
 	BackupText       template.URL
 	BackupFailed     bool // the code page's error was for a backup code
-	Message          string
-	Wait             time.Duration
-	Retry            string
-	BackLink         string
-	BackText         string
+	// StepUp is true on the code page of a full session asked for a fresh
+	// code (step_up); Next is then where it returns.
+	StepUp   bool
+	Message  string
+	Wait     time.Duration
+	Retry    string
+	BackLink string
+	BackText string
 	// PasswordChangeable is true for a user kept in the store, who may
 	// change their password on the Security pages.
 	PasswordChangeable bool
