@@ -583,3 +583,45 @@ func TestWebAuthnOptions(t *testing.T) {
 		t.Errorf("good options: %v", err)
 	}
 }
+
+// TestWebAuthnLoginMethods: a login with a security key is recorded as
+// such: the signed assertion's amr says pwd and hwk for a key bound to its
+// device, swk for a passkey that may be synced; a step-up path accepts the
+// session as fresh.
+func TestWebAuthnLoginMethods(t *testing.T) {
+	g := newGate(t, gateOpts{extra: "assertion_header X-Two-Factor-Assertion\n\t\tstep_up /admin/* 10m"})
+	for _, tc := range []struct {
+		name  string
+		flags byte
+		want  string
+	}{{"device-bound", 0, "hwk"}, {"synced", flagBE, "swk"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := newSoftKey(t, -7)
+			k.flags |= tc.flags
+			c := keyUser(t, g, k)
+			c.t = t
+			if a := jsonOf[keyAnswer](t, c.keyLogin(k), http.StatusOK); a.Redirect == "" {
+				t.Fatalf("key login: %+v", a)
+			}
+			if r := c.get("/admin/panel"); r.status != http.StatusOK {
+				t.Fatalf("a step-up path right after a key login: got %d, want 200", r.status)
+			}
+			tok := g.up.last().Header.Get("X-Two-Factor-Assertion")
+			parts := strings.Split(tok, ".")
+			if len(parts) != 3 {
+				t.Fatalf("assertion: %q", tok)
+			}
+			var claims struct {
+				AMR []string `json:"amr"`
+			}
+			if err := json.Unmarshal(unb64u(t, parts[1]), &claims); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(claims.AMR, " ") != "pwd "+tc.want {
+				t.Errorf("amr after a key login: got %v, want [pwd %s]", claims.AMR, tc.want)
+			}
+			// The next user of the loop starts with 2FA off.
+			g.cli("", "reset", "alice")
+		})
+	}
+}

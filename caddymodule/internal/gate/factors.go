@@ -67,6 +67,10 @@ type codeResult struct {
 	period int
 	// reason, for a refused security key, says why (for the audit log).
 	reason string
+	// key, for an accepted security key, is the RFC 8176 method it
+	// proved: swk for a passkey that may be copied to other devices
+	// (backup eligible), hwk for a key bound to its device.
+	key store.Methods
 }
 
 // driftSeconds is the offset of a drifted code in seconds.

@@ -526,6 +526,7 @@ func (g *Gate) keyLogin(w http.ResponseWriter, r *http.Request) error {
 	}
 	g.settle(r, attempt, store.Succeeded)
 	rec.Stage = store.StageFull
+	rec.AuthTime, rec.Methods = g.now(), rec.Methods|store.MethodPassword|res.key
 	target := g.afterLogin(rec)
 	rec.Next = ""
 	var token string
@@ -593,6 +594,10 @@ func (g *Gate) checkAssertion(r *http.Request, rec *store.Session, name string, 
 		return res, err
 	}
 	res.ok = true
+	res.key = store.MethodHardwareKey
+	if cred.Flags.BackupEligible {
+		res.key = store.MethodSoftwareKey
+	}
 	return res, nil
 }
 
