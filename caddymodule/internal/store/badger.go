@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -601,18 +600,11 @@ func (b *Badger) UseBackupCode(ctx context.Context, user string, hash []byte) (i
 	var left int
 	err := b.updateAccount(ctx, func(txn *badger.Txn) error {
 		return changeAccount(txn, user, true, func(a *Account) error {
-			// Compare with every code in constant time, so the time
-			// taken does not tell which one (if any) matched.
-			found := -1
-			for i, c := range a.BackupCodes {
-				if subtle.ConstantTimeCompare(c, hash) == 1 && len(hash) > 0 {
-					found = i
-				}
-			}
-			if found < 0 {
+			var ok bool
+			a.BackupCodes, ok = removeCode(a.BackupCodes, hash)
+			if !ok {
 				return ErrCodeUnknown
 			}
-			a.BackupCodes = append(a.BackupCodes[:found], a.BackupCodes[found+1:]...)
 			left = len(a.BackupCodes)
 			return nil
 		})
