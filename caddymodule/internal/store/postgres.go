@@ -78,7 +78,13 @@ var schemaSteps = []string{
 		id      bytea NOT NULL,
 		data    bytea NOT NULL,
 		PRIMARY KEY (user_id, stamp, id)
-	);`,
+	);
+	CREATE TABLE tf_attempts (
+		key      bytea PRIMARY KEY,
+		failures integer NOT NULL,
+		last     timestamptz NOT NULL
+	);
+	CREATE INDEX tf_attempts_last ON tf_attempts (last);`,
 }
 
 // schemaLock is the key of the advisory lock under which a starting
