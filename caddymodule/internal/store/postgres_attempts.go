@@ -24,7 +24,7 @@ var _ Attempts = (*PostgresAttempts)(nil)
 
 // sharedReservation is what Settle needs to take a reservation back.
 type sharedReservation struct {
-	accountKey, clientKey      string
+	accountKey, clientKey       string
 	at, accountPrev, clientPrev time.Time
 }
 
