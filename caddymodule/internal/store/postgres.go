@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,10 +26,26 @@ import (
 // record of codec.go), with the user, generation, creation and expiry in
 // columns of their own for the queries.
 type Postgres struct {
-	pool *pgxpool.Pool
-	now  func() time.Time
+	pool       *pgxpool.Pool
+	connConfig *pgx.ConnConfig // for the notification connection
+	now        func() time.Time
+	logf       func(level, msg string)
 	// maxSessions is the cap on a user's live sessions; 0 for none.
 	maxSessions atomic.Int64
+
+	// sessions caches session records while listening is true: see
+	// postgres_cache.go.
+	sessions   *sessionCache
+	listening  atomic.Bool
+	// Tests: called each time listening starts, and with each
+	// notification once applied.
+	listenHook atomic.Pointer[func()]
+	applyHook  atomic.Pointer[func(payload string)]
+
+	stop        context.CancelFunc
+	listenDone  chan struct{}
+	janitorDone chan struct{}
+	closeOnce   sync.Once
 }
 
 var _ Store = (*Postgres)(nil)
@@ -107,15 +124,28 @@ func OpenPostgres(ctx context.Context, url string, opt Options) (*Postgres, erro
 	if err != nil {
 		return nil, fmt.Errorf("store: postgres: %w", redact(err))
 	}
-	p := &Postgres{pool: pool, now: opt.Now}
+	p := &Postgres{pool: pool, connConfig: cfg.ConnConfig, now: opt.Now, logf: opt.Logger,
+		listenDone: make(chan struct{}), janitorDone: make(chan struct{})}
 	if p.now == nil {
 		p.now = time.Now
 	}
+	if p.logf == nil {
+		p.logf = func(string, string) {}
+	}
+	size := opt.SessionCache
+	if size == 0 {
+		size = DefaultSessionCache
+	}
+	p.sessions = newSessionCache(size)
 	p.SetMaxSessionsPerUser(opt.MaxSessionsPerUser)
 	if err := p.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
+	bg, stop := context.WithCancel(context.Background())
+	p.stop = stop
+	go p.listen(bg)
+	go p.janitor(bg)
 	return p, nil
 }
 
@@ -180,9 +210,15 @@ func (p *Postgres) SetMaxSessionsPerUser(n int) {
 	p.maxSessions.Store(int64(n))
 }
 
-// Close closes the connections.
+// Close stops the notifications and the clean-up, and closes the
+// connections.
 func (p *Postgres) Close() error {
-	p.pool.Close()
+	p.closeOnce.Do(func() {
+		p.stop()
+		<-p.listenDone
+		<-p.janitorDone
+		p.pool.Close()
+	})
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,11 +28,28 @@ func genFor(ctx context.Context, tx pgx.Tx, user string) (uint64, error) {
 	return uint64(g), err
 }
 
-// Session implements Store.
+// Session implements Store: from the cache while it is in use (see
+// postgres_cache.go), else from the database.
 func (p *Postgres) Session(ctx context.Context, key []byte) (Session, error) {
 	const op = "read session"
 	if len(key) == 0 {
 		return Session{}, wrap(op, errors.New("empty session key"))
+	}
+	listening := p.listening.Load()
+	var cacheGen uint64
+	if listening {
+		s, ok, gen := p.sessions.get(key)
+		if ok {
+			if !p.now().Before(s.Expires) {
+				p.sessions.drop(key)
+				return Session{}, ErrNotFound
+			}
+			s.Key = key
+			s.Pending = bytes.Clone(s.Pending)
+			s.Shown = bytes.Clone(s.Shown)
+			return s, nil
+		}
+		cacheGen = gen
 	}
 	var (
 		rec      []byte
@@ -54,7 +72,12 @@ func (p *Postgres) Session(ctx context.Context, key []byte) (Session, error) {
 	if gen != cur || !p.now().Before(s.Expires) {
 		return Session{}, ErrNotFound
 	}
+	if listening && p.listening.Load() {
+		p.sessions.put(key, s, cacheGen)
+	}
 	s.Key = key
+	s.Pending = bytes.Clone(s.Pending)
+	s.Shown = bytes.Clone(s.Shown)
 	return s, nil
 }
 
@@ -79,7 +102,9 @@ func (p *Postgres) writeSession(ctx context.Context, s Session, mustExist bool) 
 	}
 	limit := int(p.maxSessions.Load())
 	now := p.now()
+	var evicted [][]byte
 	err := p.tx(ctx, func(tx pgx.Tx) error {
+		evicted = nil
 		g, err := genFor(ctx, tx, s.User)
 		if err != nil {
 			return err
@@ -103,6 +128,9 @@ func (p *Postgres) writeSession(ctx context.Context, s Session, mustExist bool) 
 		}
 		ns := s
 		ns.Gen = g
+		if err := notifyKey(ctx, tx, ns.Key); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `INSERT INTO tf_sessions (key, user_id, gen, created, expires, record)
 			VALUES ($1, $2, $3, $4, $5, $6)
 			ON CONFLICT (key) DO UPDATE SET user_id = EXCLUDED.user_id, gen = EXCLUDED.gen,
@@ -115,13 +143,29 @@ func (p *Postgres) writeSession(ctx context.Context, s Session, mustExist bool) 
 		}
 		// Keep the newest limit live sessions of the generation (this one
 		// counts), by creation and then key, as the badger store does.
-		_, err = tx.Exec(ctx, `DELETE FROM tf_sessions WHERE key IN (
+		rows, err := tx.Query(ctx, `DELETE FROM tf_sessions WHERE key IN (
 			SELECT key FROM tf_sessions
 			WHERE user_id = $1 AND gen = $2 AND key <> $3 AND expires > $4
-			ORDER BY created DESC, key DESC OFFSET $5)`,
+			ORDER BY created DESC, key DESC OFFSET $5) RETURNING key`,
 			ns.User, int64(g), ns.Key, now, limit-1)
-		return err
+		if err != nil {
+			return err
+		}
+		evicted, err = pgx.CollectRows(rows, pgx.RowTo[[]byte])
+		if err != nil {
+			return err
+		}
+		for _, k := range evicted {
+			if err := notifyKey(ctx, tx, k); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
+	p.sessions.drop(s.Key)
+	for _, k := range evicted {
+		p.sessions.drop(k)
+	}
 	return wrap(op, err)
 }
 
@@ -178,10 +222,14 @@ func (p *Postgres) TouchSession(ctx context.Context, key []byte, seen, expires t
 			return nil // a concurrent request refreshed it already
 		}
 		s.Seen, s.Expires = seen, expires
+		if err := notifyKey(ctx, tx, key); err != nil {
+			return err
+		}
 		_, err = tx.Exec(ctx, `UPDATE tf_sessions SET expires = $2, record = $3 WHERE key = $1`,
 			key, expires, encodeSession(nil, &s))
 		return err
 	})
+	p.sessions.drop(key)
 	return wrap(op, err)
 }
 
@@ -190,7 +238,14 @@ func (p *Postgres) DeleteSession(ctx context.Context, key []byte) error {
 	if len(key) == 0 {
 		return wrap("delete session", errors.New("empty session key"))
 	}
-	_, err := p.pool.Exec(ctx, `DELETE FROM tf_sessions WHERE key = $1`, key)
+	err := p.tx(ctx, func(tx pgx.Tx) error {
+		if err := notifyKey(ctx, tx, key); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM tf_sessions WHERE key = $1`, key)
+		return err
+	})
+	p.sessions.drop(key)
 	return wrap("delete session", err)
 }
 
@@ -222,6 +277,9 @@ func (p *Postgres) endSessions(ctx context.Context, user string, keep []byte, ch
 				return err
 			}
 		}
+		if err := notifyUser(ctx, tx, user); err != nil {
+			return err
+		}
 		var next int64
 		if err := tx.QueryRow(ctx, `INSERT INTO tf_generations (user_id, gen) VALUES ($1, 1)
 			ON CONFLICT (user_id) DO UPDATE SET gen = tf_generations.gen + 1
@@ -247,6 +305,7 @@ func (p *Postgres) endSessions(ctx context.Context, user string, keep []byte, ch
 		_, err := tx.Exec(ctx, `DELETE FROM tf_sessions WHERE user_id = $1 AND gen < $2`, user, next)
 		return err
 	})
+	p.sessions.dropUser(user)
 	if err != nil {
 		return 0, err
 	}

@@ -485,6 +485,9 @@ func (p *Postgres) Restore(ctx context.Context, r io.Reader, accept func(Snapsho
 				return fmt.Errorf("%w: its meta value %q differs from the backup's", ErrNotEmpty, name)
 			}
 		}
+		if err := notify(ctx, tx, "*"); err != nil {
+			return err
+		}
 		for _, q := range []string{`DELETE FROM tf_sessions`, `DELETE FROM tf_browsers`} {
 			if _, err := tx.Exec(ctx, q); err != nil {
 				return err
@@ -502,6 +505,7 @@ func (p *Postgres) Restore(ctx context.Context, r io.Reader, accept func(Snapsho
 		}
 		return nil
 	})
+	p.sessions.clear()
 	switch {
 	case refused != nil:
 		return Snapshot{}, refused // the caller's refusal, as it is
