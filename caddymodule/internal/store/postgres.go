@@ -35,8 +35,8 @@ type Postgres struct {
 
 	// sessions caches session records while listening is true: see
 	// postgres_cache.go.
-	sessions   *sessionCache
-	listening  atomic.Bool
+	sessions  *sessionCache
+	listening atomic.Bool
 	// Tests: called each time listening starts, and with each
 	// notification once applied.
 	listenHook atomic.Pointer[func()]
