@@ -972,6 +972,30 @@ func (b *Badger) PutMeta(ctx context.Context, name string, value []byte) error {
 	return wrap("write meta", err)
 }
 
+// InitMeta implements Store.
+func (b *Badger) InitMeta(ctx context.Context, name string, value []byte) ([]byte, error) {
+	if name == "" {
+		return nil, wrap("init meta", errors.New("empty name"))
+	}
+	var cur []byte
+	err := b.updateAccount(ctx, func(txn *badger.Txn) error {
+		item, err := txn.Get(metaKey(name))
+		switch {
+		case errors.Is(err, badger.ErrKeyNotFound):
+			cur = bytes.Clone(value)
+			return txn.Set(metaKey(name), cur)
+		case err != nil:
+			return err
+		}
+		cur, err = item.ValueCopy(nil)
+		return err
+	})
+	if err != nil {
+		return nil, wrap("init meta", err)
+	}
+	return cur, nil
+}
+
 // badgerLogger adapts a func(level, msg) to badger.Logger.
 type badgerLogger struct {
 	f func(level, msg string)

@@ -591,6 +591,27 @@ func TestConformMeta(t *testing.T) {
 		if err := s.PutMeta(ctx, "", nil); err == nil {
 			t.Error("a meta value without a name")
 		}
+		// InitMeta: of many at once, one value wins and all see it.
+		var wg sync.WaitGroup
+		got := make([][]byte, 16)
+		for i := range got {
+			wg.Go(func() {
+				v, err := s.InitMeta(ctx, "first", []byte{byte('a' + i)})
+				if err != nil {
+					t.Error(err)
+				}
+				got[i] = v
+			})
+		}
+		wg.Wait()
+		for i := range got {
+			if len(got[i]) != 1 || !bytes.Equal(got[i], got[0]) {
+				t.Fatalf("InitMeta at once: got %q, want one value for all", got)
+			}
+		}
+		if v, err := s.Meta(ctx, "first"); err != nil || !bytes.Equal(v, got[0]) {
+			t.Errorf("after InitMeta: got %q, %v", v, err)
+		}
 	})
 }
 

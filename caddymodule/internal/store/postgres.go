@@ -468,3 +468,24 @@ func (p *Postgres) PutMeta(ctx context.Context, name string, value []byte) error
 		ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value`, name, value)
 	return wrap("write meta", err)
 }
+
+// InitMeta implements Store.
+func (p *Postgres) InitMeta(ctx context.Context, name string, value []byte) ([]byte, error) {
+	if name == "" {
+		return nil, wrap("init meta", errors.New("empty name"))
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	var cur []byte
+	err := p.tx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO tf_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`, name, value); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `SELECT value FROM tf_meta WHERE name = $1`, name).Scan(&cur)
+	})
+	if err != nil {
+		return nil, wrap("init meta", err)
+	}
+	return cur, nil
+}

@@ -54,10 +54,17 @@ var (
 // Main runs the tests and stops the cluster if one was started.
 func Main(m *testing.M) int {
 	code := m.Run()
+	StopShared()
+	return code
+}
+
+// StopShared stops the test binary's cluster if one was started: for a
+// TestMain that does more than Main.
+func StopShared() {
 	if shared != nil {
 		shared.Stop()
+		shared = nil
 	}
-	return code
 }
 
 // URL returns the connection string of a new, empty database on the test
