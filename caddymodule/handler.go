@@ -255,22 +255,22 @@ type Handler struct {
 	// Argon2idThreads is argon2id's parallelism. Default: 1.
 	Argon2idThreads uint8 `json:"argon2id_threads,omitempty"`
 
-	logger   *zap.Logger
-	audit    *zap.Logger
-	gate     *gate.Gate
-	users    *users.Directory
-	db       store.Store
-	dbKey    string
-	shared   *sharedStore
+	logger *zap.Logger
+	audit  *zap.Logger
+	gate   *gate.Gate
+	users  *users.Directory
+	db     store.Store
+	dbKey  string
+	shared *sharedStore
 	// backend, connection, storeKey and storeLabel: see storage.
 	backend, connection  string
 	storeKey, storeLabel string
-	sealer   *secrets.Sealer
-	codes    *backupcodes.Hasher
-	attempts store.Attempts
-	realm    string
-	config   *App          // this config's two_factor app: which handlers are of one config
-	opened   chan struct{} // closed once the store is open
+	sealer               *secrets.Sealer
+	codes                *backupcodes.Hasher
+	attempts             store.Attempts
+	realm                string
+	config               *App          // this config's two_factor app: which handlers are of one config
+	opened               chan struct{} // closed once the store is open
 	// wrapStore, when set (by tests, before Provision), wraps the realm's
 	// view of the store that everything else goes through.
 	wrapStore func(store.Store) store.Store

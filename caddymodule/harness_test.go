@@ -128,7 +128,7 @@ type gateOpts struct {
 	dir    string // storage folder; a new temporary one when empty
 	// storage replaces the storage_dir line (storage postgres ...).
 	storage string
-	hash   string // password hash of alice and Bob; testHash when empty
+	hash    string // password hash of alice and Bob; testHash when empty
 
 	up *upstream // the upstream; a new recording one when nil
 }
