@@ -114,3 +114,111 @@ func TestPostgresStorageRefusals(t *testing.T) {
 	caddytest.NewTester(t).InitServer(site("\t\tstorage postgres "+dbURL+"\n\t\tencryption_key "+pgKeyA), "caddyfile")
 	unload(t)
 }
+
+// TestMigrateBetweenStores: a populated badger store (an enrolment with a
+// used code step and a used backup code, a store user) is moved with
+// `caddy two-factor migrate` into PostgreSQL, and a Caddy on the database
+// logs the same users in with the same authenticator, refusing what was
+// used before the move; then back into a new badger store the same way.
+// A target that is not empty is refused, and nothing is written to it.
+func TestMigrateBetweenStores(t *testing.T) {
+	dir := t.TempDir()
+	dbURL := pgtest.URL(t)
+	key := "encryption_key " + pgKeyA
+	g := newGate(t, gateOpts{dir: dir, extra: key})
+	e := g.enrolAlice()
+	b := g.browser()
+	b.login("alice", testPassword, "/.auth/code")
+	used := totpCode(t, e.secret, testNow())
+	if r := b.post("/.auth/code", url.Values{"code": {used}}); r.status != http.StatusSeeOther {
+		t.Fatalf("code: got %d", r.status)
+	}
+	b2 := g.browser()
+	b2.login("alice", testPassword, "/.auth/code")
+	if r := b2.post("/.auth/code", url.Values{"code": {e.codes[1]}}); r.status != http.StatusSeeOther {
+		t.Fatalf("backup code: got %d", r.status)
+	}
+	g.cli("", "user", "add", "carol", "--password-hash", testHash)
+	unload(t)
+
+	// Into PostgreSQL.
+	addr := nowhere(t)
+	r := runCLI(t, "", "migrate", "--from", "badger:"+dir+"/store", "--to", "postgres:"+dbURL, "--address", addr)
+	if r.code != 0 || !strings.Contains(r.out, "Copied 1 store user and 1 second factor") {
+		t.Fatalf("migrate to postgres: exit %d, %q %q", r.code, r.out, r.err)
+	}
+	check := func(g *testGate) {
+		t.Helper()
+		b := g.browser()
+		b.login("alice", testPassword, "/.auth/code")
+		if r := b.post("/.auth/code", url.Values{"code": {used}}); r.status == http.StatusSeeOther {
+			t.Fatal("a code step used before the move was accepted after it")
+		}
+		if r := b.post("/.auth/code", url.Values{"code": {e.codes[1]}}); r.status == http.StatusSeeOther {
+			t.Fatal("a backup code used before the move was accepted after it")
+		}
+		nextStep()
+		if r := b.post("/.auth/code", url.Values{"code": {totpCode(t, e.secret, testNow())}}); r.status != http.StatusSeeOther {
+			t.Fatalf("the same authenticator after the move: got %d: %.300s", r.status, r.body)
+		}
+		g.browser().login("carol", testPassword, "/")
+	}
+	pg := newGate(t, gateOpts{storage: "storage postgres " + dbURL, extra: key})
+	check(pg)
+	unload(t)
+
+	// Into a store that is not empty: refused, nothing written.
+	r = runCLI(t, "", "migrate", "--from", "postgres:"+dbURL, "--to", "badger:"+dir+"/store", "--address", addr)
+	if r.code != 1 || !strings.Contains(r.err, "not empty") || !strings.Contains(r.err, "nothing was written") {
+		t.Fatalf("migrate into a store with users: exit %d %q", r.code, r.err)
+	}
+	// Back into a new badger store.
+	back := t.TempDir()
+	r = runCLI(t, "", "migrate", "--from", "postgres:"+dbURL, "--to", "badger:"+back+"/store", "--address", addr)
+	if r.code != 0 {
+		t.Fatalf("migrate to badger: exit %d %q", r.code, r.err)
+	}
+	check(newGate(t, gateOpts{dir: back, extra: key}))
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"migrate", "--from", "badger:" + back + "/store"}, "give both --from and --to"},
+		{[]string{"migrate", "--from", "mysql:x", "--to", "badger:/x"}, "--from: \"mysql:x\": want badger:<dir> or postgres:<connection string>"},
+		{[]string{"migrate", "--from", "badger:" + back + "/none", "--to", "badger:" + back + "/other"}, "there is no store in"},
+	} {
+		if r := runCLI(t, "", append(c.args, "--address", addr)...); r.code != 1 || !strings.Contains(r.err, c.want) {
+			t.Errorf("%v: got exit %d %q, want %q", c.args, r.code, r.err, c.want)
+		}
+	}
+}
+
+// TestCLIOnPostgres: the commands work on a PostgreSQL store directly
+// with --storage postgres:..., whether or not a Caddy runs on it, and
+// what they change is seen by the running Caddy at once.
+func TestCLIOnPostgres(t *testing.T) {
+	dbURL := pgtest.URL(t)
+	g := newGate(t, gateOpts{storage: "storage postgres " + dbURL, extra: "encryption_key " + pgKeyA})
+	addr := nowhere(t)
+	if r := runCLI(t, "", "user", "add", "carol", "--password-hash", testHash, "--storage", "postgres:"+dbURL, "--address", addr); r.code != 0 {
+		t.Fatalf("user add: exit %d %q", r.code, r.err)
+	}
+	b := g.browser()
+	b.login("carol", testPassword, "/")
+	if r := b.get("/app", "Accept", "application/json"); r.status != http.StatusOK {
+		t.Fatalf("carol on the site: %d", r.status)
+	}
+	if r := runCLI(t, "", "sessions", "revoke", "carol", "--storage", "postgres:"+dbURL, "--address", addr); r.code != 0 {
+		t.Fatalf("sessions revoke: exit %d %q", r.code, r.err)
+	}
+	if r := b.get("/app", "Accept", "application/json"); r.status != http.StatusUnauthorized {
+		t.Errorf("after sessions revoke from the command line: got %d, want 401", r.status)
+	}
+	if r := runCLI(t, "", "user", "list", "--storage", "postgres:"+dbURL, "--address", addr); r.code != 0 || !strings.Contains(r.out, "carol") {
+		t.Errorf("user list: exit %d %q %q", r.code, r.out, r.err)
+	}
+	if r := runCLI(t, "", "status", "carol", "--storage", "postgres:"+dbURL, "--storage-dir", "/x", "--address", addr); r.code != 1 || !strings.Contains(r.err, "both set") {
+		t.Errorf("--storage with --storage-dir: exit %d %q", r.code, r.err)
+	}
+}
