@@ -546,3 +546,20 @@ func TestInstancesDatabaseRestart(t *testing.T) {
 	}
 	t.Logf("answers under traffic while the database stopped and started: %v", seen)
 }
+
+// TestMultiInstanceExample runs the example of docs/multi-instance.md as
+// written: PostgreSQL, three instances and a load balancer on localhost,
+// one login through it served by all three, one logout refused by all
+// three.
+func TestMultiInstanceExample(t *testing.T) {
+	pgtest.Shared(t) // skipped without PostgreSQL, failing in CI, as the others
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "bash", "../docs/multi-instance/run.sh", "--check").CombinedOutput()
+	if err != nil {
+		t.Fatalf("docs/multi-instance/run.sh --check: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "logged out once, refused by all three") {
+		t.Fatalf("the example's check did not finish:\n%s", out)
+	}
+}

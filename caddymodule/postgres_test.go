@@ -218,6 +218,18 @@ func TestCLIOnPostgres(t *testing.T) {
 	if r := runCLI(t, "", "user", "list", "--storage", "postgres:"+dbURL, "--address", addr); r.code != 0 || !strings.Contains(r.out, "carol") {
 		t.Errorf("user list: exit %d %q %q", r.code, r.out, r.err)
 	}
+	// A backup of the database restores into a badger store.
+	file := filepath.Join(t.TempDir(), "backup")
+	if r := runCLI(t, "", "backup", file, "--storage", "postgres:"+dbURL, "--address", addr); r.code != 0 {
+		t.Fatalf("backup: exit %d %q", r.code, r.err)
+	}
+	folder := filepath.Join(t.TempDir(), "store")
+	if r := runCLI(t, "", "restore", file, "--storage", "badger:"+folder, "--encryption-key", pgKeyA, "--address", addr); r.code != 0 {
+		t.Fatalf("restore into badger: exit %d %q %q", r.code, r.out, r.err)
+	}
+	if r := runCLI(t, "", "user", "list", "--storage-dir", folder, "--address", addr); r.code != 0 || !strings.Contains(r.out, "carol") {
+		t.Errorf("user list of the restored store: exit %d %q %q", r.code, r.out, r.err)
+	}
 	if r := runCLI(t, "", "status", "carol", "--storage", "postgres:"+dbURL, "--storage-dir", "/x", "--address", addr); r.code != 1 || !strings.Contains(r.err, "both set") {
 		t.Errorf("--storage with --storage-dir: exit %d %q", r.code, r.err)
 	}
