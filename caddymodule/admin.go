@@ -53,30 +53,40 @@ var errNotOpen = errors.New("not open")
 // middle of a command.
 func runningTarget(r *http.Request) (*ops.Target, *zap.Logger, func(), error) {
 	var open []string
+	keys := map[string]string{} // label → pool key
 	stores.Range(func(k, v any) bool {
-		if _, ok := v.(*sharedStore); ok {
-			open = append(open, k.(string))
+		if s, ok := v.(*sharedStore); ok {
+			open = append(open, s.label)
+			keys[s.label] = k.(string)
 		}
 		return true
 	})
 	slices.Sort(open)
 	dir := r.URL.Query().Get("storage_dir")
+	if name := r.URL.Query().Get("store"); name != "" {
+		dir = name // a store by its label: a folder, or "postgres host/database"
+	} else if dir != "" {
+		if abs, err := filepath.Abs(dir); err == nil {
+			dir = abs
+		}
+	}
 	switch {
 	case len(open) == 0:
 		return nil, nil, nil, opsError(http.StatusNotFound, "no two_factor handler is running in this Caddy")
 	case dir == "" && len(open) > 1:
-		return nil, nil, nil, opsError(http.StatusBadRequest, "several two_factor stores are open; choose one with storage_dir (--storage-dir): %s", strings.Join(open, ", "))
+		return nil, nil, nil, opsError(http.StatusBadRequest, "several two_factor stores are open; choose one with storage_dir (--storage-dir) or store (--store): %s", strings.Join(open, ", "))
 	case dir == "":
 		dir = open[0]
 	}
-	if abs, err := filepath.Abs(dir); err == nil {
-		dir = abs
+	key, ok := keys[dir]
+	if !ok {
+		return nil, nil, nil, opsError(http.StatusNotFound, ops.StoreNotOpen+" %s; open ones: %s", dir, strings.Join(open, ", "))
 	}
-	val, _, err := stores.LoadOrNew(dir, func() (caddy.Destructor, error) { return nil, errNotOpen })
+	val, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) { return nil, errNotOpen })
 	if err != nil {
 		return nil, nil, nil, opsError(http.StatusNotFound, ops.StoreNotOpen+" %s; open ones: %s", dir, strings.Join(open, ", "))
 	}
-	release := func() { _, _ = stores.Delete(dir) }
+	release := func() { _, _ = stores.Delete(key) }
 	shared, ok := val.(*sharedStore)
 	if !ok {
 		release()
@@ -148,7 +158,7 @@ func (r runningRealm) Attempts() store.Attempts             { return r.shared.at
 // realm, which shapes the decoy hashes of unknown names.
 func (r runningRealm) CountUsers(ctx context.Context) {
 	for _, realm := range r.shared.realms() {
-		db, err := store.InRealm(r.shared.Badger, realm)
+		db, err := store.InRealm(r.shared.Store, realm)
 		if err != nil {
 			continue
 		}

@@ -115,16 +115,16 @@ func (a *App) Start() error {
 				served = append(served, h.realm)
 			}
 		}
-		unserved, err := noteRealms(context.Background(), s.Badger, served)
+		unserved, err := noteRealms(context.Background(), s.Store, served)
 		if err != nil {
 			// The warning is advice; a store failure here shows again
 			// on the first request, which fails closed.
-			hs[0].logger.Error("reading the store's list of realms", zap.String("storage_dir", s.dir), zap.Error(err))
+			hs[0].logger.Error("reading the store's list of realms", zap.String("store", s.label), zap.Error(err))
 			continue
 		}
 		for _, r := range unserved {
 			hs[0].logger.Warn("the store holds a realm that no site serves: its users, enrolments and sessions are kept but unused; if a realm was renamed, name it as before",
-				zap.String("storage_dir", s.dir), zap.String("realm", r), zap.Strings("served", served))
+				zap.String("store", s.label), zap.String("realm", r), zap.Strings("served", served))
 		}
 	}
 	return nil

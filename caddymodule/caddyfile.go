@@ -31,6 +31,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		user <name> <hash>                  # repeatable; hash from `caddy hash-password`; placeholders expanded
 //		realm <name>                        # default "default"; one account system shared by the blocks that name it
 //		storage_dir <path>
+//		storage badger <path>               # the same as storage_dir
+//		storage postgres <connection>       # e.g. {env.TWO_FACTOR_DATABASE_URL}; needs encryption_key or encryption_key_file
 //		encryption_key <key>                # 32 bytes, base64 or hex; e.g. {env.TWO_FACTOR_KEY}
 //		encryption_key_file <path>
 //		prefix <path>                       # default /.auth
@@ -121,6 +123,19 @@ func (t *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			if err := store.CheckRealm(t.Realm); err != nil {
 				return d.Errf("%v", err)
+			}
+		case "storage":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Errf("storage: want a backend and where (storage badger <dir>, or storage postgres <connection string>), got %d arguments", len(args))
+			}
+			switch args[0] {
+			case backendBadger:
+				t.Storage = &Storage{Backend: backendBadger, Dir: args[1]}
+			case backendPostgres:
+				t.Storage = &Storage{Backend: backendPostgres, Connection: args[1]}
+			default:
+				return d.Errf("storage: unknown backend %q (badger or postgres)", args[0])
 			}
 		case "storage_dir":
 			if err := oneArg(d, &t.StorageDir); err != nil {

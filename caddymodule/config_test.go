@@ -353,7 +353,7 @@ func TestJSONConfigUsesTheTable(t *testing.T) {
 // (user, strip_header) add up instead.
 func TestRepeatedOptionsNameBothLines(t *testing.T) {
 	lines := []string{
-		"realm a", "storage_dir /x", "encryption_key k", "encryption_key_file /k", "prefix /p",
+		"realm a", "storage_dir /x", "storage badger /y", "encryption_key k", "encryption_key_file /k", "prefix /p",
 		"issuer I", "require_two_factor", "user_header X-U", "cookie_name c", "templates_dir /t",
 		"product_name P", "logo_url /l.svg", "home_url /", "primary_color 1d5fd1", "languages en",
 		"totp_algorithm SHA1", "assertion_header X-A", "assertion_algorithm EdDSA", "assertion_issuer https://i",

@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"path"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -91,6 +90,12 @@ type Handler struct {
 	// second-factor state and the sessions. Default: "two_factor" in
 	// Caddy's data directory. Only one process may open it at a time.
 	StorageDir string `json:"storage_dir,omitempty"`
+
+	// Storage chooses where the state is kept: the embedded badger store
+	// in a folder (the default, in StorageDir), or a PostgreSQL database,
+	// which several Caddy instances can share. Set it, or StorageDir,
+	// not both.
+	Storage *Storage `json:"storage,omitempty"`
 
 	// EncryptionKey encrypts the TOTP secrets at rest: 32 bytes, base64 or
 	// hex encoded; placeholders such as {env.TWO_FACTOR_KEY} are expanded.
@@ -318,19 +323,22 @@ type Handler struct {
 	// Argon2idThreads is argon2id's parallelism. Default: 1.
 	Argon2idThreads uint8 `json:"argon2id_threads,omitempty"`
 
-	logger   *zap.Logger
-	audit    *zap.Logger
-	gate     *gate.Gate
-	users    *users.Directory
-	db       store.Store
-	dbKey    string
-	shared   *sharedStore
-	sealer   *secrets.Sealer
-	codes    *backupcodes.Hasher
-	attempts store.Attempts
-	realm    string
-	config   *App          // this config's two_factor app: which handlers are of one config
-	opened   chan struct{} // closed once the store is open
+	logger *zap.Logger
+	audit  *zap.Logger
+	gate   *gate.Gate
+	users  *users.Directory
+	db     store.Store
+	dbKey  string
+	shared *sharedStore
+	// backend, connection, storeKey and storeLabel: see storage.
+	backend, connection  string
+	storeKey, storeLabel string
+	sealer               *secrets.Sealer
+	codes                *backupcodes.Hasher
+	attempts             store.Attempts
+	realm                string
+	config               *App          // this config's two_factor app: which handlers are of one config
+	opened               chan struct{} // closed once the store is open
 	// wrapStore, when set (by tests, before Provision), wraps the realm's
 	// view of the store that everything else goes through.
 	wrapStore func(store.Store) store.Store
@@ -455,15 +463,9 @@ func (h *Handler) defaults(repl *caddy.Replacer) error {
 	if h.realm == "" {
 		h.realm = store.DefaultRealm
 	}
-	h.StorageDir = repl.ReplaceKnown(h.StorageDir, "")
-	if h.StorageDir == "" {
-		h.StorageDir = filepath.Join(caddy.AppDataDir(), "two_factor")
+	if err := h.storage(repl); err != nil {
+		return err
 	}
-	abs, err := filepath.Abs(h.StorageDir)
-	if err != nil {
-		return fmt.Errorf("storage_dir %q: %w", h.StorageDir, err)
-	}
-	h.StorageDir = abs
 	if raw := h.EncryptionKey; raw != "" {
 		h.EncryptionKey = repl.ReplaceKnown(raw, "")
 		if strings.TrimSpace(h.EncryptionKey) == "" {
@@ -471,7 +473,7 @@ func (h *Handler) defaults(repl *caddy.Replacer) error {
 		}
 	}
 	h.EncryptionKeyFile = repl.ReplaceKnown(h.EncryptionKeyFile, "")
-	if h.EncryptionKeyFile == "" {
+	if h.EncryptionKeyFile == "" && h.backend == backendBadger {
 		h.EncryptionKeyFile = h.StorageDir + ".key"
 	}
 	if h.Prefix == "" {

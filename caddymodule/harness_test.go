@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/store/pgtest"
 	"github.com/caddy-two-factor/caddy-two-factor/caddymodule/internal/ui"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -54,6 +55,7 @@ func TestMain(m *testing.M) {
 	var missing missingKeys
 	ui.OnMissingMessage(missing.add)
 	code := m.Run()
+	pgtest.StopShared()
 	if keys := missing.list(); len(keys) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: pages asked for message keys that no catalogue has:\n  %s\n", strings.Join(keys, "\n  "))
 		code = 1
@@ -124,7 +126,9 @@ type gateOpts struct {
 	extra  string // more lines inside two_factor
 	global string // more global options
 	dir    string // storage folder; a new temporary one when empty
-	hash   string // password hash of alice and Bob; testHash when empty
+	// storage replaces the storage_dir line (storage postgres ...).
+	storage string
+	hash    string // password hash of alice and Bob; testHash when empty
 
 	up *upstream // the upstream; a new recording one when nil
 }
@@ -142,6 +146,10 @@ func newGate(t *testing.T, o gateOpts) *testGate {
 	if o.hash != "" {
 		hash = o.hash
 	}
+	storage := "storage_dir " + g.dir + "/store"
+	if o.storage != "" {
+		storage = o.storage
+	}
 	g.config = fmt.Sprintf(`{
 `+testGlobals+`	%s
 }
@@ -150,7 +158,7 @@ localhost:9443 {
 	two_factor {
 		user alice %s
 		user Bob %s
-		storage_dir %s/store
+		%s
 		issuer "Test Cloud"
 		%s
 	}
@@ -158,7 +166,7 @@ localhost:9443 {
 		header_up X-Auth-Id {http.auth.user.id}
 	}
 }
-`, o.global, hash, hash, g.dir, o.extra, strings.TrimPrefix(g.up.srv.URL, "http://"))
+`, o.global, hash, hash, storage, o.extra, strings.TrimPrefix(g.up.srv.URL, "http://"))
 	g.tester = caddytest.NewTester(t)
 	g.tester.InitServer(g.config, "caddyfile")
 	// Unload the config before the temporary folder goes, so that the

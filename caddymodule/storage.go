@@ -29,9 +29,12 @@ var stores = caddy.NewUsagePool()
 // which live as long as the store does, so that a reload does not reset
 // them, and the handlers using it, which the admin API works through.
 type sharedStore struct {
-	*store.Badger
-	dir      string
-	attempts *store.MemoryAttempts
+	store.Store
+	// label names the store in messages: its folder, or the database
+	// without a password.
+	label    string
+	attempts attemptCounts
+	setCap   func(int) // the store's SetMaxSessionsPerUser
 
 	mu       sync.Mutex
 	handlers []*Handler // provisioned and not cleaned up, oldest first
@@ -42,6 +45,13 @@ type sharedStore struct {
 }
 
 func (p *sharedStore) Destruct() error { return p.Close() }
+
+// attemptCounts are a store's attempt counts: in memory for badger, in the
+// database for PostgreSQL.
+type attemptCounts interface {
+	store.Attempts
+	Configure(free int, maxDelay time.Duration)
+}
 
 // userCount returns the realm's count of store users.
 func (p *sharedStore) userCount(realm string) *atomic.Int64 {
@@ -69,8 +79,8 @@ func (p *sharedStore) attach(h *Handler) error {
 		}
 		if o.Realm == "" || h.Realm == "" {
 			return fmt.Errorf("%s and %s use the same store (%s) without naming a realm, so each would accept the other's sessions and users: "+
-				"give each block its own `realm NAME` (the same name only for sites that really are one account system), or its own storage_dir",
-				o.label(), h.label(), p.dir)
+				"give each block its own `realm NAME` (the same name only for sites that really are one account system), or its own storage",
+				o.label(), h.label(), p.label)
 		}
 		if err := o.users.Same(h.users); err != nil {
 			return fmt.Errorf("%s and %s are both in realm %q, but their configured users differ (%v): a realm is one account system, so give them the same user lines, or different realms",
@@ -165,20 +175,34 @@ func (h *Handler) openStore(ctx context.Context) error {
 			logger.Debug(msg)
 		}
 	}
-	val, _, err := stores.LoadOrNew(h.StorageDir, func() (caddy.Destructor, error) {
-		db, err := store.OpenBadger(h.StorageDir, store.Options{Logger: logf, MaxSessionsPerUser: h.MaxSessionsPerUser, Now: h.now})
+	opts := store.Options{Logger: logf, MaxSessionsPerUser: h.MaxSessionsPerUser, Now: h.now}
+	val, _, err := stores.LoadOrNew(h.storeKey, func() (caddy.Destructor, error) {
+		shared := &sharedStore{label: h.storeLabel, storeUsers: map[string]*atomic.Int64{}}
+		if h.backend == backendPostgres {
+			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			db, err := store.OpenPostgres(pctx, h.connection, opts)
+			if err != nil {
+				return nil, err
+			}
+			shared.Store, shared.setCap = db, db.SetMaxSessionsPerUser
+			shared.attempts = store.NewPostgresAttempts(db, h.FreeFailures, time.Duration(h.MaxDelay))
+			return shared, nil
+		}
+		db, err := store.OpenBadger(h.StorageDir, opts)
 		if err != nil {
 			return nil, err
 		}
-		return &sharedStore{Badger: db, dir: h.StorageDir, storeUsers: map[string]*atomic.Int64{},
-			attempts: store.NewMemoryAttempts(h.FreeFailures, time.Duration(h.MaxDelay), h.now)}, nil
+		shared.Store, shared.setCap = db, db.SetMaxSessionsPerUser
+		shared.attempts = store.NewMemoryAttempts(h.FreeFailures, time.Duration(h.MaxDelay), h.now)
+		return shared, nil
 	})
 	if err != nil {
-		return fmt.Errorf("storage_dir %s: %w", h.StorageDir, err)
+		return fmt.Errorf("%s: %w", h.storeOption(), err)
 	}
-	h.dbKey = h.StorageDir
+	h.dbKey = h.storeKey
 	h.shared = val.(*sharedStore)
-	if h.db, err = store.InRealm(h.shared.Badger, h.realm); err != nil {
+	if h.db, err = store.InRealm(h.shared.Store, h.realm); err != nil {
 		_ = h.Cleanup()
 		h.dbKey = ""
 		return fmt.Errorf("realm: %w", err)
@@ -188,7 +212,7 @@ func (h *Handler) openStore(ctx context.Context) error {
 	}
 	h.attempts = h.shared.attempts
 	h.shared.attempts.Configure(h.FreeFailures, time.Duration(h.MaxDelay))
-	h.shared.SetMaxSessionsPerUser(h.MaxSessionsPerUser)
+	h.shared.setCap(h.MaxSessionsPerUser)
 	if err := h.loadKey(ctx); err != nil {
 		_ = h.Cleanup()
 		h.dbKey = ""
@@ -207,12 +231,20 @@ func (h *Handler) openStore(ctx context.Context) error {
 	return nil
 }
 
+// storeOption names the store's option and where it points, for messages.
+func (h *Handler) storeOption() string {
+	if h.backend == backendPostgres {
+		return "storage " + h.storeLabel
+	}
+	return "storage_dir " + h.StorageDir
+}
+
 // warnShadowed logs each store user that a configured user of the same
 // name hides: the configuration wins.
 func (h *Handler) warnShadowed(ctx context.Context) error {
 	users, err := h.db.Users(ctx)
 	if err != nil {
-		return fmt.Errorf("storage_dir %s: reading the users: %w", h.StorageDir, err)
+		return fmt.Errorf("%s: reading the users: %w", h.storeOption(), err)
 	}
 	count := h.shared.userCount(h.realm)
 	count.Store(int64(len(users)))
@@ -230,7 +262,7 @@ func (h *Handler) loadKey(ctx context.Context) error {
 	check, err := h.db.Meta(ctx, store.MetaKeyCheck)
 	fresh := errors.Is(err, store.ErrNotFound)
 	if err != nil && !fresh {
-		return fmt.Errorf("storage_dir %s: reading the key check: %w", h.StorageDir, err)
+		return fmt.Errorf("%s: reading the key check: %w", h.storeOption(), err)
 	}
 	var key secrets.Key
 	if h.EncryptionKey != "" {
@@ -239,8 +271,15 @@ func (h *Handler) loadKey(ctx context.Context) error {
 		}
 	} else {
 		var created bool
-		key, created, err = secrets.LoadOrCreateKeyFile(h.EncryptionKeyFile, fresh)
-		if errors.Is(err, secrets.ErrNoKeyFile) {
+		// A key file is made only beside a new badger store: instances
+		// sharing a database must share a key, so none makes one up.
+		mayCreate := fresh && h.backend == backendBadger
+		key, created, err = secrets.LoadOrCreateKeyFile(h.EncryptionKeyFile, mayCreate)
+		switch {
+		case errors.Is(err, secrets.ErrNoKeyFile) && h.backend == backendPostgres:
+			return fmt.Errorf("encryption_key_file %s is missing: with storage postgres the key is not made up, since every instance must have the same; "+
+				"make one (32 random bytes, base64: head -c 32 /dev/urandom | base64), give it to each instance, or set encryption_key", h.EncryptionKeyFile)
+		case errors.Is(err, secrets.ErrNoKeyFile):
 			return fmt.Errorf("encryption_key_file %s is missing, but the store in %s already holds secrets encrypted with a key: restore the key file or set encryption_key", h.EncryptionKeyFile, h.StorageDir)
 		}
 		if err != nil {
@@ -254,10 +293,16 @@ func (h *Handler) loadKey(ctx context.Context) error {
 		return fmt.Errorf("encryption key: %w", err)
 	}
 	if fresh {
-		if err := h.db.PutMeta(ctx, store.MetaKeyCheck, h.sealer.Check()); err != nil {
-			return fmt.Errorf("storage_dir %s: saving the key check: %w", h.StorageDir, err)
+		// Of instances starting at once on a new database, the first to
+		// write its check decides; the others check their key against it.
+		if check, err = h.db.InitMeta(ctx, store.MetaKeyCheck, h.sealer.Check()); err != nil {
+			return fmt.Errorf("%s: saving the key check: %w", h.storeOption(), err)
 		}
-	} else if err := h.sealer.VerifyCheck(check); err != nil {
+	}
+	if err := h.sealer.VerifyCheck(check); err != nil {
+		if h.backend == backendPostgres {
+			return fmt.Errorf("the encryption key does not match the database %s (its secrets were encrypted with another key: every instance sharing it must have the same encryption key): %w", h.storeLabel, err)
+		}
 		return fmt.Errorf("the encryption key does not match the store in %s (its secrets were encrypted with another key): %w", h.StorageDir, err)
 	}
 	h.codes = backupcodes.NewHasher(key.Derive("backup-codes"))

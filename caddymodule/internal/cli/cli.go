@@ -1,7 +1,7 @@
 // Package cli is the command line of the gate's store: caddy two-factor
 // user add|passwd|delete|list, status, reset, sessions revoke|list,
 // browsers forget,
-// unthrottle, backup and restore. Each command calls the admin API of the
+// unthrottle, backup, restore and migrate. Each command calls the admin API of the
 // running server, or, when none answers, serves the same routes itself on
 // the store folder (--storage-dir).
 package cli
@@ -60,6 +60,7 @@ func Build(cmd *cobra.Command, env Env) {
 	pf.StringP("config", "c", "", "Config file to read the admin endpoint's address from")
 	pf.StringP("adapter", "a", "", "Name of the adapter for --config")
 	pf.String("storage-dir", "", "The two_factor storage_dir: which store, if Caddy has several open; the folder to open when Caddy is not running")
+	pf.String("storage", "", "A store to work on directly: postgres:<connection string> (whether or not Caddy runs: the database is shared), or badger:<dir> (as --storage-dir)")
 	pf.String("realm", "", "The realm of the user (the two_factor realm option); needed when the store serves several")
 	pf.String("encryption-key", "", "For restore while Caddy is stopped: the store's encryption_key, to check the backup against")
 	pf.String("key-file", "", "For restore while Caddy is stopped: the store's key file, to check the backup against")
@@ -101,6 +102,7 @@ a session or a browser's token.`, cobra.ExactArgs(1), env, cliSessionsList))
 Forgets every browser of the user that is not asked for a code
 (remember_browser): each is asked for one at its next login. Sessions
 are left as they are (sessions revoke ends them).`, cobra.ExactArgs(1), env, cliForgetBrowsers))
+	cmd.AddCommand(migrateCommand(env))
 	cmd.AddCommand(user, sessions, browsers,
 		leaf("status <name>", "Shows a user's second factor, throttling and sessions", `
 Shows whether two-factor authentication is on for the user, how many
@@ -158,7 +160,7 @@ type cli struct {
 	out    io.Writer
 	errOut io.Writer
 
-	offline *store.Badger // the store opened here when Caddy is not running
+	offline store.Store // the store opened here when Caddy is not running
 }
 
 // flag is the value of a string flag ("" when unset).
@@ -177,6 +179,55 @@ func (c *cli) close() {
 	if c.offline != nil {
 		_ = c.offline.Close()
 	}
+}
+
+// parseStorage reads a store given as badger:<dir>, postgres:<connection
+// string>, or a bare folder.
+func parseStorage(spec string) (kind, where string, err error) {
+	kind, where, ok := strings.Cut(spec, ":")
+	switch {
+	case ok && kind == "postgres" && where != "":
+		return kind, where, nil
+	case ok && kind == "badger" && where != "":
+		abs, err := filepath.Abs(where)
+		return kind, abs, err
+	case ok && (kind == "postgres" || kind == "badger"):
+		return "", "", fmt.Errorf("%s: where? (badger:<dir> or postgres:<connection string>)", spec)
+	}
+	return "", "", fmt.Errorf("%q: want badger:<dir> or postgres:<connection string>", spec)
+}
+
+// openStore opens the store of spec (badger:<dir>, postgres:<connection
+// string>, or a folder) here, for a command that works on it directly.
+func (c *cli) openStore(spec string, mayCreate bool, addr string) (store.Store, error) {
+	logf := func(level, msg string) {
+		if level == "error" {
+			c.env.Log(msg)
+		}
+	}
+	kind, where, err := parseStorage(spec)
+	if err != nil {
+		kind, where = "badger", spec // a folder, from --storage-dir
+	}
+	if kind == "postgres" {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return store.OpenPostgres(ctx, where, store.Options{Logger: logf})
+	}
+	if _, err := os.Stat(where); errors.Is(err, os.ErrNotExist) && !mayCreate {
+		if addr == addrNone {
+			return nil, fmt.Errorf("there is no store in %s", where)
+		}
+		return nil, fmt.Errorf("there is no store in %s, and no Caddy at %s uses that folder", where, addr)
+	}
+	db, err := store.OpenBadger(where, store.Options{Logger: logf})
+	if errors.Is(err, store.ErrLocked) {
+		if addr == addrNone {
+			return nil, fmt.Errorf("the store in %s is locked: a Caddy (or another command) has it open; stop it first", where)
+		}
+		return nil, fmt.Errorf("the store in %s is locked: a Caddy (or another command) has it open, but nothing answers at the admin endpoint %s; point --address at that Caddy's admin endpoint", where, addr)
+	}
+	return db, err
 }
 
 // errNoCaddy: nothing listens on the admin address.
@@ -203,6 +254,22 @@ func (c *cli) call(req request) (*http.Response, error) {
 		return nil, fmt.Errorf("finding the admin endpoint: %w", err)
 	}
 	dir := c.flag("storage-dir")
+	var database string // a PostgreSQL store given by --storage
+	spec := c.flag("storage")
+	if spec != "" {
+		kind, where, err := parseStorage(spec)
+		if err != nil {
+			return nil, fmt.Errorf("--storage: %w", err)
+		}
+		if dir != "" {
+			return nil, errors.New("--storage and --storage-dir both set: use one")
+		}
+		if kind == "postgres" {
+			database = where
+		} else {
+			dir = where
+		}
+	}
 	q := url.Values{}
 	for k, v := range req.query {
 		q[k] = v
@@ -247,6 +314,10 @@ func (c *cli) call(req request) (*http.Response, error) {
 		}
 		return r, nil
 	}
+	if database != "" {
+		// A shared database: work on it here, as any instance does.
+		return c.checkAnswer(c.serveOn(database, spec, addrNone, req.mayCreate, build))
+	}
 	res, err := c.adminDo(addr, build)
 	if errors.Is(err, errNoCaddy) {
 		if dir == "" {
@@ -275,6 +346,14 @@ func (c *cli) call(req request) (*http.Response, error) {
 			res.Body = io.NopCloser(bytes.NewReader(b))
 		}
 	}
+	return c.checkAnswer(res, err)
+}
+
+// addrNone stands for the admin endpoint when the command does not use it.
+const addrNone = ""
+
+// checkAnswer turns an error response of the admin routes into an error.
+func (c *cli) checkAnswer(res *http.Response, err error) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -286,7 +365,7 @@ func (c *cli) call(req request) (*http.Response, error) {
 		b, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
 		if json.Unmarshal(b, &e) != nil || e.Error == "" {
 			if res.StatusCode == http.StatusNotFound {
-				return nil, fmt.Errorf("the Caddy at %s has no two-factor admin routes: is it built with this module?", addr)
+				return nil, errors.New("the Caddy answering has no two-factor admin routes: is it built with this module?")
 			}
 			e.Error = fmt.Sprintf("HTTP %d: %s", res.StatusCode, strings.TrimSpace(string(b)))
 		}
@@ -330,21 +409,22 @@ func (c *cli) adminDo(addr string, build func(origin string) (*http.Request, err
 // serveOffline opens the store folder itself (Caddy is not running) and
 // serves the request with the admin routes' own code.
 func (c *cli) serveOffline(dir, addr string, mayCreate bool, build func(origin string) (*http.Request, error)) (*http.Response, error) {
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) && !mayCreate {
-		return nil, fmt.Errorf("there is no store in %s, and no Caddy at %s uses that folder", dir, addr)
-	}
-	db, err := store.OpenBadger(dir, store.Options{Logger: func(level, msg string) {
-		if level == "error" {
-			c.env.Log(msg)
-		}
-	}})
-	if errors.Is(err, store.ErrLocked) {
-		return nil, fmt.Errorf("the store in %s is locked: a Caddy (or another command) has it open, but nothing answers at the admin endpoint %s; point --address at that Caddy's admin endpoint", dir, addr)
-	}
+	return c.serveOn(dir, dir, addr, mayCreate, build)
+}
+
+// serveOn opens a store itself (a badger folder when where is a folder, a
+// PostgreSQL database when spec starts with postgres:) and serves the
+// request with the admin routes' own code.
+func (c *cli) serveOn(where, spec, addr string, mayCreate bool, build func(origin string) (*http.Request, error)) (*http.Response, error) {
+	db, err := c.openStore(spec, mayCreate, addr)
 	if err != nil {
 		return nil, err
 	}
 	c.offline = db
+	dir := where
+	if strings.HasPrefix(spec, "postgres:") {
+		dir = "the database"
+	}
 	keyCheck, err := c.offlineKeyCheck()
 	if err != nil {
 		return nil, err
@@ -353,7 +433,7 @@ func (c *cli) serveOffline(dir, addr string, mayCreate bool, build func(origin s
 	if realm == "" {
 		realm = store.DefaultRealm
 	}
-	view, err := store.InRealm(db, realm)
+	view, err := store.InRealm(c.offline, realm)
 	if err != nil {
 		return nil, fmt.Errorf("--realm: %w", err)
 	}

@@ -48,6 +48,8 @@ const (
 type Reservation struct {
 	account, client ratelimit.Reservation
 	accountKey      string
+	// shared is PostgresAttempts' reservation.
+	shared *sharedReservation
 }
 
 // Attempts throttles guessing. An attempt is reserved (counted as a

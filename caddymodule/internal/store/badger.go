@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -606,18 +605,11 @@ func (b *Badger) UseBackupCode(ctx context.Context, user string, hash []byte) (i
 	var left int
 	err := b.updateAccount(ctx, func(txn *badger.Txn) error {
 		return changeAccount(txn, user, true, func(a *Account) error {
-			// Compare with every code in constant time, so the time
-			// taken does not tell which one (if any) matched.
-			found := -1
-			for i, c := range a.BackupCodes {
-				if subtle.ConstantTimeCompare(c, hash) == 1 && len(hash) > 0 {
-					found = i
-				}
-			}
-			if found < 0 {
+			var ok bool
+			a.BackupCodes, ok = removeCode(a.BackupCodes, hash)
+			if !ok {
 				return ErrCodeUnknown
 			}
-			a.BackupCodes = append(a.BackupCodes[:found], a.BackupCodes[found+1:]...)
 			left = len(a.BackupCodes)
 			return nil
 		})
@@ -983,6 +975,30 @@ func (b *Badger) PutMeta(ctx context.Context, name string, value []byte) error {
 		return txn.Set(metaKey(name), v)
 	})
 	return wrap("write meta", err)
+}
+
+// InitMeta implements Store.
+func (b *Badger) InitMeta(ctx context.Context, name string, value []byte) ([]byte, error) {
+	if name == "" {
+		return nil, wrap("init meta", errors.New("empty name"))
+	}
+	var cur []byte
+	err := b.updateAccount(ctx, func(txn *badger.Txn) error {
+		item, err := txn.Get(metaKey(name))
+		switch {
+		case errors.Is(err, badger.ErrKeyNotFound):
+			cur = bytes.Clone(value)
+			return txn.Set(metaKey(name), cur)
+		case err != nil:
+			return err
+		}
+		cur, err = item.ValueCopy(nil)
+		return err
+	})
+	if err != nil {
+		return nil, wrap("init meta", err)
+	}
+	return cur, nil
 }
 
 // badgerLogger adapts a func(level, msg) to badger.Logger.

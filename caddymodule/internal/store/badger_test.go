@@ -103,7 +103,7 @@ func enable(t *testing.T, b *Badger, user string, codes [][]byte) {
 	}
 }
 
-func putSessions(t *testing.T, b *Badger, user string, keys ...string) {
+func putSessions(t *testing.T, b Store, user string, keys ...string) {
 	t.Helper()
 	for _, k := range keys {
 		if err := b.PutSession(context.Background(), testSession(k, user)); err != nil {

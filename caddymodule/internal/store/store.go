@@ -345,6 +345,11 @@ type Store interface {
 	// encryption-key check). Meta returns ErrNotFound when unset.
 	Meta(ctx context.Context, name string) ([]byte, error)
 	PutMeta(ctx context.Context, name string, value []byte) error
+	// InitMeta sets a meta value unless one is set already, atomically,
+	// and returns the value set now: value, or the one that was there.
+	// Of several instances starting at once on one store, so exactly one
+	// decides (the encryption key's check value).
+	InitMeta(ctx context.Context, name string, value []byte) ([]byte, error)
 
 	// Close releases the store.
 	Close() error
