@@ -11,6 +11,9 @@
 #            B  two_factor + reverse_proxy, logged in          :18082
 #            C  forward_auth to a cookie checker + reverse_proxy :18083
 #            D  Caddy's basic_auth (bcrypt, its hash cache) + reverse_proxy :18085
+#            E  two_factor with storage postgres + reverse_proxy, logged in :18086
+#               (with PG=1, the default when PostgreSQL's programs are
+#               installed: a throwaway cluster on 127.0.0.1:18432)
 #          req/s, p50, p99 per setup, the paired ratios to A (median and
 #          range of the rounds), and the CPU time of the Caddy process per
 #          request; then the same over HTTPS and HTTP/2 with h2load for A,
@@ -43,8 +46,9 @@
 # to wait on it before measuring again), SCALE_KEY, CADDY (a
 # Caddy binary to measure instead of building ./cmd/caddy).
 #
-# Needs: go, wrk (apt-get install wrk), curl, taskset; h2load for H2=1.
-# Ports: 127.0.0.1:18080-18085, 18091-18095 and the admin API on
+# Needs: go, wrk (apt-get install wrk), curl, taskset; h2load for H2=1;
+# PostgreSQL's programs for PG=1 (apt-get install postgresql).
+# Ports: 127.0.0.1:18080-18086, 18091-18095, 18432 (PostgreSQL) and the admin API on
 # 127.0.0.1:18019 (none of them used by the tests or the demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,6 +74,14 @@ SITE_B=127.0.0.1:18082
 SITE_C=127.0.0.1:18083
 FWD=127.0.0.1:18084
 SITE_D=127.0.0.1:18085
+SITE_E=127.0.0.1:18086
+PG_PORT=18432
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+[[ -n $PG_BIN ]] || PG_BIN=$(dirname "$(command -v initdb 2>/dev/null || echo /none/initdb)")
+if [[ -z ${PG:-} ]]; then
+	PG=0
+	[[ -x $PG_BIN/initdb ]] && PG=1
+fi
 TLS_A=127.0.0.1:18091
 TLS_B=127.0.0.1:18092
 TLS_D=127.0.0.1:18095
@@ -101,9 +113,13 @@ fi
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/tf-bench.XXXXXX)
 PIDS=()
+PG_AS=()
 cleanup() {
 	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
 	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+	if [[ -d $WORK/pg ]]; then
+		"${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$WORK/pg" -m fast -w stop >/dev/null 2>&1 || true
+	fi
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -153,6 +169,21 @@ start_backends() {
 	wait_for "http://$FWD/"
 }
 
+# start_pg: a throwaway PostgreSQL cluster for site E, on the load CPUs
+# (the proxied requests of a logged-in session do not reach it: sessions
+# are cached; logins and code checks do).
+start_pg() {
+	if [[ $(id -u) == 0 ]]; then
+		PG_AS=(runuser -u postgres --) # initdb refuses to run as root
+		chmod 755 "$WORK"
+		mkdir -p "$WORK/pg" && chown postgres "$WORK/pg"
+	fi
+	"${PG_AS[@]}" "$PG_BIN/initdb" -D "$WORK/pg" -U bench --auth=trust -E UTF8 --no-instructions >/dev/null
+	(on_load_cpus "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w \
+		-o "-p $PG_PORT -k $WORK/pg -c listen_addresses=127.0.0.1" start >/dev/null)
+	PG_URL="postgres://bench@127.0.0.1:$PG_PORT/postgres?sslmode=disable"
+}
+
 hashes() {
 	# alice: Caddy's default (bcrypt, cost 14), also the decoy that unknown
 	# names are checked against, so a flood of logins costs what it would.
@@ -184,7 +215,7 @@ caddyfile() {
 		EOF
 	fi
 	if [[ $sites == *B* ]]; then
-		gate_site "http://$SITE_B" "$store"
+		gate_site "http://$SITE_B" "storage_dir $store"
 	fi
 	if [[ $sites == *C* ]]; then
 		cat <<-EOF
@@ -200,6 +231,9 @@ caddyfile() {
 	if [[ $sites == *D* ]]; then
 		basic_site "http://$SITE_D"
 	fi
+	if [[ $sites == *E* ]]; then
+		gate_site "http://$SITE_E" "storage postgres $PG_URL"
+	fi
 	if [[ $sites == *T* ]]; then
 		cat <<-EOF
 		https://$TLS_A {
@@ -207,12 +241,12 @@ caddyfile() {
 			reverse_proxy $UP
 		}
 		EOF
-		gate_site "https://$TLS_B" "$store" "tls internal"
+		gate_site "https://$TLS_B" "storage_dir $store" "tls internal"
 		basic_site "https://$TLS_D" "tls internal"
 	fi
 }
 
-# gate_site ADDRESS STORE [TLS_LINE]: a two_factor site. Every such site of
+# gate_site ADDRESS STORAGE_LINE [TLS_LINE]: a two_factor site. Every such site of
 # a config names the realm bench, so that they share the store's users and
 # sessions (one login serves them all).
 gate_site() {
@@ -223,7 +257,7 @@ gate_site() {
 			realm bench
 			user alice $HASH_ALICE
 			user bob $HASH_BOB
-			storage_dir $2
+			$2
 			encryption_key $SCALE_KEY
 			free_failures 50
 			$HASHES_LINE
@@ -342,10 +376,19 @@ machine() {
 range() { sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%s–%s", lo, hi}'; }
 
 compare() {
-	local sites=ABCD
-	[[ $H2 == 1 ]] && sites=ABCDT
+	local sites=ABCD setups=(A B C D)
+	if [[ $PG == 1 ]]; then
+		start_pg
+		sites+=E setups+=(E)
+	fi
+	[[ $H2 == 1 ]] && sites+=T
 	start_caddy "$sites" "$WORK/store"
 	login_alice
+	if [[ $PG == 1 ]]; then
+		COOKIE_E="__Host-two_factor=$("$OUT/login" -base "http://$SITE_E" -user alice -password "$PASSWORD" -enrol)"
+		expect "http://$SITE_E/" "$COOKIE_E" 200
+		expect "http://$SITE_E/" "" 401
+	fi
 	# Each setup works, and the gate and basic_auth let nothing through
 	# without their credentials.
 	expect "http://$SITE_A/" "$COOKIE" 200
@@ -362,25 +405,32 @@ compare() {
 	DURATION=3s run_wrk warm "http://$SITE_B/" >/dev/null || exit 1
 	DURATION=3s run_wrk warm "http://$SITE_C/" >/dev/null || exit 1
 	DURATION=3s run_wrk warm "http://$SITE_D/" -H "Authorization: Basic $BASIC" >/dev/null || exit 1
+	if [[ $PG == 1 ]]; then
+		COOKIE=$COOKIE_E DURATION=3s run_wrk warm "http://$SITE_E/" >/dev/null || exit 1
+	fi
 	local res=$WORK/compare.txt
 	: >"$res"
 	for r in $(seq 1 "$ROUNDS"); do
-		for s in $(order "$r" A B C D); do
-			local site=SITE_$s extra=()
+		for s in $(order "$r" "${setups[@]}"); do
+			local site=SITE_$s extra=() cookie=$COOKIE
 			[[ $s == D ]] && extra=(-H "Authorization: Basic $BASIC")
+			[[ $s == E ]] && cookie=$COOKIE_E
 			log "round $r: $s"
-			line=$(run_wrk "$s" "http://${!site}/" "${extra[@]}") || exit 1
+			line=$(COOKIE=$cookie run_wrk "$s" "http://${!site}/" "${extra[@]}") || exit 1
 			echo "$r $line" >>"$res"
 		done
 	done
 	cp "$res" "$OUT/compare-raw.txt"
 
 	echo
-	echo "== compare: A reverse_proxy, B two_factor + reverse_proxy, C forward_auth + reverse_proxy, D basic_auth + reverse_proxy (HTTP/1.1)"
+	echo "== compare: A reverse_proxy, B two_factor + reverse_proxy, C forward_auth + reverse_proxy, D basic_auth + reverse_proxy, E two_factor on PostgreSQL + reverse_proxy (HTTP/1.1)"
 	machine
 	echo "round setup req/s p50_us p99_us requests caddy_cpu_us/req checker_cpu_us/req"
 	cat "$res"
-	summary "$res" A B C D
+	summary "$res" "${setups[@]}"
+	if [[ $PG == 1 ]]; then
+		echo "  E/B throughput (PostgreSQL vs badger, both logged in): $(pair "$res" 3 B E ratio | median) ($(pair "$res" 3 B E ratio | range)), Caddy CPU µs/req E-B: $(pair "$res" 7 B E diff | median)   (target >= 0.95)"
+	fi
 	echo "  C checker CPU µs/req:      $(awk '$2 == "C" {print $8}' "$res" | median)   (the forward-auth server, besides Caddy's)"
 	echo "  B-D Caddy CPU µs/req:      $(pair "$res" 7 D B diff | median)   (target < 0: the gate cheaper than basic_auth)"
 	if [[ $H2 == 1 ]]; then

@@ -74,7 +74,7 @@ func runningTarget(r *http.Request) (*ops.Target, *zap.Logger, func(), error) {
 	case len(open) == 0:
 		return nil, nil, nil, opsError(http.StatusNotFound, "no two_factor handler is running in this Caddy")
 	case dir == "" && len(open) > 1:
-		return nil, nil, nil, opsError(http.StatusBadRequest, "several two_factor stores are open; choose one with storage_dir (--storage-dir) or store (--store): %s", strings.Join(open, ", "))
+		return nil, nil, nil, opsError(http.StatusBadRequest, "several two_factor stores are open; choose one with storage_dir (--storage-dir): %s", strings.Join(open, ", "))
 	case dir == "":
 		dir = open[0]
 	}

@@ -35,7 +35,7 @@ type faultyStore struct {
 // added to store.Store must be added here (TestFaultyStoreWrapsEveryMethod).
 var wrappedMethods = []string{
 	"Account", "EnableTOTP", "DisableTOTP", "ReplaceBackupCodes", "UseTOTPStep", "UseBackupCode",
-	"Session", "PutSession", "DeleteSession", "DeleteUserSessions", "Meta", "PutMeta", "Close",
+	"Session", "PutSession", "DeleteSession", "DeleteUserSessions", "Meta", "PutMeta", "InitMeta", "Close",
 }
 
 func (f *faultyStore) call(m string) error {
@@ -147,6 +147,13 @@ func (f *faultyStore) Meta(ctx context.Context, n string) ([]byte, error) {
 		return nil, err
 	}
 	return f.Store.Meta(ctx, n)
+}
+
+func (f *faultyStore) InitMeta(ctx context.Context, n string, v []byte) ([]byte, error) {
+	if err := f.call("InitMeta"); err != nil {
+		return nil, err
+	}
+	return f.Store.InitMeta(ctx, n, v)
 }
 
 func (f *faultyStore) PutMeta(ctx context.Context, n string, v []byte) error {

@@ -162,6 +162,9 @@ func (in *instance) start(bin string) {
 	t.Fatalf("instance %s did not come up: %s", in.name, in.log.String())
 }
 
+// tail is the last n bytes of s.
+func tail(s string, n int) string { return s[max(0, len(s)-n):] }
+
 // kill ends the process with SIGKILL, at once, and waits for it.
 func (in *instance) kill() {
 	if in.cmd != nil && in.cmd.Process != nil {
@@ -367,7 +370,7 @@ func TestInstancesOneTruth(t *testing.T) {
 					wins.Add(1)
 				case http.StatusUnauthorized:
 				default:
-					t.Errorf("%s on %s: got %d", what, targets[i].name, r.status)
+					t.Errorf("%s on %s: got %d; the end of its log:\n%s", what, targets[i].name, r.status, tail(targets[i].log.String(), 3000))
 				}
 			})
 		}

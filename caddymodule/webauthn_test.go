@@ -316,9 +316,10 @@ func TestWebAuthnBadRequests(t *testing.T) {
 		}
 	}
 	for _, path := range []string{"/.auth/webauthn/login", "/.auth/webauthn/login/options"} {
-		// At the full stage, the login answers 401; options answer 409
-		// without keys.
-		if r := b.postJSON(path, `{"id":`); r.status != http.StatusUnauthorized && r.status != http.StatusConflict {
+		// At the full stage, malformed JSON to the login is 400 (a full
+		// session may send a step-up's assertion: TestStepUpWithKey);
+		// options answer 409 without keys.
+		if r := b.postJSON(path, `{"id":`); r.status != http.StatusBadRequest && r.status != http.StatusConflict {
 			t.Errorf("%s: %d", path, r.status)
 		}
 	}
@@ -623,5 +624,54 @@ func TestWebAuthnLoginMethods(t *testing.T) {
 			// The next user of the loop starts with 2FA off.
 			g.cli("", "reset", "alice")
 		})
+	}
+}
+
+// TestStepUpWithKey: a step-up path asks a session whose key login is too
+// old for a fresh factor, and the security key gives it: the step-up page
+// offers the key, its assertion (step_up, next) refreshes the session in
+// place and returns to the URL; a step-up assertion needs a full session,
+// and a login's needs one at the code step.
+func TestStepUpWithKey(t *testing.T) {
+	g := newGate(t, gateOpts{extra: "step_up /admin/* 10m"})
+	k := newSoftKey(t, -7)
+	c := keyUser(t, g, k)
+	if a := jsonOf[keyAnswer](t, c.keyLogin(k), http.StatusOK); a.Redirect == "" {
+		t.Fatalf("key login: %+v", a)
+	}
+	if r := c.get("/admin/panel"); r.status != http.StatusOK {
+		t.Fatalf("a fresh key login on a step-up path: got %d", r.status)
+	}
+	advance(11 * time.Minute)
+	r := c.get("/admin/panel")
+	if r.status != http.StatusFound || !strings.HasPrefix(r.header.Get("Location"), "/.auth/code?next=") {
+		t.Fatalf("after 11 minutes: got %d to %q, want the code step", r.status, r.header.Get("Location"))
+	}
+	page := c.get(r.header.Get("Location"))
+	if !strings.Contains(page.body, `data-step-up="/admin/panel"`) || !strings.Contains(page.body, "Use your security key") {
+		t.Fatalf("the step-up page does not offer the key: %.1500s", page.body)
+	}
+	o := jsonOf[requestOptions](t, c.postJSON("/.auth/webauthn/login/options", "{}"), http.StatusOK)
+	plain := k.assert(o)
+	if r := c.postJSON("/.auth/webauthn/login", plain); r.status != http.StatusUnauthorized {
+		t.Errorf("a login's assertion from a full session: got %d, want 401", r.status)
+	}
+	o = jsonOf[requestOptions](t, c.postJSON("/.auth/webauthn/login/options", "{}"), http.StatusOK)
+	up := k.assert(o)
+	up["step_up"], up["next"] = true, "/admin/panel"
+	if a := jsonOf[keyAnswer](t, c.postJSON("/.auth/webauthn/login", up), http.StatusOK); a.Redirect != "/admin/panel" {
+		t.Fatalf("step-up with the key: redirect %q, want /admin/panel", a.Redirect)
+	}
+	if r := c.get("/admin/panel"); r.status != http.StatusOK {
+		t.Errorf("the step-up path after the key: got %d, want 200", r.status)
+	}
+	// At the code step, a step-up assertion is refused.
+	d := g.browser()
+	d.login("alice", testPassword, "/.auth/code")
+	o = jsonOf[requestOptions](t, d.postJSON("/.auth/webauthn/login/options", "{}"), http.StatusOK)
+	up = k.assert(o)
+	up["step_up"], up["next"] = true, "/admin/panel"
+	if r := d.postJSON("/.auth/webauthn/login", up); r.status != http.StatusUnauthorized {
+		t.Errorf("a step-up assertion at the code step: got %d, want 401", r.status)
 	}
 }

@@ -147,6 +147,10 @@
       assert(prefix, fb, login).then(function (cred) {
         var remember = document.querySelector("input[name=remember]:checked");
         if (remember) { cred.remember = true; }
+        if (login.hasAttribute("data-step-up")) {
+          cred.step_up = true;
+          cred.next = login.getAttribute("data-step-up");
+        }
         return post(prefix + "/webauthn/login", cred);
       }).then(function (res) {
         if (res.redirect) { window.location.assign(res.redirect); return; }

@@ -223,7 +223,24 @@ func (g *Gate) stepUpPage(w http.ResponseWriter, r *http.Request, rec *store.Ses
 	if !a.Enabled() {
 		return g.seeOther(w, r, g.prefix+"/security")
 	}
-	return g.ui.Render(w, http.StatusOK, "code", ui.Page{Title: "code.title", StepUp: true, Next: stepUpNext(r.URL.Query().Get("next"))})
+	p := ui.Page{Title: "code.title", StepUp: true, Next: stepUpNext(r.URL.Query().Get("next"))}
+	p.KeyLogin, p.HasApp, p.Script = len(a.Credentials) > 0, a.TOTP != nil, len(a.Credentials) > 0
+	return g.ui.Render(w, http.StatusOK, "code", p)
+}
+
+// stepUpKey records a step-up's security key, checked by keyLogin, in the
+// session (same ID) and answers where to return.
+func (g *Gate) stepUpKey(w http.ResponseWriter, r *http.Request, rec *store.Session, name, next string, res codeResult) error {
+	rec.AuthTime, rec.Methods = g.now(), rec.Methods|res.key
+	switch err := g.sessions.Update(r.Context(), rec); {
+	case errors.Is(err, store.ErrNotFound):
+		return g.writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "not_logged_in", "redirect": g.prefix + "/login"})
+	case err != nil:
+		return g.keyUnavailable(w, err)
+	}
+	metricStepUp.WithLabelValues("ok").Inc()
+	g.auditRequest(r, zapcore.InfoLevel, audit.EvStepUpOK, "fresh second factor accepted", zap.String("user", name), zap.String("method", string(res.method)))
+	return g.writeJSON(w, http.StatusOK, map[string]string{"redirect": stepUpNext(next)})
 }
 
 // stepUpCode checks a step-up's code, as the code step does (same attempt
@@ -260,6 +277,7 @@ func (g *Gate) stepUpCode(w http.ResponseWriter, r *http.Request, rec *store.Ses
 	if !res.ok {
 		metricStepUp.WithLabelValues("failed").Inc()
 		p := ui.Page{Title: "code.title", StepUp: true, Next: next, Error: GenericFailure, BackupFailed: f == factorBackup}
+		p.KeyLogin, p.HasApp, p.Script = len(a.Credentials) > 0, a.TOTP != nil, len(a.Credentials) > 0
 		clockHintOn(&p, res.driftSeconds())
 		return g.ui.Render(w, http.StatusUnauthorized, "code", p)
 	}

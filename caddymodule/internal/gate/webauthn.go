@@ -472,9 +472,10 @@ func (g *Gate) loginOptions(w http.ResponseWriter, r *http.Request) error {
 	return g.writeJSON(w, http.StatusOK, assertion.Response)
 }
 
-// keyLogin is the login's second step with a security key.
+// keyLogin is the login's second step with a security key, or a step-up's
+// fresh factor (step_up true, for a full session: see stepup.go).
 func (g *Gate) keyLogin(w http.ResponseWriter, r *http.Request) error {
-	rec, _, _, ok, err := g.keySession(w, r, store.StagePassword)
+	rec, _, _, ok, err := g.keySession(w, r, store.StagePassword, store.StageFull)
 	if !ok {
 		return err
 	}
@@ -483,10 +484,17 @@ func (g *Gate) keyLogin(w http.ResponseWriter, r *http.Request) error {
 		return g.keyFail(w, http.StatusBadRequest, "bad_request")
 	}
 	var extra struct {
-		Remember bool `json:"remember"`
+		Remember bool   `json:"remember"`
+		StepUp   bool   `json:"step_up"`
+		Next     string `json:"next"`
 	}
 	if json.Unmarshal(body, &extra) != nil {
 		return g.keyFail(w, http.StatusBadRequest, "bad_request")
+	}
+	if extra.StepUp != (rec.Stage == store.StageFull) {
+		// A step-up is for a full session, the login's step for one at
+		// the code step; nothing else.
+		return g.keyFail(w, http.StatusUnauthorized, "not_logged_in")
 	}
 	parsed, err := protocol.ParseCredentialRequestResponseBytes(body)
 	if err != nil {
@@ -520,11 +528,21 @@ func (g *Gate) keyLogin(w http.ResponseWriter, r *http.Request) error {
 		g.settle(r, attempt, store.Unchecked)
 		return g.keyUnavailable(w, err)
 	}
-	g.recordCode(r, audit.StepCode, &users.Account{Name: name, Key: rec.User}, res)
+	step := audit.StepCode
+	if extra.StepUp {
+		step = audit.StepStepUp
+	}
+	g.recordCode(r, step, &users.Account{Name: name, Key: rec.User}, res)
 	if !res.ok {
+		if extra.StepUp {
+			metricStepUp.WithLabelValues("failed").Inc()
+		}
 		return g.keyFail(w, http.StatusUnauthorized, "failed")
 	}
 	g.settle(r, attempt, store.Succeeded)
+	if extra.StepUp {
+		return g.stepUpKey(w, r, rec, name, extra.Next, res)
+	}
 	rec.Stage = store.StageFull
 	rec.AuthTime, rec.Methods = g.now(), rec.Methods|store.MethodPassword|res.key
 	target := g.afterLogin(rec)

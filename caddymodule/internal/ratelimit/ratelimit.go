@@ -80,9 +80,9 @@ func (l *Limiter) SetClock(now func() time.Time) { l.now = now }
 // Wait returns how long the key must still wait before its next attempt;
 // zero means go ahead.
 func (l *Limiter) Wait(key string) time.Duration {
-	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := l.now() // under the lock: no earlier time than the last one written
 	e, ok := l.entries[key]
 	if !ok {
 		return 0
@@ -100,9 +100,9 @@ func (l *Limiter) remaining(e *entry, now time.Time) time.Duration {
 
 // Fail counts one failure for the key and returns the wait it now has.
 func (l *Limiter) Fail(key string) time.Duration {
-	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := l.now() // under the lock: no earlier time than the last one written
 	e, ok := l.entries[key]
 	if ok && l.policy.Forget > 0 && now.Sub(e.last) > l.policy.Forget {
 		e.failures = 0
@@ -132,9 +132,9 @@ type Reservation struct {
 // N concurrent attempts are limited exactly as N sequential ones would be.
 // A correct attempt is then Reset (or Released), a wrong one left counted.
 func (l *Limiter) Reserve(key string) (Reservation, time.Duration) {
-	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := l.now() // under the lock: no earlier time than the last one written
 	return l.reserveLocked(key, now)
 }
 
@@ -183,9 +183,9 @@ func (l *Limiter) Release(res Reservation) {
 
 // Failures returns the key's current count of consecutive failures.
 func (l *Limiter) Failures(key string) int {
-	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := l.now() // under the lock: no earlier time than the last one written
 	e, ok := l.entries[key]
 	if !ok || (l.policy.Forget > 0 && now.Sub(e.last) > l.policy.Forget) {
 		return 0

@@ -201,3 +201,35 @@ func TestAttemptsFirstGuessesAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestAttemptsReserveRacesSuccess: reservations of one account while
+// others succeed (which clears the account's count, deleting its row on
+// PostgreSQL) never fail: a row deleted under a waiting reservation is
+// made again.
+func TestAttemptsReserveRacesSuccess(t *testing.T) {
+	ctx := context.Background()
+	for _, kind := range attemptKinds {
+		t.Run(kind, func(t *testing.T) {
+			clk := newFakeClock()
+			a := newAttempts(t, kind, 1000, time.Hour, clk.now)
+			var wg sync.WaitGroup
+			for i := range 4 {
+				wg.Go(func() {
+					for range 60 {
+						g := Guess{Factor: "totp", Account: "erin", Client: "10.9.0." + strconv.Itoa(i)}
+						res, _, err := a.Reserve(ctx, g)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if err := a.Settle(ctx, res, Succeeded); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+		})
+	}
+}

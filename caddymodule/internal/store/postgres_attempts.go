@@ -50,22 +50,22 @@ func (a *PostgresAttempts) Configure(free int, maxDelay time.Duration) {
 func (a *PostgresAttempts) now() time.Time { return a.p.now().Truncate(time.Microsecond) }
 
 // count reads a key's count within tx, locking its row until the
-// transaction ends. A missing row is made first (with no failures), so
-// that there is a row to lock: two first guesses at once would otherwise
-// both read none and both be let through.
+// transaction ends. It is one upsert that leaves a row as it is and
+// returns it, locked: a missing row is made (with no failures), so that
+// two first guesses at once do not both read none and both go through,
+// and a row another transaction deletes meanwhile (a success clears the
+// account's count) is made again rather than read as missing.
 func count(ctx context.Context, tx pgx.Tx, key string) (failures int, last time.Time, err error) {
-	if _, err := tx.Exec(ctx, `INSERT INTO tf_attempts (key, failures, last) VALUES ($1, 0, 'epoch')
-		ON CONFLICT (key) DO NOTHING`, []byte(key)); err != nil {
-		return 0, time.Time{}, err
-	}
-	err = tx.QueryRow(ctx, `SELECT failures, last FROM tf_attempts WHERE key = $1 FOR UPDATE`, []byte(key)).Scan(&failures, &last)
+	err = tx.QueryRow(ctx, `INSERT INTO tf_attempts (key, failures, last) VALUES ($1, 0, 'epoch')
+		ON CONFLICT (key) DO UPDATE SET failures = tf_attempts.failures
+		RETURNING failures, last`, []byte(key)).Scan(&failures, &last)
 	return failures, last, err
 }
 
 // wait is how long the key must wait, as ratelimit's remaining.
 func wait(pol ratelimit.Policy, failures int, last, now time.Time) time.Duration {
-	if failures == 0 {
-		return 0
+	if failures == 0 || pol.Delay(failures) == 0 {
+		return 0 // free failures wait for nothing, whatever another instance's clock says
 	}
 	if d := last.Add(pol.Delay(failures)).Sub(now); d > 0 {
 		return d
@@ -77,7 +77,6 @@ func wait(pol ratelimit.Policy, failures int, last, now time.Time) time.Duration
 func (a *PostgresAttempts) Reserve(ctx context.Context, g Guess) (Reservation, time.Duration, error) {
 	ak := attemptKey(g.Realm, g.Factor, g.Account)
 	ck := attemptKey(g.Realm, g.Factor, ratelimit.ClientKey(g.Client))
-	now := a.now()
 	var (
 		res Reservation
 		d   time.Duration
@@ -90,12 +89,16 @@ func (a *PostgresAttempts) Reserve(ctx context.Context, g Guess) (Reservation, t
 		if err != nil {
 			return err
 		}
-		if d = wait(a.account, af, al, now); d > 0 {
-			return nil
-		}
 		cf, cl, err := count(ctx, tx, ck)
 		if err != nil {
 			return err
+		}
+		// The time is read with both rows locked: a reservation that
+		// waited for the lock must not be older than the one it waited
+		// for, or it would wait for a moment already past.
+		now := a.now()
+		if d = wait(a.account, af, al, now); d > 0 {
+			return nil
 		}
 		if d = wait(a.clients, cf, cl, now); d > 0 {
 			return nil
