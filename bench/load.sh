@@ -12,6 +12,8 @@
 #            C  forward_auth to a cookie checker + reverse_proxy :18083
 #            D  Caddy's basic_auth (bcrypt, its hash cache) + reverse_proxy :18085
 #            E  two_factor with storage postgres + reverse_proxy, logged in :18086
+#            F  two_factor with the signed assertion (assertion_header) and
+#               auth_headers + reverse_proxy, logged in (B's session) :18087
 #               (with PG=1, the default when PostgreSQL's programs are
 #               installed: a throwaway cluster on 127.0.0.1:18432)
 #          req/s, p50, p99 per setup, the paired ratios to A (median and
@@ -48,7 +50,7 @@
 #
 # Needs: go, wrk (apt-get install wrk), curl, taskset; h2load for H2=1;
 # PostgreSQL's programs for PG=1 (apt-get install postgresql).
-# Ports: 127.0.0.1:18080-18086, 18091-18095, 18432 (PostgreSQL) and the admin API on
+# Ports: 127.0.0.1:18080-18087, 18091-18095, 18432 (PostgreSQL) and the admin API on
 # 127.0.0.1:18019 (none of them used by the tests or the demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,6 +77,7 @@ SITE_C=127.0.0.1:18083
 FWD=127.0.0.1:18084
 SITE_D=127.0.0.1:18085
 SITE_E=127.0.0.1:18086
+SITE_F=127.0.0.1:18087
 PG_PORT=18432
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [[ -n $PG_BIN ]] || PG_BIN=$(dirname "$(command -v initdb 2>/dev/null || echo /none/initdb)")
@@ -117,8 +120,8 @@ PG_AS=()
 cleanup() {
 	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
 	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-	if [[ -d $WORK/pg ]]; then
-		"${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$WORK/pg" -m fast -w stop >/dev/null 2>&1 || true
+	if [[ -d $WORK/pgrun/data ]]; then
+		"${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$WORK/pgrun/data" -m fast -w stop >/dev/null 2>&1 || true
 	fi
 	rm -rf "$WORK"
 }
@@ -173,14 +176,16 @@ start_backends() {
 # (the proxied requests of a logged-in session do not reach it: sessions
 # are cached; logins and code checks do).
 start_pg() {
+	local dir=$WORK/pgrun
+	mkdir -p "$dir"
 	if [[ $(id -u) == 0 ]]; then
 		PG_AS=(runuser -u postgres --) # initdb refuses to run as root
 		chmod 755 "$WORK"
-		mkdir -p "$WORK/pg" && chown postgres "$WORK/pg"
+		chown postgres "$dir"
 	fi
-	"${PG_AS[@]}" "$PG_BIN/initdb" -D "$WORK/pg" -U bench --auth=trust -E UTF8 --no-instructions >/dev/null
-	(on_load_cpus "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w \
-		-o "-p $PG_PORT -k $WORK/pg -c listen_addresses=127.0.0.1" start >/dev/null)
+	"${PG_AS[@]}" "$PG_BIN/initdb" -D "$dir/data" -U bench --auth=trust -E UTF8 --no-instructions >/dev/null
+	(on_load_cpus "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
+		-o "-p $PG_PORT -k $dir -c listen_addresses=127.0.0.1" start >/dev/null)
 	PG_URL="postgres://bench@127.0.0.1:$PG_PORT/postgres?sslmode=disable"
 }
 
@@ -234,6 +239,10 @@ caddyfile() {
 	if [[ $sites == *E* ]]; then
 		gate_site "http://$SITE_E" "storage postgres $PG_URL"
 	fi
+	if [[ $sites == *F* ]]; then
+		gate_site "http://$SITE_F" "storage_dir $store" "" "assertion_header X-Two-Factor-Assertion
+			auth_headers"
+	fi
 	if [[ $sites == *T* ]]; then
 		cat <<-EOF
 		https://$TLS_A {
@@ -246,7 +255,7 @@ caddyfile() {
 	fi
 }
 
-# gate_site ADDRESS STORAGE_LINE [TLS_LINE]: a two_factor site. Every such site of
+# gate_site ADDRESS STORAGE_LINE [TLS_LINE [MORE_LINES]]: a two_factor site. Every such site of
 # a config names the realm bench, so that they share the store's users and
 # sessions (one login serves them all).
 gate_site() {
@@ -262,6 +271,7 @@ gate_site() {
 			free_failures 50
 			$HASHES_LINE
 			$HASH_CPU_LINE
+			${4:-}
 		}
 		reverse_proxy $UP
 	}
@@ -376,7 +386,7 @@ machine() {
 range() { sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%s–%s", lo, hi}'; }
 
 compare() {
-	local sites=ABCD setups=(A B C D)
+	local sites=ABCDF setups=(A B C D F)
 	if [[ $PG == 1 ]]; then
 		start_pg
 		sites+=E setups+=(E)
@@ -397,6 +407,8 @@ compare() {
 	expect "http://$SITE_B/" "" 401
 	expect "http://$SITE_C/" "" 401
 	expect "http://$SITE_D/" "" 401
+	expect "http://$SITE_F/" "$COOKIE" 200
+	expect "http://$SITE_F/" "" 401
 	local got
 	got=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Basic $BASIC" "http://$SITE_D/")
 	[[ $got == 200 ]] || { log "basic_auth with alice's password gave $got"; exit 1; }
@@ -405,6 +417,7 @@ compare() {
 	DURATION=3s run_wrk warm "http://$SITE_B/" >/dev/null || exit 1
 	DURATION=3s run_wrk warm "http://$SITE_C/" >/dev/null || exit 1
 	DURATION=3s run_wrk warm "http://$SITE_D/" -H "Authorization: Basic $BASIC" >/dev/null || exit 1
+	DURATION=3s run_wrk warm "http://$SITE_F/" >/dev/null || exit 1
 	if [[ $PG == 1 ]]; then
 		COOKIE=$COOKIE_E DURATION=3s run_wrk warm "http://$SITE_E/" >/dev/null || exit 1
 	fi
@@ -423,11 +436,12 @@ compare() {
 	cp "$res" "$OUT/compare-raw.txt"
 
 	echo
-	echo "== compare: A reverse_proxy, B two_factor + reverse_proxy, C forward_auth + reverse_proxy, D basic_auth + reverse_proxy, E two_factor on PostgreSQL + reverse_proxy (HTTP/1.1)"
+	echo "== compare: A reverse_proxy, B two_factor + reverse_proxy, C forward_auth + reverse_proxy, D basic_auth + reverse_proxy, E two_factor on PostgreSQL + reverse_proxy, F two_factor with the signed assertion + reverse_proxy (HTTP/1.1)"
 	machine
 	echo "round setup req/s p50_us p99_us requests caddy_cpu_us/req checker_cpu_us/req"
 	cat "$res"
 	summary "$res" "${setups[@]}"
+	echo "  F/B throughput (the signed assertion on, against off): $(pair "$res" 3 B F ratio | median) ($(pair "$res" 3 B F ratio | range)), Caddy CPU µs/req F-B: $(pair "$res" 7 B F diff | median)"
 	if [[ $PG == 1 ]]; then
 		echo "  E/B throughput (PostgreSQL vs badger, both logged in): $(pair "$res" 3 B E ratio | median) ($(pair "$res" 3 B E ratio | range)), Caddy CPU µs/req E-B: $(pair "$res" 7 B E diff | median)   (target >= 0.95)"
 	fi

@@ -156,11 +156,18 @@ func Start() (*Cluster, error) {
 			return nil, errors.New("running as root and no postgres or nobody user to run PostgreSQL as")
 		}
 	}
+	reap(bin)
 	dir, err := os.MkdirTemp("", "pgtest-")
 	if err != nil {
 		return nil, err
 	}
 	c.Dir = dir
+	// Who started it: a test binary that dies without cleaning up (a
+	// panic, a kill) leaves its cluster to the next one to stop.
+	if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	if c.asUser != nil {
 		uid, _ := strconv.Atoi(c.asUser.Uid)
 		gid, _ := strconv.Atoi(c.asUser.Gid)
@@ -234,4 +241,28 @@ func (c *Cluster) run(prog string, args ...string) ([]byte, error) {
 		}
 	}
 	return cmd.CombinedOutput()
+}
+
+// reap stops and removes the clusters of test binaries that are gone
+// (their owner's process no longer exists).
+func reap(bin string) {
+	owners, _ := filepath.Glob(filepath.Join(os.TempDir(), "pgtest-*", "owner"))
+	for _, f := range owners {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue // alive (or not ours to judge)
+		}
+		dir := filepath.Dir(f)
+		c := &Cluster{Dir: dir, Bin: bin}
+		if os.Geteuid() == 0 {
+			if u, err := user.Lookup("postgres"); err == nil {
+				c.asUser = u
+			}
+		}
+		c.Stop()
+	}
 }

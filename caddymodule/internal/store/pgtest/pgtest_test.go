@@ -3,6 +3,9 @@ package pgtest
 import (
 	"context"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -27,5 +30,35 @@ func TestDatabases(t *testing.T) {
 			t.Errorf("%s: got %d tables, %v; want a new, empty database", u, n, err)
 		}
 		conn.Close(ctx)
+	}
+}
+
+// TestReapOrphans: the folder of a cluster whose test binary is gone is
+// removed by the next start; one whose owner lives is left alone.
+func TestReapOrphans(t *testing.T) {
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	orphan, err := os.MkdirTemp("", "pgtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alive, err := os.MkdirTemp("", "pgtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(alive)
+	for dir, pid := range map[string]int{orphan: dead.Process.Pid, alive: os.Getpid()} {
+		if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reap(Shared(t).Bin)
+	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
+		t.Errorf("the orphan's folder is still there: %v", err)
+	}
+	if _, err := os.Stat(alive); err != nil {
+		t.Errorf("a live owner's folder went: %v", err)
 	}
 }
