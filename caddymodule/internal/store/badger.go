@@ -539,11 +539,7 @@ func (b *Badger) DisableTOTP(ctx context.Context, user string, keepSession []byt
 		if _, err := forgetAll(txn, user); err != nil {
 			return err
 		}
-		return changeAccount(txn, user, true, func(a *Account) error {
-			// Off is off: the app, every security key and the codes.
-			*a = Account{Name: a.Name}
-			return nil
-		})
+		return changeAccount(txn, user, true, turnOff)
 	})
 	return wrap(op, err)
 }
@@ -580,16 +576,7 @@ func (b *Badger) UseTOTPStep(ctx context.Context, user string, step int64) error
 		return wrap(op, err)
 	}
 	err := b.updateAccount(ctx, func(txn *badger.Txn) error {
-		return changeAccount(txn, user, true, func(a *Account) error {
-			if a.TOTP == nil {
-				return ErrNotEnabled // security keys only
-			}
-			if step <= a.TOTP.LastStep {
-				return ErrStepUsed
-			}
-			a.TOTP.LastStep = step
-			return nil
-		})
+		return changeAccount(txn, user, true, useStep(step))
 	})
 	return wrap(op, err)
 }
@@ -604,15 +591,7 @@ func (b *Badger) UseBackupCode(ctx context.Context, user string, hash []byte) (i
 	}
 	var left int
 	err := b.updateAccount(ctx, func(txn *badger.Txn) error {
-		return changeAccount(txn, user, true, func(a *Account) error {
-			var ok bool
-			a.BackupCodes, ok = removeCode(a.BackupCodes, hash)
-			if !ok {
-				return ErrCodeUnknown
-			}
-			left = len(a.BackupCodes)
-			return nil
-		})
+		return changeAccount(txn, user, true, useCode(hash, &left))
 	})
 	if err != nil {
 		return 0, wrap(op, err)

@@ -278,19 +278,7 @@ func (b *Badger) UseCredential(ctx context.Context, user string, id []byte, u Cr
 		return wrap(op, err)
 	}
 	err := b.updateAccount(ctx, func(txn *badger.Txn) error {
-		return changeAccount(txn, user, true, func(a *Account) error {
-			i := credentialIndex(a, id)
-			if i < 0 {
-				return ErrNoCredential
-			}
-			c := &a.Credentials[i]
-			if (u.SignCount != 0 || c.SignCount != 0) && u.SignCount <= c.SignCount {
-				return ErrSignCount
-			}
-			c.SignCount, c.BackupState, c.LastUsed = u.SignCount, u.BackupState, u.At
-			c.UserVerified = c.UserVerified || u.UserVerified
-			return nil
-		})
+		return changeAccount(txn, user, true, useCredential(id, u))
 	})
 	return wrap(op, err)
 }
@@ -305,14 +293,7 @@ func (b *Badger) RenameCredential(ctx context.Context, user string, id []byte, n
 		return wrap(op, errors.New("credential name empty or too long"))
 	}
 	err := b.updateAccount(ctx, func(txn *badger.Txn) error {
-		return changeAccount(txn, user, true, func(a *Account) error {
-			i := credentialIndex(a, id)
-			if i < 0 {
-				return ErrNoCredential
-			}
-			a.Credentials[i].Name = name
-			return nil
-		})
+		return changeAccount(txn, user, true, renameCredential(id, name))
 	})
 	if errors.Is(err, ErrNotEnabled) {
 		err = ErrNoCredential
@@ -331,21 +312,7 @@ func (b *Badger) RemoveCredential(ctx context.Context, user string, id []byte, k
 		if _, err := forgetAll(txn, user); err != nil {
 			return err
 		}
-		return changeAccount(txn, user, true, func(a *Account) error {
-			i := credentialIndex(a, id)
-			if i < 0 {
-				return ErrNoCredential
-			}
-			a.Credentials = slices.Delete(a.Credentials, i, i+1)
-			if len(a.Credentials) == 0 {
-				a.Credentials = nil
-			}
-			if !a.Enabled() {
-				a.BackupCodes, a.UserHandle = nil, nil
-			}
-			on = a.Enabled()
-			return nil
-		})
+		return changeAccount(txn, user, true, removeCredential(id, &on))
 	})
 	if errors.Is(err, ErrNotEnabled) {
 		err = ErrNoCredential
@@ -364,13 +331,7 @@ func (b *Badger) AddTOTP(ctx context.Context, user string, t TOTP) error {
 	}
 	t.SealedSecret = bytes.Clone(t.SealedSecret)
 	err := b.updateAccount(ctx, func(txn *badger.Txn) error {
-		return changeAccount(txn, user, true, func(a *Account) error {
-			if a.TOTP != nil {
-				return ErrAlreadyEnabled
-			}
-			a.TOTP = &t
-			return nil
-		})
+		return changeAccount(txn, user, true, addTOTP(t))
 	})
 	return wrap(op, err)
 }

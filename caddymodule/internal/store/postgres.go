@@ -362,11 +362,7 @@ func (p *Postgres) DisableTOTP(ctx context.Context, user string, keepSession []b
 		if err := forgetAllPG(ctx, tx, user); err != nil {
 			return err
 		}
-		return changeAccountPG(ctx, tx, user, true, func(a *Account) error {
-			// Off is off: the app, every security key and the codes.
-			*a = Account{Name: a.Name}
-			return nil
-		})
+		return changeAccountPG(ctx, tx, user, true, turnOff)
 	})
 	return wrap(op, err)
 }
@@ -402,16 +398,7 @@ func (p *Postgres) UseTOTPStep(ctx context.Context, user string, step int64) err
 		return wrap(op, err)
 	}
 	err := p.tx(ctx, func(tx pgx.Tx) error {
-		return changeAccountPG(ctx, tx, user, true, func(a *Account) error {
-			if a.TOTP == nil {
-				return ErrNotEnabled // security keys only
-			}
-			if step <= a.TOTP.LastStep {
-				return ErrStepUsed
-			}
-			a.TOTP.LastStep = step
-			return nil
-		})
+		return changeAccountPG(ctx, tx, user, true, useStep(step))
 	})
 	return wrap(op, err)
 }
@@ -425,15 +412,7 @@ func (p *Postgres) UseBackupCode(ctx context.Context, user string, hash []byte) 
 	}
 	var left int
 	err := p.tx(ctx, func(tx pgx.Tx) error {
-		return changeAccountPG(ctx, tx, user, true, func(a *Account) error {
-			var ok bool
-			a.BackupCodes, ok = removeCode(a.BackupCodes, hash)
-			if !ok {
-				return ErrCodeUnknown
-			}
-			left = len(a.BackupCodes)
-			return nil
-		})
+		return changeAccountPG(ctx, tx, user, true, useCode(hash, &left))
 	})
 	if err != nil {
 		return 0, wrap(op, err)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -150,19 +149,7 @@ func (p *Postgres) UseCredential(ctx context.Context, user string, id []byte, u 
 		return wrap(op, err)
 	}
 	err := p.tx(ctx, func(tx pgx.Tx) error {
-		return changeAccountPG(ctx, tx, user, true, func(a *Account) error {
-			i := credentialIndex(a, id)
-			if i < 0 {
-				return ErrNoCredential
-			}
-			c := &a.Credentials[i]
-			if (u.SignCount != 0 || c.SignCount != 0) && u.SignCount <= c.SignCount {
-				return ErrSignCount
-			}
-			c.SignCount, c.BackupState, c.LastUsed = u.SignCount, u.BackupState, u.At
-			c.UserVerified = c.UserVerified || u.UserVerified
-			return nil
-		})
+		return changeAccountPG(ctx, tx, user, true, useCredential(id, u))
 	})
 	return wrap(op, err)
 }
@@ -177,14 +164,7 @@ func (p *Postgres) RenameCredential(ctx context.Context, user string, id []byte,
 		return wrap(op, errors.New("credential name empty or too long"))
 	}
 	err := p.tx(ctx, func(tx pgx.Tx) error {
-		return changeAccountPG(ctx, tx, user, true, func(a *Account) error {
-			i := credentialIndex(a, id)
-			if i < 0 {
-				return ErrNoCredential
-			}
-			a.Credentials[i].Name = name
-			return nil
-		})
+		return changeAccountPG(ctx, tx, user, true, renameCredential(id, name))
 	})
 	if errors.Is(err, ErrNotEnabled) {
 		err = ErrNoCredential
@@ -203,21 +183,7 @@ func (p *Postgres) RemoveCredential(ctx context.Context, user string, id []byte,
 		if err := forgetAllPG(ctx, tx, user); err != nil {
 			return err
 		}
-		return changeAccountPG(ctx, tx, user, true, func(a *Account) error {
-			i := credentialIndex(a, id)
-			if i < 0 {
-				return ErrNoCredential
-			}
-			a.Credentials = slices.Delete(a.Credentials, i, i+1)
-			if len(a.Credentials) == 0 {
-				a.Credentials = nil
-			}
-			if !a.Enabled() {
-				a.BackupCodes, a.UserHandle = nil, nil
-			}
-			on = a.Enabled()
-			return nil
-		})
+		return changeAccountPG(ctx, tx, user, true, removeCredential(id, &on))
 	})
 	if errors.Is(err, ErrNotEnabled) {
 		err = ErrNoCredential
@@ -235,13 +201,7 @@ func (p *Postgres) AddTOTP(ctx context.Context, user string, t TOTP) error {
 		return wrap(op, errors.New("empty sealed secret"))
 	}
 	err := p.tx(ctx, func(tx pgx.Tx) error {
-		return changeAccountPG(ctx, tx, user, true, func(a *Account) error {
-			if a.TOTP != nil {
-				return ErrAlreadyEnabled
-			}
-			a.TOTP = &t
-			return nil
-		})
+		return changeAccountPG(ctx, tx, user, true, addTOTP(t))
 	})
 	return wrap(op, err)
 }

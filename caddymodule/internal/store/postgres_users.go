@@ -214,15 +214,9 @@ func (p *Postgres) CountEnrolledIn(ctx context.Context, realm string) (int, erro
 // RememberBrowser implements Store.
 func (p *Postgres) RememberBrowser(ctx context.Context, user string, rb RememberedBrowser) error {
 	const op = "remember browser"
-	switch {
-	case checkUser(user) != nil:
-		return wrap(op, checkUser(user))
-	case checkHash(rb.Hash) != nil:
-		return wrap(op, checkHash(rb.Hash))
-	case rb.Expires.Unix() <= 0 || !rb.Created.Before(rb.Expires):
-		return wrap(op, fmt.Errorf("expiry time %v out of range", rb.Expires))
+	if err := checkBrowser(user, &rb); err != nil {
+		return wrap(op, err)
 	}
-	rb.Agent, rb.Addr = clip(rb.Agent, MaxAgentLen), clip(rb.Addr, MaxAddrLen)
 	v, err := json.Marshal(&rb)
 	if err != nil {
 		return wrap(op, err)

@@ -115,6 +115,21 @@ func forgetAll(txn *badger.Txn, user string) (int, error) {
 	return len(all), nil
 }
 
+// checkBrowser refuses a remembered browser no store may keep, and clips
+// its User-Agent and address.
+func checkBrowser(user string, rb *RememberedBrowser) error {
+	switch {
+	case checkUser(user) != nil:
+		return checkUser(user)
+	case checkHash(rb.Hash) != nil:
+		return checkHash(rb.Hash)
+	case rb.Expires.Unix() <= 0 || !rb.Created.Before(rb.Expires):
+		return fmt.Errorf("expiry time %v out of range", rb.Expires)
+	}
+	rb.Agent, rb.Addr = clip(rb.Agent, MaxAgentLen), clip(rb.Addr, MaxAddrLen)
+	return nil
+}
+
 func checkHash(hash []byte) error {
 	if len(hash) != sha256.Size {
 		return errors.New("bad token hash")
@@ -126,15 +141,9 @@ func checkHash(hash []byte) error {
 // oldest ones past MaxRememberedBrowsers.
 func (b *Badger) RememberBrowser(ctx context.Context, user string, rb RememberedBrowser) error {
 	const op = "remember browser"
-	switch {
-	case checkUser(user) != nil:
-		return wrap(op, checkUser(user))
-	case checkHash(rb.Hash) != nil:
-		return wrap(op, checkHash(rb.Hash))
-	case rb.Expires.Unix() <= 0 || !rb.Created.Before(rb.Expires):
-		return wrap(op, fmt.Errorf("expiry time %v out of range", rb.Expires))
+	if err := checkBrowser(user, &rb); err != nil {
+		return wrap(op, err)
 	}
-	rb.Agent, rb.Addr = clip(rb.Agent, MaxAgentLen), clip(rb.Addr, MaxAddrLen)
 	err := b.updateAccount(ctx, func(txn *badger.Txn) error {
 		all, err := scanRemembered(txn, user)
 		if err != nil {
