@@ -675,3 +675,34 @@ func TestStepUpWithKey(t *testing.T) {
 		t.Errorf("a step-up assertion at the code step: got %d, want 401", r.status)
 	}
 }
+
+// TestPasswordChangeWithKey: a store user whose second factor is a
+// security key changes their password confirming with the key (password
+// plus the key's assertion, no code); the new password works, the old one
+// does not, and a wrong current password with a good assertion changes
+// nothing.
+func TestPasswordChangeWithKey(t *testing.T) {
+	g := newGate(t, gateOpts{})
+	g.cli("", "user", "add", "carol", "--password-hash", testHash)
+	k := newSoftKey(t, -7)
+	b := g.browser()
+	b.login("carol", testPassword, "/")
+	if a := jsonOf[keyAnswer](t, b.addKey(k, "Key", nil), http.StatusOK); a.Redirect != codesPage {
+		t.Fatalf("registering: %+v", a)
+	}
+	const newPassword = "a new and longer passphrase"
+	form := func(current string) url.Values {
+		return url.Values{"current_password": {current}, "new_password": {newPassword}, "confirm_password": {newPassword},
+			"assertion": {b.keyAssertionField(k)}}
+	}
+	if r := b.post("/.auth/security/password", form("wrong password")); r.status != http.StatusUnauthorized {
+		t.Fatalf("a wrong current password with the key: got %d, want 401", r.status)
+	}
+	if r := b.post("/.auth/security/password", form(testPassword)); r.status != http.StatusOK || !strings.Contains(r.body, "password") {
+		t.Fatalf("password change confirmed with the key: got %d: %.300s", r.status, r.body)
+	}
+	if r := g.browser().post("/.auth/login", url.Values{"username": {"carol"}, "password": {testPassword}}); r.status != http.StatusUnauthorized {
+		t.Errorf("the old password after the change: got %d, want 401", r.status)
+	}
+	g.browser().login("carol", newPassword, "/.auth/code")
+}
