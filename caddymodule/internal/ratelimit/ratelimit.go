@@ -91,8 +91,18 @@ func (l *Limiter) Wait(key string) time.Duration {
 }
 
 func (l *Limiter) remaining(e *entry, now time.Time) time.Duration {
-	until := e.last.Add(l.policy.Delay(e.failures))
-	if d := until.Sub(now); d > 0 {
+	return l.policy.Wait(e.failures, e.last, now)
+}
+
+// Wait is how long a key with n failures, the last at last, must still
+// wait at now. Free failures wait for nothing, whatever last says (a
+// count shared by several processes may carry another one's clock).
+func (p Policy) Wait(n int, last, now time.Time) time.Duration {
+	delay := p.Delay(n)
+	if n == 0 || delay == 0 {
+		return 0
+	}
+	if d := last.Add(delay).Sub(now); d > 0 {
 		return d
 	}
 	return 0

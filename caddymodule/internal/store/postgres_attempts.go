@@ -62,17 +62,6 @@ func count(ctx context.Context, tx pgx.Tx, key string) (failures int, last time.
 	return failures, last, err
 }
 
-// wait is how long the key must wait, as ratelimit's remaining.
-func wait(pol ratelimit.Policy, failures int, last, now time.Time) time.Duration {
-	if failures == 0 || pol.Delay(failures) == 0 {
-		return 0 // free failures wait for nothing, whatever another instance's clock says
-	}
-	if d := last.Add(pol.Delay(failures)).Sub(now); d > 0 {
-		return d
-	}
-	return 0
-}
-
 // Reserve implements Attempts.
 func (a *PostgresAttempts) Reserve(ctx context.Context, g Guess) (Reservation, time.Duration, error) {
 	ak := attemptKey(g.Realm, g.Factor, g.Account)
@@ -97,10 +86,10 @@ func (a *PostgresAttempts) Reserve(ctx context.Context, g Guess) (Reservation, t
 		// waited for the lock must not be older than the one it waited
 		// for, or it would wait for a moment already past.
 		now := a.now()
-		if d = wait(a.account, af, al, now); d > 0 {
+		if d = a.account.Wait(af, al, now); d > 0 {
 			return nil
 		}
-		if d = wait(a.clients, cf, cl, now); d > 0 {
+		if d = a.clients.Wait(cf, cl, now); d > 0 {
 			return nil
 		}
 		if a.account.Forget > 0 && now.Sub(al) > a.account.Forget {
@@ -175,7 +164,7 @@ func (a *PostgresAttempts) AccountState(ctx context.Context, realm, factor, acco
 		return 0, 0, wrap("read attempts", err)
 	}
 	now := a.now()
-	d := wait(a.account, failures, last, now)
+	d := a.account.Wait(failures, last, now)
 	if a.account.Forget > 0 && now.Sub(last) > a.account.Forget {
 		failures = 0
 	}
