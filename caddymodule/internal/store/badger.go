@@ -626,10 +626,7 @@ func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 			b.sessions.drop(key)
 			return Session{}, ErrNotFound
 		}
-		s.Key = key
-		s.Pending = bytes.Clone(s.Pending)
-		s.Shown = bytes.Clone(s.Shown)
-		return s, nil
+		return handOut(s, key), nil
 	}
 	var diskGen uint64
 	err := b.view(ctx, func(txn *badger.Txn) error {
@@ -668,10 +665,7 @@ func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 		(*hook)()
 	}
 	b.sessions.put(key, s, gen)
-	s.Key = key
-	s.Pending = bytes.Clone(s.Pending)
-	s.Shown = bytes.Clone(s.Shown)
-	return s, nil
+	return handOut(s, key), nil
 }
 
 // getSession reads and decodes the session record under sk within txn:
@@ -724,17 +718,8 @@ func (b *Badger) UpdateSession(ctx context.Context, s Session) error {
 // Creating one ends the user's oldest sessions past the cap.
 func (b *Badger) writeSession(ctx context.Context, s Session, mustExist bool) error {
 	const op = "write session"
-	switch {
-	case len(s.Key) == 0:
-		return wrap(op, errors.New("empty session key"))
-	case s.User == "":
-		return wrap(op, errors.New("empty user name"))
-	case !validStage(s.Stage):
-		return wrap(op, fmt.Errorf("invalid stage %d", s.Stage))
-	case s.Expires.IsZero():
-		return wrap(op, errors.New("no expiry time"))
-	case s.Expires.Unix() <= 0:
-		return wrap(op, fmt.Errorf("expiry time %v out of range", s.Expires))
+	if err := checkSession(&s); err != nil {
+		return wrap(op, err)
 	}
 	sk := sessionKey(s.Key)
 	ik := indexKey(s.User, s.Key)

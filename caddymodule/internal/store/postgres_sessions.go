@@ -44,10 +44,7 @@ func (p *Postgres) Session(ctx context.Context, key []byte) (Session, error) {
 				p.sessions.drop(key)
 				return Session{}, ErrNotFound
 			}
-			s.Key = key
-			s.Pending = bytes.Clone(s.Pending)
-			s.Shown = bytes.Clone(s.Shown)
-			return s, nil
+			return handOut(s, key), nil
 		}
 		cacheGen = gen
 	}
@@ -75,10 +72,7 @@ func (p *Postgres) Session(ctx context.Context, key []byte) (Session, error) {
 	if listening && p.listening.Load() {
 		p.sessions.put(key, s, cacheGen)
 	}
-	s.Key = key
-	s.Pending = bytes.Clone(s.Pending)
-	s.Shown = bytes.Clone(s.Shown)
-	return s, nil
+	return handOut(s, key), nil
 }
 
 // PutSession implements Store.
@@ -167,6 +161,15 @@ func (p *Postgres) writeSession(ctx context.Context, s Session, mustExist bool) 
 		p.sessions.drop(k)
 	}
 	return wrap(op, err)
+}
+
+// handOut is a record as Session returns it: under the key the caller
+// gave, with its own copies of the slices a cached record shares.
+func handOut(s Session, key []byte) Session {
+	s.Key = key
+	s.Pending = bytes.Clone(s.Pending)
+	s.Shown = bytes.Clone(s.Shown)
+	return s
 }
 
 // checkSession refuses a record no store may keep.
