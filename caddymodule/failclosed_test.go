@@ -48,6 +48,13 @@ func (b *brokenStore) Session(ctx context.Context, k []byte) (store.Session, err
 	return b.Store.Session(ctx, k)
 }
 
+func (b *brokenStore) SessionAdmission(ctx context.Context, k []byte) (store.Session, error) {
+	if err := b.fail(); err != nil {
+		return store.Session{}, err
+	}
+	return b.Store.SessionAdmission(ctx, k)
+}
+
 func (b *brokenStore) PutSession(ctx context.Context, s store.Session) error {
 	if err := b.fail(); err != nil {
 		return err

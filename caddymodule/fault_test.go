@@ -35,7 +35,7 @@ type faultyStore struct {
 // added to store.Store must be added here (TestFaultyStoreWrapsEveryMethod).
 var wrappedMethods = []string{
 	"Account", "EnableTOTP", "DisableTOTP", "ReplaceBackupCodes", "UseTOTPStep", "UseBackupCode",
-	"Session", "PutSession", "DeleteSession", "DeleteUserSessions", "Meta", "PutMeta", "InitMeta", "Close",
+	"Session", "SessionAdmission", "PutSession", "DeleteSession", "DeleteUserSessions", "Meta", "PutMeta", "InitMeta", "Close",
 }
 
 func (f *faultyStore) call(m string) error {
@@ -119,6 +119,13 @@ func (f *faultyStore) Session(ctx context.Context, k []byte) (store.Session, err
 		return store.Session{}, err
 	}
 	return f.Store.Session(ctx, k)
+}
+
+func (f *faultyStore) SessionAdmission(ctx context.Context, k []byte) (store.Session, error) {
+	if err := f.call("SessionAdmission"); err != nil {
+		return store.Session{}, err
+	}
+	return f.Store.SessionAdmission(ctx, k)
 }
 
 func (f *faultyStore) PutSession(ctx context.Context, s store.Session) error {

@@ -31,6 +31,11 @@ func (c *countingStore) Session(ctx context.Context, k []byte) (store.Session, e
 	return c.Store.Session(ctx, k)
 }
 
+func (c *countingStore) SessionAdmission(ctx context.Context, k []byte) (store.Session, error) {
+	c.reads.Add(1)
+	return c.Store.SessionAdmission(ctx, k)
+}
+
 func (c *countingStore) User(ctx context.Context, n string) (store.User, error) {
 	c.reads.Add(1)
 	return c.Store.User(ctx, n)

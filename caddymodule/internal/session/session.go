@@ -82,7 +82,7 @@ func (s *Store) New(r *http.Request, name string) (*sessions.Session, error) {
 	opts := s.options
 	sess.Options = &opts
 	sess.IsNew = true
-	rec, id, ok, err := s.lookup(r, name, s.now())
+	rec, id, ok, err := s.lookup(r, name, s.now(), false)
 	if err != nil || !ok {
 		return sess, err
 	}
@@ -126,21 +126,24 @@ func (s *Store) Save(r *http.Request, w http.ResponseWriter, sess *sessions.Sess
 }
 
 // Lookup reads the request's session: the gate's hot path, one store read,
-// no write and no allocation beyond the record. It returns nil for
-// anything but a live session. The proxied path uses it directly, not
+// no write and no allocation beyond the store key. It returns ok false for
+// anything but a live session. The record has only the fields the proxied
+// path reads (store.Store.SessionAdmission: up to Cred), so it is never
+// written back. The proxied path uses it directly, not
 // through Get (gorilla's registry and Session allocate on every request:
 // see docs/benchmarks.md); the gate's pages read sessions through Get.
 // now is the caller's reading of the clock, so that a request reads it
 // once.
 func (s *Store) Lookup(r *http.Request, now time.Time) (store.Session, bool, error) {
-	rec, _, ok, err := s.lookup(r, s.cookie, now)
+	rec, _, ok, err := s.lookup(r, s.cookie, now, true)
 	return rec, ok, err
 }
 
 // lookup reads the cookie and its record; ok is false for anything but a
 // live session. The record is returned by value, so that the proxied path
-// keeps it on its stack.
-func (s *Store) lookup(r *http.Request, name string, now time.Time) (rec store.Session, id string, ok bool, err error) {
+// keeps it on its stack. With admission, only the fields the proxied path
+// reads are read (store.Store.SessionAdmission).
+func (s *Store) lookup(r *http.Request, name string, now time.Time, admission bool) (rec store.Session, id string, ok bool, err error) {
 	id, ok = CookieValue(r.Header, name)
 	if !ok {
 		return store.Session{}, "", false, nil
@@ -149,7 +152,11 @@ func (s *Store) lookup(r *http.Request, name string, now time.Time) (rec store.S
 	if !ok {
 		return store.Session{}, "", false, nil
 	}
-	rec, err = s.db.Session(r.Context(), key)
+	if admission {
+		rec, err = s.db.SessionAdmission(r.Context(), key)
+	} else {
+		rec, err = s.db.Session(r.Context(), key)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Session{}, "", false, nil
 	}

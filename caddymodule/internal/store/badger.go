@@ -609,27 +609,16 @@ func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 	if len(key) == 0 {
 		return Session{}, wrap("read session", errors.New("empty session key"))
 	}
-	s, cached, gen := b.sessions.get(key)
-	if cached {
-		if !b.now().Before(s.Expires) {
-			b.sessions.drop(key)
-			return Session{}, ErrNotFound
-		}
-		g, ok := b.gens.get(s.User)
-		if !ok {
-			var err error
-			if g, err = b.currentGen(ctx, s.User); err != nil {
-				return Session{}, wrap("read session", err)
-			}
-		}
-		if s.Gen != g {
-			b.sessions.drop(key)
-			return Session{}, ErrNotFound
-		}
-		return handOut(s, key), nil
+	c, gen, err := b.cachedSession(ctx, key)
+	if err != nil {
+		return Session{}, err
 	}
+	if c != nil {
+		return handOut(*c, key), nil
+	}
+	var s Session
 	var diskGen uint64
-	err := b.view(ctx, func(txn *badger.Txn) error {
+	err = b.view(ctx, func(txn *badger.Txn) error {
 		item, err := txn.Get(sessionKey(key))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return ErrNotFound
@@ -664,8 +653,56 @@ func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 	if hook := testHookSessionRead.Load(); hook != nil {
 		(*hook)()
 	}
-	b.sessions.put(key, s, gen)
+	b.sessions.put(key, s, b.gens.cell(s.User), gen)
 	return handOut(s, key), nil
+}
+
+// SessionAdmission implements Store: a cached session is read in place,
+// only its first fields.
+func (b *Badger) SessionAdmission(ctx context.Context, key []byte) (Session, error) {
+	if len(key) == 0 {
+		return Session{}, wrap("read session", errors.New("empty session key"))
+	}
+	c, _, err := b.cachedSession(ctx, key)
+	if err != nil {
+		return Session{}, err
+	}
+	if c == nil {
+		s, err := b.Session(ctx, key)
+		if err != nil {
+			return Session{}, err
+		}
+		c = &s
+	}
+	return admit(c, key), nil
+}
+
+// cachedSession returns the cached record under key, which the caller must
+// not change, checked as a read from disk is: ErrNotFound once it has
+// expired or its user has moved to another generation. On a miss it
+// returns nil and the shard's generation, for sessions.put.
+func (b *Badger) cachedSession(ctx context.Context, key []byte) (*Session, uint64, error) {
+	e, ok, gen := b.sessions.get(key)
+	if !ok {
+		return nil, gen, nil
+	}
+	s := e.s
+	if !b.now().Before(s.Expires) {
+		b.sessions.drop(key)
+		return nil, 0, ErrNotFound
+	}
+	g, ok := e.gen.current()
+	if !ok {
+		var err error
+		if g, err = b.currentGen(ctx, s.User); err != nil {
+			return nil, 0, wrap("read session", err)
+		}
+	}
+	if s.Gen != g {
+		b.sessions.drop(key)
+		return nil, 0, ErrNotFound
+	}
+	return s, 0, nil
 }
 
 // getSession reads and decodes the session record under sk within txn:

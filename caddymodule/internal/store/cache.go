@@ -1,6 +1,7 @@
 package store
 
 import (
+	"crypto/sha256"
 	"sync"
 )
 
@@ -19,19 +20,19 @@ import (
 //     any other read-write transaction (Badger.update) drops everything. So
 //     once a logout, a revocation or a reset has returned, no request is
 //     served from a cached copy of what it ended.
-//   - A hit is checked against the user's current session generation,
-//     kept in memory and moved before the change that ends the sessions
-//     commits (generation.go), so ending them does not depend on the
-//     invalidation above.
+//   - In badger, a hit is checked against the user's current session
+//     generation, kept in memory and moved before the change that ends the
+//     sessions commits (generation.go), so ending them does not depend on
+//     the invalidation above.
 //   - A reader that missed only stores what it read if no invalidation of
 //     its shard happened since before it read (a generation count), so a
 //     record read just before a delete cannot come back after it.
 //
 // Expiry is checked on every hit, as on a read from disk. The cache is
 // coherent only within the process that holds the store: fine for the
-// embedded store, which one process opens at a time. A store shared by
-// several instances (a later PostgreSQL backend) needs its own
-// invalidation across them, or no cache.
+// embedded store, which one process opens at a time. PostgreSQL, shared by
+// several instances, keeps it coherent across them with notifications, and
+// uses it only while it hears them (postgres_cache.go).
 
 // cacheShards spreads the entries over independently locked maps. Session
 // keys are SHA-256 hashes, so their first byte is uniform.
@@ -41,6 +42,12 @@ const cacheShards = 16
 // Options.SessionCache is zero: about 4 MiB at its fullest.
 const DefaultSessionCache = 16384
 
+// The layout serves the proxied path, whose cost under load is cache
+// misses more than instructions: the map's key is the 32-byte key itself
+// (compared in the map's slot, no pointer to follow), its value two
+// pointers, and a hit reads only the first cache lines of the record (the
+// fields SessionAdmission fills, which Session's layout puts first) and
+// the user's generation cell, with no second map lookup.
 type sessionCache struct {
 	shards   [cacheShards]cacheShard
 	perShard int
@@ -49,7 +56,29 @@ type sessionCache struct {
 type cacheShard struct {
 	mu  sync.RWMutex
 	gen uint64
-	m   map[string]Session // Key nil; Pending owned by the cache
+	m   map[cacheKey]cacheEntry
+}
+
+// cacheKey is a session key as the cache holds it: the key itself when it
+// has the size of a SHA-256 hash, as every session key the sessions make
+// does; any other key (tests, a record restored from elsewhere) by its
+// hash.
+type cacheKey [sha256.Size]byte
+
+func keyOf(key []byte) cacheKey {
+	if len(key) == sha256.Size {
+		return cacheKey(key)
+	}
+	return sha256.Sum256(key)
+}
+
+// cacheEntry is a cached session: the record, which nobody changes once
+// it is in the cache (Key nil, Pending and Shown owned by the cache), and
+// for badger the user's generation cell at the time of the read (nil for
+// PostgreSQL, whose cache is kept by notifications).
+type cacheEntry struct {
+	s   *Session
+	gen *genCell
 }
 
 // newSessionCache returns a cache of about size entries; nil (no caching)
@@ -60,49 +89,52 @@ func newSessionCache(size int) *sessionCache {
 	}
 	c := &sessionCache{perShard: max(1, size/cacheShards)}
 	for i := range c.shards {
-		c.shards[i].m = make(map[string]Session)
+		c.shards[i].m = make(map[cacheKey]cacheEntry)
 	}
 	return c
 }
 
-func (c *sessionCache) shard(key []byte) *cacheShard {
-	return &c.shards[int(key[0])%cacheShards]
+func (c *sessionCache) shard(k *cacheKey) *cacheShard {
+	return &c.shards[int(k[0])%cacheShards]
 }
 
-// get returns the cached record; on a miss it returns the shard's
+// get returns the cached entry; on a miss it returns the shard's
 // generation, to hand back to put.
-func (c *sessionCache) get(key []byte) (Session, bool, uint64) {
+func (c *sessionCache) get(key []byte) (cacheEntry, bool, uint64) {
 	if c == nil {
-		return Session{}, false, 0
+		return cacheEntry{}, false, 0
 	}
-	sh := c.shard(key)
+	k := keyOf(key)
+	sh := c.shard(&k)
 	sh.mu.RLock()
-	s, ok := sh.m[string(key)]
+	e, ok := sh.m[k]
 	gen := sh.gen
 	sh.mu.RUnlock()
-	return s, ok, gen
+	return e, ok, gen
 }
 
-// put stores a record read from disk, unless the shard was invalidated
-// since gen was taken. A full shard drops an arbitrary entry.
-func (c *sessionCache) put(key []byte, s Session, gen uint64) {
+// put stores a record read from disk, with the generation cell its
+// generation was checked against, unless the shard was invalidated since
+// gen was taken. A full shard drops an arbitrary entry.
+func (c *sessionCache) put(key []byte, s Session, cell *genCell, gen uint64) {
 	if c == nil {
 		return
 	}
 	s.Key = nil
-	sh := c.shard(key)
+	k := keyOf(key)
+	sh := c.shard(&k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.gen != gen {
 		return
 	}
-	if _, ok := sh.m[string(key)]; !ok && len(sh.m) >= c.perShard {
-		for k := range sh.m {
-			delete(sh.m, k)
+	if _, ok := sh.m[k]; !ok && len(sh.m) >= c.perShard {
+		for old := range sh.m {
+			delete(sh.m, old)
 			break
 		}
 	}
-	sh.m[string(key)] = s
+	sh.m[k] = cacheEntry{s: &s, gen: cell}
 }
 
 // drop removes one session, and fails any put that raced with the write.
@@ -110,10 +142,11 @@ func (c *sessionCache) drop(key []byte) {
 	if c == nil || len(key) == 0 {
 		return
 	}
-	sh := c.shard(key)
+	k := keyOf(key)
+	sh := c.shard(&k)
 	sh.mu.Lock()
 	sh.gen++
-	delete(sh.m, string(key))
+	delete(sh.m, k)
 	sh.mu.Unlock()
 }
 
@@ -126,8 +159,8 @@ func (c *sessionCache) dropUser(user string) {
 		sh := &c.shards[i]
 		sh.mu.Lock()
 		sh.gen++
-		for k, s := range sh.m {
-			if s.User == user {
+		for k, e := range sh.m {
+			if e.s.User == user {
 				delete(sh.m, k)
 			}
 		}
@@ -162,4 +195,14 @@ func (c *sessionCache) len() int {
 		sh.mu.RUnlock()
 	}
 	return n
+}
+
+// admit returns what SessionAdmission hands out of s: the fields up to
+// Cred, the others zero. Cred is shared, as Session shares it.
+func admit(s *Session, key []byte) Session {
+	return Session{
+		Key: key, User: s.User, Name: s.Name, Stage: s.Stage, Origin: s.Origin, Methods: s.Methods,
+		Gen: s.Gen, Created: s.Created, Seen: s.Seen, Expires: s.Expires, AuthTime: s.AuthTime,
+		Cred: s.Cred,
+	}
 }

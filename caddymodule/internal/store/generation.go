@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -58,18 +59,49 @@ const maxEvictions = sweepBatch
 
 type genTable struct {
 	mu sync.RWMutex
-	m  map[string]uint64
+	m  map[string]*genCell
 }
 
-func newGenTable() *genTable { return &genTable{m: make(map[string]uint64)} }
+// genCell holds one user's generation. A cached session keeps a pointer to
+// its user's cell, so that a hit reads the generation without a map
+// lookup. Every change of the user's generation goes to the cell in the
+// table; a cell dropped from the table is marked gone first, and a reader
+// of a gone cell asks the table again (current).
+type genCell struct {
+	v    atomic.Uint64
+	gone atomic.Bool
+}
+
+// current returns the generation the cell holds, ok false once the cell is
+// no longer the user's. The value is read before the mark: if the mark is
+// still clear after it, the value was the user's generation when read.
+func (c *genCell) current() (uint64, bool) {
+	if c == nil {
+		return 0, false
+	}
+	v := c.v.Load()
+	return v, !c.gone.Load()
+}
+
+func newGenTable() *genTable { return &genTable{m: make(map[string]*genCell)} }
 
 // get returns the user's generation if it is in memory. It does not
 // allocate.
 func (g *genTable) get(user string) (uint64, bool) {
 	g.mu.RLock()
-	v, ok := g.m[user]
+	c := g.m[user]
 	g.mu.RUnlock()
-	return v, ok
+	if c == nil {
+		return 0, false
+	}
+	return c.v.Load(), true
+}
+
+// cell returns the user's cell, nil if the generation is not in memory.
+func (g *genTable) cell(user string) *genCell {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.m[user]
 }
 
 // raise sets the user's generation to v unless it is already higher, and
@@ -77,25 +109,38 @@ func (g *genTable) get(user string) (uint64, bool) {
 func (g *genTable) raise(user string, v uint64) uint64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	cur, ok := g.m[user]
-	if ok && cur >= v {
-		return cur
+	c := g.m[user]
+	if c != nil {
+		if cur := c.v.Load(); cur >= v {
+			return cur
+		}
+		c.v.Store(v)
+		return v
 	}
-	if !ok && len(g.m) >= maxGenEntries {
-		for k := range g.m {
+	if len(g.m) >= maxGenEntries {
+		for k, old := range g.m {
+			old.gone.Store(true)
 			delete(g.m, k)
 			break
 		}
 	}
-	g.m[user] = v
+	c = new(genCell)
+	c.v.Store(v)
+	g.m[user] = c
 	return v
 }
 
 // set replaces the user's generation, for a change whose commit failed.
 func (g *genTable) set(user string, v uint64) {
 	g.mu.Lock()
-	g.m[user] = v
-	g.mu.Unlock()
+	defer g.mu.Unlock()
+	if c := g.m[user]; c != nil {
+		c.v.Store(v)
+		return
+	}
+	c := new(genCell)
+	c.v.Store(v)
+	g.m[user] = c
 }
 
 // getGen reads the user's generation within txn.

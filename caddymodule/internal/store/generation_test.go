@@ -204,8 +204,10 @@ func TestGenerationCheckedOnCacheHit(t *testing.T) {
 		t.Fatal("session not cached")
 	}
 	b.gens.raise("alice", 1)
-	if sessionExists(t, b, "a1") {
-		t.Error("a cached session of an old generation was served")
+	for _, rd := range readers {
+		if _, err := rd.read(b, []byte("a1")); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s: a cached session of an old generation was served (%v)", rd.name, err)
+		}
 	}
 
 	// During the commit of a revocation the old session is refused
@@ -237,6 +239,37 @@ func TestGenerationCheckedOnCacheHit(t *testing.T) {
 	// revocation's, and any of the sweeper's meanwhile.
 	if len(inCommit) < 2 || slices.Contains(inCommit, false) {
 		t.Errorf("before the commit of the revocation: refused = %v, want [true true] (a pair per commit)", inCommit)
+	}
+}
+
+// TestGenerationCellDropped: a cached session keeps its user's generation
+// cell; once the table of generations has dropped that cell to stay
+// within its bound, a hit asks the table again, so the user's next
+// revocation (in a new cell) still ends the session.
+func TestGenerationCellDropped(t *testing.T) {
+	b := openTest(t)
+	putSessions(t, b, "alice", "a1")
+	if _, err := b.SessionAdmission(context.Background(), []byte("a1")); err != nil {
+		t.Fatal(err)
+	}
+	e, ok, _ := b.sessions.get([]byte("a1"))
+	if !ok || e.gen == nil || e.gen != b.gens.cell("alice") {
+		t.Fatalf("not cached with alice's generation cell: %+v %v", e, ok)
+	}
+	for i := 0; b.gens.cell("alice") == e.gen; i++ {
+		if i > 20*maxGenEntries {
+			t.Fatal("alice's generation never left the table")
+		}
+		b.gens.raise(fmt.Sprintf("user-%d", i), 0)
+	}
+	if !e.gen.gone.Load() {
+		t.Fatal("the dropped cell is not marked gone")
+	}
+	b.gens.raise("alice", 1) // a revocation, in a new cell
+	for _, rd := range readers {
+		if _, err := rd.read(b, []byte("a1")); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s: served through a dropped generation cell after a revocation (%v)", rd.name, err)
+		}
 	}
 }
 

@@ -38,13 +38,12 @@ func (p *Postgres) Session(ctx context.Context, key []byte) (Session, error) {
 	listening := p.listening.Load()
 	var cacheGen uint64
 	if listening {
-		s, ok, gen := p.sessions.get(key)
-		if ok {
-			if !p.now().Before(s.Expires) {
-				p.sessions.drop(key)
-				return Session{}, ErrNotFound
-			}
-			return handOut(s, key), nil
+		c, gen, err := p.cachedSession(key)
+		if err != nil {
+			return Session{}, err
+		}
+		if c != nil {
+			return handOut(*c, key), nil
 		}
 		cacheGen = gen
 	}
@@ -70,9 +69,48 @@ func (p *Postgres) Session(ctx context.Context, key []byte) (Session, error) {
 		return Session{}, ErrNotFound
 	}
 	if listening && p.listening.Load() {
-		p.sessions.put(key, s, cacheGen)
+		p.sessions.put(key, s, nil, cacheGen)
 	}
 	return handOut(s, key), nil
+}
+
+// SessionAdmission implements Store: a cached session is read in place,
+// only its first fields.
+func (p *Postgres) SessionAdmission(ctx context.Context, key []byte) (Session, error) {
+	if len(key) == 0 {
+		return Session{}, wrap("read session", errors.New("empty session key"))
+	}
+	var c *Session
+	if p.listening.Load() {
+		var err error
+		if c, _, err = p.cachedSession(key); err != nil {
+			return Session{}, err
+		}
+	}
+	if c == nil {
+		s, err := p.Session(ctx, key)
+		if err != nil {
+			return Session{}, err
+		}
+		c = &s
+	}
+	return admit(c, key), nil
+}
+
+// cachedSession returns the cached record under key, which the caller must
+// not change; ErrNotFound once it has expired. On a miss it returns nil and
+// the shard's generation, for sessions.put. The caller checks that the
+// cache may be used (p.listening).
+func (p *Postgres) cachedSession(key []byte) (*Session, uint64, error) {
+	e, ok, gen := p.sessions.get(key)
+	if !ok {
+		return nil, gen, nil
+	}
+	if !p.now().Before(e.s.Expires) {
+		p.sessions.drop(key)
+		return nil, 0, ErrNotFound
+	}
+	return e.s, 0, nil
 }
 
 // PutSession implements Store.

@@ -137,11 +137,28 @@ type Snapshot struct {
 // Session is a server-side session record. Its key is a hash of the
 // cookie's random ID, so a copy of the store does not hold live cookies.
 type Session struct {
+	// The fields up to Cred are what the proxied path reads
+	// (SessionAdmission): they come first, so that they share the first
+	// cache lines of a cached record.
+
 	// Key identifies the record (a hash of the session ID from the cookie).
 	Key []byte
 	// User is the canonical user name.
-	User  string
+	User string
+	// Name is the user's display name, kept for store users so that a
+	// request needs no second read; empty for configured users.
+	Name  string
 	Stage Stage
+	// Origin says where the user is defined. A session is only good for
+	// a user of the same origin: a session of a store user does not
+	// carry over to a configured user of the same name, or back.
+	Origin Origin
+	// Methods are the factors proved at AuthTime (RFC 8176 amr values).
+	Methods Methods
+	// Gen is the user's session generation the record was written under,
+	// set by the store: ending all of a user's sessions moves the user to
+	// the next generation, and a record of an older one is dead.
+	Gen uint64
 	// Created is when the session was created (absolute timeout).
 	Created time.Time
 	// Seen is when the session was last used (idle timeout); it is
@@ -149,6 +166,17 @@ type Session struct {
 	Seen time.Time
 	// Expires is when the record may be dropped by the store.
 	Expires time.Time
+	// AuthTime is when the session's user last proved a factor: the
+	// second factor's check (the code step, or a step-up), or the password
+	// when no second factor was asked. Zero in records older than version 6.
+	AuthTime time.Time
+	// Cred fingerprints the credential the session was made with: for a
+	// configured user, their password hash as configured, so that a
+	// handler accepts the session only while the configuration still has
+	// that hash. Empty for store users, whose password changes end their
+	// sessions in the store.
+	Cred []byte
+
 	// Next is where to send the user after the login.
 	Next string
 	// Pending holds a sealed TOTP secret offered on the enable page and
@@ -156,23 +184,6 @@ type Session struct {
 	Pending []byte
 	// PendingAt is when Pending was generated.
 	PendingAt time.Time
-	// Origin says where the user is defined. A session is only good for
-	// a user of the same origin: a session of a store user does not
-	// carry over to a configured user of the same name, or back.
-	Origin Origin
-	// Name is the user's display name, kept for store users so that a
-	// request needs no second read; empty for configured users.
-	Name string
-	// Gen is the user's session generation the record was written under,
-	// set by the store: ending all of a user's sessions moves the user to
-	// the next generation, and a record of an older one is dead.
-	Gen uint64
-	// Cred fingerprints the credential the session was made with: for a
-	// configured user, their password hash as configured, so that a
-	// handler accepts the session only while the configuration still has
-	// that hash. Empty for store users, whose password changes end their
-	// sessions in the store.
-	Cred []byte
 	// Notice is (the catalogue key of) a message for the next page the
 	// session is shown after a change (POST-redirect-GET); empty when none.
 	Notice string
@@ -183,12 +194,6 @@ type Session struct {
 	// bytes; Addr the client address the server resolved then. They are
 	// shown to the user and the operator, never used to decide anything.
 	Agent, Addr string
-	// AuthTime is when the session's user last proved a factor: the
-	// second factor's check (the code step, or a step-up), or the password
-	// when no second factor was asked. Zero in records older than version 6.
-	AuthTime time.Time
-	// Methods are the factors proved at AuthTime (RFC 8176 amr values).
-	Methods Methods
 }
 
 // Methods is a set of authentication methods, as RFC 8176 names them.
@@ -260,6 +265,12 @@ type Store interface {
 	// has expired. The record's Key is key itself: the caller must not
 	// change key afterwards.
 	Session(ctx context.Context, key []byte) (Session, error)
+	// SessionAdmission reads the session under key as Session does, with
+	// the same refusals, for the proxied path: it returns the fields of
+	// Session up to Cred and leaves the others zero, so that a cached
+	// record is read only in its first cache lines. Key is key itself and
+	// Cred is shared with the store's cache: the caller changes neither.
+	SessionAdmission(ctx context.Context, key []byte) (Session, error)
 	// PutSession creates or replaces a session record.
 	PutSession(ctx context.Context, s Session) error
 	// UpdateSession replaces a live session record of the same user, and
