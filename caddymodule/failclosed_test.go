@@ -48,11 +48,11 @@ func (b *brokenStore) Session(ctx context.Context, k []byte) (store.Session, err
 	return b.Store.Session(ctx, k)
 }
 
-func (b *brokenStore) SessionAdmission(ctx context.Context, k []byte) (store.Session, error) {
+func (b *brokenStore) SessionAdmission(ctx context.Context, k []byte, now time.Time) (store.Session, error) {
 	if err := b.fail(); err != nil {
 		return store.Session{}, err
 	}
-	return b.Store.SessionAdmission(ctx, k)
+	return b.Store.SessionAdmission(ctx, k, now)
 }
 
 func (b *brokenStore) PutSession(ctx context.Context, s store.Session) error {

@@ -121,11 +121,11 @@ func (f *faultyStore) Session(ctx context.Context, k []byte) (store.Session, err
 	return f.Store.Session(ctx, k)
 }
 
-func (f *faultyStore) SessionAdmission(ctx context.Context, k []byte) (store.Session, error) {
+func (f *faultyStore) SessionAdmission(ctx context.Context, k []byte, now time.Time) (store.Session, error) {
 	if err := f.call("SessionAdmission"); err != nil {
 		return store.Session{}, err
 	}
-	return f.Store.SessionAdmission(ctx, k)
+	return f.Store.SessionAdmission(ctx, k, now)
 }
 
 func (f *faultyStore) PutSession(ctx context.Context, s store.Session) error {

@@ -153,7 +153,7 @@ func (s *Store) lookup(r *http.Request, name string, now time.Time, admission bo
 		return store.Session{}, "", false, nil
 	}
 	if admission {
-		rec, err = s.db.SessionAdmission(r.Context(), key)
+		rec, err = s.db.SessionAdmission(r.Context(), key, now)
 	} else {
 		rec, err = s.db.Session(r.Context(), key)
 	}

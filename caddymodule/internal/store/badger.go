@@ -609,7 +609,7 @@ func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 	if len(key) == 0 {
 		return Session{}, wrap("read session", errors.New("empty session key"))
 	}
-	c, gen, err := b.cachedSession(ctx, key)
+	c, gen, err := b.cachedSession(ctx, key, b.now())
 	if err != nil {
 		return Session{}, err
 	}
@@ -659,11 +659,11 @@ func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 
 // SessionAdmission implements Store: a cached session is read in place,
 // only its first fields.
-func (b *Badger) SessionAdmission(ctx context.Context, key []byte) (Session, error) {
+func (b *Badger) SessionAdmission(ctx context.Context, key []byte, now time.Time) (Session, error) {
 	if len(key) == 0 {
 		return Session{}, wrap("read session", errors.New("empty session key"))
 	}
-	c, _, err := b.cachedSession(ctx, key)
+	c, _, err := b.cachedSession(ctx, key, now)
 	if err != nil {
 		return Session{}, err
 	}
@@ -679,15 +679,15 @@ func (b *Badger) SessionAdmission(ctx context.Context, key []byte) (Session, err
 
 // cachedSession returns the cached record under key, which the caller must
 // not change, checked as a read from disk is: ErrNotFound once it has
-// expired or its user has moved to another generation. On a miss it
+// expired at now or its user has moved to another generation. On a miss it
 // returns nil and the shard's generation, for sessions.put.
-func (b *Badger) cachedSession(ctx context.Context, key []byte) (*Session, uint64, error) {
+func (b *Badger) cachedSession(ctx context.Context, key []byte, now time.Time) (*Session, uint64, error) {
 	e, ok, gen := b.sessions.get(key)
 	if !ok {
 		return nil, gen, nil
 	}
 	s := e.s
-	if !b.now().Before(s.Expires) {
+	if !now.Before(s.Expires) {
 		b.sessions.drop(key)
 		return nil, 0, ErrNotFound
 	}

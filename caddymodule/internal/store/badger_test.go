@@ -736,7 +736,7 @@ func TestEmptyUserRejected(t *testing.T) {
 		"UseCode":    func() error { _, err := b.UseBackupCode(ctx, "", []byte("h")); return err }(),
 		"DeleteUser": func() error { _, err := b.DeleteUserSessions(ctx, "", nil); return err }(),
 		"Session":    func() error { _, err := b.Session(ctx, nil); return err }(),
-		"Admission":  func() error { _, err := b.SessionAdmission(ctx, nil); return err }(),
+		"Admission":  func() error { _, err := b.SessionAdmission(ctx, nil, b.now()); return err }(),
 	}
 	for name, err := range checks {
 		if err == nil || isSentinel(err) {

@@ -129,7 +129,7 @@ var readers = []struct {
 }{
 	{"Session", func(b *Badger, key []byte) (Session, error) { return b.Session(context.Background(), key) }},
 	{"SessionAdmission", func(b *Badger, key []byte) (Session, error) {
-		return b.SessionAdmission(context.Background(), key)
+		return b.SessionAdmission(context.Background(), key, b.now())
 	}},
 }
 

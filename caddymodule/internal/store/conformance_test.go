@@ -51,7 +51,7 @@ func eachStore(t *testing.T, opt Options, test func(t *testing.T, s Store, clk *
 			clk := &testClock{}
 			o := opt
 			o.Now = clk.now
-			test(t, admissionChecked{b.open(t, o), t}, clk)
+			test(t, admissionChecked{b.open(t, o), t, clk}, clk)
 		})
 	}
 }
@@ -62,12 +62,13 @@ func eachStore(t *testing.T, opt Options, test func(t *testing.T, s Store, clk *
 // fills.
 type admissionChecked struct {
 	Store
-	t *testing.T
+	t   *testing.T
+	clk *testClock
 }
 
 func (a admissionChecked) Session(ctx context.Context, key []byte) (Session, error) {
 	a.t.Helper()
-	adm, admErr := a.Store.SessionAdmission(ctx, key)
+	adm, admErr := a.Store.SessionAdmission(ctx, key, a.clk.now())
 	s, err := a.Store.Session(ctx, key)
 	switch {
 	case errors.Is(err, ErrNotFound) != errors.Is(admErr, ErrNotFound) || (err == nil) != (admErr == nil):

@@ -249,7 +249,7 @@ func TestGenerationCheckedOnCacheHit(t *testing.T) {
 func TestGenerationCellDropped(t *testing.T) {
 	b := openTest(t)
 	putSessions(t, b, "alice", "a1")
-	if _, err := b.SessionAdmission(context.Background(), []byte("a1")); err != nil {
+	if _, err := b.SessionAdmission(context.Background(), []byte("a1"), b.now()); err != nil {
 		t.Fatal(err)
 	}
 	e, ok, _ := b.sessions.get([]byte("a1"))

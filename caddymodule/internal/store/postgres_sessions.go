@@ -38,7 +38,7 @@ func (p *Postgres) Session(ctx context.Context, key []byte) (Session, error) {
 	listening := p.listening.Load()
 	var cacheGen uint64
 	if listening {
-		c, gen, err := p.cachedSession(key)
+		c, gen, err := p.cachedSession(key, p.now())
 		if err != nil {
 			return Session{}, err
 		}
@@ -76,14 +76,14 @@ func (p *Postgres) Session(ctx context.Context, key []byte) (Session, error) {
 
 // SessionAdmission implements Store: a cached session is read in place,
 // only its first fields.
-func (p *Postgres) SessionAdmission(ctx context.Context, key []byte) (Session, error) {
+func (p *Postgres) SessionAdmission(ctx context.Context, key []byte, now time.Time) (Session, error) {
 	if len(key) == 0 {
 		return Session{}, wrap("read session", errors.New("empty session key"))
 	}
 	var c *Session
 	if p.listening.Load() {
 		var err error
-		if c, _, err = p.cachedSession(key); err != nil {
+		if c, _, err = p.cachedSession(key, now); err != nil {
 			return Session{}, err
 		}
 	}
@@ -98,15 +98,15 @@ func (p *Postgres) SessionAdmission(ctx context.Context, key []byte) (Session, e
 }
 
 // cachedSession returns the cached record under key, which the caller must
-// not change; ErrNotFound once it has expired. On a miss it returns nil and
+// not change; ErrNotFound once it has expired at now. On a miss it returns nil and
 // the shard's generation, for sessions.put. The caller checks that the
 // cache may be used (p.listening).
-func (p *Postgres) cachedSession(key []byte) (*Session, uint64, error) {
+func (p *Postgres) cachedSession(key []byte, now time.Time) (*Session, uint64, error) {
 	e, ok, gen := p.sessions.get(key)
 	if !ok {
 		return nil, gen, nil
 	}
-	if !p.now().Before(e.s.Expires) {
+	if !now.Before(e.s.Expires) {
 		p.sessions.drop(key)
 		return nil, 0, ErrNotFound
 	}

@@ -164,8 +164,8 @@ func (r *Realm) Session(ctx context.Context, key []byte) (Session, error) {
 
 // SessionAdmission implements Store: the record of another realm is
 // ErrNotFound, and User is the name within the realm.
-func (r *Realm) SessionAdmission(ctx context.Context, key []byte) (Session, error) {
-	s, err := r.Store.SessionAdmission(ctx, key)
+func (r *Realm) SessionAdmission(ctx context.Context, key []byte, now time.Time) (Session, error) {
+	s, err := r.Store.SessionAdmission(ctx, key, now)
 	if err != nil {
 		return Session{}, err
 	}
@@ -199,7 +199,7 @@ func (r *Realm) UpdateSession(ctx context.Context, s Session) error {
 // TouchSession refreshes a session of the realm; one of another realm is
 // left alone and reported as ErrNotFound.
 func (r *Realm) TouchSession(ctx context.Context, key []byte, seen, expires time.Time) error {
-	if _, err := r.SessionAdmission(ctx, key); err != nil {
+	if _, err := r.SessionAdmission(ctx, key, seen); err != nil {
 		return err
 	}
 	return r.Store.TouchSession(ctx, key, seen, expires)

@@ -266,11 +266,12 @@ type Store interface {
 	// change key afterwards.
 	Session(ctx context.Context, key []byte) (Session, error)
 	// SessionAdmission reads the session under key as Session does, with
-	// the same refusals, for the proxied path: it returns the fields of
+	// the same refusals (expiry as of now, the caller's reading of the
+	// store's clock), for the proxied path: it returns the fields of
 	// Session up to Cred and leaves the others zero, so that a cached
 	// record is read only in its first cache lines. Key is key itself and
 	// Cred is shared with the store's cache: the caller changes neither.
-	SessionAdmission(ctx context.Context, key []byte) (Session, error)
+	SessionAdmission(ctx context.Context, key []byte, now time.Time) (Session, error)
 	// PutSession creates or replaces a session record.
 	PutSession(ctx context.Context, s Session) error
 	// UpdateSession replaces a live session record of the same user, and
