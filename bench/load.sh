@@ -4,7 +4,7 @@
 # fails only on broken setups (a wrong answer, a dead session), never on
 # speed. See docs/benchmarks.md for what the figures mean.
 #
-#   bench/load.sh [compare|flood|memory|all]     (default: all)
+#   bench/load.sh [compare|profile|flood|memory|all]     (default: all)
 #
 # compare  one Caddy process, four sites, run interleaved A B C D A B C D ...:
 #            A  reverse_proxy                                  :18081
@@ -30,6 +30,8 @@
 # Caddy 8 µs more per request can then show the throughput of plain
 # reverse_proxy. Pinned, Caddy is the bottleneck, so what it spends per
 # request is what the throughput shows. PIN=0 runs unpinned.
+# profile  only compare's profiled runs of B and D (the auth handlers' own
+#          shares of Caddy's CPU), a few minutes.
 # flood    B alone, then B while wrong-password logins flood in (from many
 #          addresses and user names, so throttling lets the hashes run),
 #          interleaved; the ratio of B's throughput under flood to without.
@@ -43,7 +45,8 @@
 # THREADS (1), LOGINS (10000), HASHES (max_concurrent_hashes; default:
 # the module's), HASH_CPU (hash_cpu, e.g. 100% for no CPU budget; default:
 # the module's), OUT (bench/out: binaries and results),
-# PROFILE (30: seconds of the profiled run of B; 0 skips it),
+# PROFILE (30: seconds of each profiled run of B and D; 0 skips them),
+# PROFILE_ROUNDS (2: profiled runs of each, alternating),
 # SCALE_STORE (a store folder made by bench/scale.sh), SETTLE (150: seconds
 # to wait on it before measuring again), SCALE_KEY, CADDY (a
 # Caddy binary to measure instead of building ./cmd/caddy).
@@ -573,36 +576,77 @@ compare_h2() {
 	summary "$res" A B D
 }
 
-# gate_profile: one more run of B with Caddy's CPU profile, to tell the
-# gate's own CPU apart from the proxy's. Unlike throughput, a profile's
-# shares barely move when other processes load the machine.
+# gate_profile: runs of B and of D under Caddy's CPU profile, to tell each
+# auth handler's own CPU apart from the proxy's: the gate's, and Caddy's
+# basic_auth's, measured the same way. Unlike throughput, a profile's shares
+# barely move when the machine as a whole runs faster or slower, which on
+# this kind of VM it does by ±20% from one run to the next. With
+# PROFILE_ROUNDS (2) of each, alternating B D B D.
 gate_profile() {
-	local secs=${PROFILE:-30} prof=$WORK/b.pprof out own
+	local secs=${PROFILE:-30} rounds=${PROFILE_ROUNDS:-2} r
 	[[ $secs -ge 6 ]] || return 0
-	(sleep 1 && curl -s -o "$prof" "http://$ADMIN/debug/pprof/profile?seconds=$((secs - 2))") &
-	local cpid=$!
-	out=$(DURATION=${secs}s run_wrk B "http://$SITE_B/") || exit 1
-	wait "$cpid"
-	# Samples in the gate's ServeHTTP but not in the proxy it calls.
-	own=$(go tool pprof -top -cum -focus 'caddymodule\.\(\*Handler\)\.ServeHTTP' -ignore 'reverseproxy' \
-		"$OUT/caddy" "$prof" 2>/dev/null | awk '/caddymodule\.\(\*Handler\)\.ServeHTTP$/ {print $5; exit}' | tr -d '%')
 	echo
-	echo "B profiled ($((secs - 2)) s of a run at $(cut -d' ' -f2 <<<"$out") req/s, Caddy CPU $(cut -d' ' -f6 <<<"$out") µs/req):"
-	awk -v own="${own:-0}" -v cpu="$(cut -d' ' -f6 <<<"$out")" \
-		'BEGIN { printf "  the gate'"'"'s own share of Caddy'"'"'s CPU: %.2f%%, about %.1f µs per request (target <= 5)\n", own, own / 100 * cpu }'
+	echo "== the auth handlers' own share of Caddy's CPU ($rounds profiled runs of $((secs - 2)) s each, alternating; the proxy they call left out)"
+	for r in $(seq 1 "$rounds"); do
+		profile_run B "http://$SITE_B/" 'caddymodule.(*Handler).ServeHTTP' "the gate (B)" "$r"
+		profile_run D "http://$SITE_D/" 'caddyauth.Authentication.ServeHTTP' "basic_auth (D)" "$r" -H "Authorization: Basic $BASIC"
+	done
 	# Where the gate's share goes: the functions under its ServeHTTP (the
-	# proxy it calls left out), by their cumulative share, in µs per request.
-	echo "  the gate's time by function (cumulative, µs per request; the proxy it calls left out):"
+	# proxy it calls left out), by their cumulative share, in µs per
+	# request, from B's last profile.
+	echo "  the gate's time by function (cumulative, µs per request; last profile of B):"
 	go tool pprof -top -cum -focus 'caddymodule\.\(\*Handler\)\.ServeHTTP' -ignore 'reverseproxy' -nodecount 40 \
-		"$OUT/caddy" "$prof" 2>/dev/null |
-		awk -v cpu="$(cut -d' ' -f6 <<<"$out")" -v total="$(go tool pprof -top "$OUT/caddy" "$prof" 2>/dev/null | awk '/Total samples/ {print $NF}')" '
+		"$OUT/caddy" "$OUT/b.pprof" 2>/dev/null |
+		awk -v cpu="$PROFILE_CPU_B" '
 			/^ *[0-9.]+(m?s)? / && NF >= 6 && $5 ~ /%$/ {
 				pct = $5; sub("%", "", pct)
 				name = $6; for (i = 7; i <= NF; i++) name = name " " $i
 				if (name ~ /two-factor|caddyhttp\.(SetVar|GetVar)|Replacer\)\.Set|sha256|Header\)\.Set|mallocgc$/)
 					printf "    %6.2f µs  %s\n", pct / 100 * cpu, name
 			}' | head -25
-	cp "$prof" "$OUT/b.pprof"
+}
+
+# profile_run NAME URL HANDLER LABEL ROUND [wrk args...]: one run of NAME
+# under Caddy's CPU profile; prints the share of Caddy's CPU spent in
+# HANDLER (a function name as pprof prints it) outside the proxy it calls,
+# and that share in µs per request. Keeps the profile as
+# $OUT/<name>.pprof.
+profile_run() {
+	local name=$1 url=$2 handler=$3 label=$4 round=$5
+	shift 5
+	local secs=${PROFILE:-30} lower prof out own cpu focus
+	lower=$(tr '[:upper:]' '[:lower:]' <<<"$name")
+	prof=$WORK/$lower.pprof
+	(sleep 1 && curl -s -o "$prof" "http://$ADMIN/debug/pprof/profile?seconds=$((secs - 2))") &
+	local cpid=$!
+	out=$(DURATION=${secs}s run_wrk "$name" "$url" "$@") || exit 1
+	wait "$cpid"
+	cpu=$(cut -d' ' -f6 <<<"$out")
+	focus=$(sed 's/[.()*]/\\&/g' <<<"$handler")
+	own=$(go tool pprof -top -cum -focus "$focus" -ignore 'reverseproxy' "$OUT/caddy" "$prof" 2>/dev/null |
+		awk -v h="$handler" 'NF >= 6 && substr($6, length($6) - length(h) + 1) == h {print $5; exit}' | tr -d '%')
+	awk -v own="${own:-0}" -v cpu="$cpu" -v label="$label" -v r="$round" -v rps="$(cut -d' ' -f2 <<<"$out")" \
+		'BEGIN { printf "  round %d, %-15s %5.2f%% of Caddy'"'"'s CPU, %5.1f µs per request (run at %s req/s, %s µs of Caddy CPU per request)\n", r, label ":", own, own / 100 * cpu, rps, cpu }'
+	cp "$prof" "$OUT/$lower.pprof"
+	[[ $name == B ]] && PROFILE_CPU_B=$cpu
+	return 0
+}
+
+# profile: only the profiled runs of compare, B and D, for the handlers'
+# own shares of Caddy's CPU without the rounds (a few minutes).
+profile() {
+	start_caddy ABD "$WORK/store"
+	login_alice
+	expect "http://$SITE_B/" "$COOKIE" 200
+	expect "http://$SITE_B/" "" 401
+	expect "http://$SITE_D/" "" 401
+	log "warming up"
+	DURATION=3s run_wrk warm "http://$SITE_B/" >/dev/null || exit 1
+	DURATION=3s run_wrk warm "http://$SITE_D/" -H "Authorization: Basic $BASIC" >/dev/null || exit 1
+	echo
+	machine
+	gate_profile
+	stop_caddy
 }
 
 flood() {
@@ -729,8 +773,9 @@ hashes
 start_backends
 case $MODE in
 compare) compare ;;
+profile) profile ;;
 flood) flood ;;
 memory) memory ;;
 all) compare; flood; memory ;;
-*) echo "usage: $0 [compare|flood|memory|all]" >&2; exit 2 ;;
+*) echo "usage: $0 [compare|profile|flood|memory|all]" >&2; exit 2 ;;
 esac

@@ -15,6 +15,7 @@ import (
 	"path"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -339,6 +340,11 @@ type Handler struct {
 	realm                string
 	config               *App          // this config's two_factor app: which handlers are of one config
 	opened               chan struct{} // closed once the store is open
+	// openFlag is 1 once opened is closed: the proxied path's check, in
+	// the handler's own memory rather than the channel's (a cache miss
+	// per request under load). A plain integer with atomic loads, as the
+	// handler is copied as a value (CaddyModule).
+	openFlag uint32
 	// wrapStore, when set (by tests, before Provision), wraps the realm's
 	// view of the store that everything else goes through.
 	wrapStore func(store.Store) store.Store
@@ -432,6 +438,7 @@ func (h *Handler) open(ctx context.Context) error {
 	if err := h.gate.Open(gate.State{DB: h.db, Attempts: h.attempts, Sealer: h.sealer, Codes: h.codes}); err != nil {
 		return err
 	}
+	atomic.StoreUint32(&h.openFlag, 1)
 	close(h.opened)
 	return nil
 }
@@ -440,10 +447,8 @@ func (h *Handler) open(ctx context.Context) error {
 // may start serving before the two_factor app has started) for at most
 // 10 s; the error fails the request closed.
 func (h *Handler) waitOpen(r *http.Request) error {
-	select {
-	case <-h.opened:
+	if atomic.LoadUint32(&h.openFlag) == 1 {
 		return nil
-	default:
 	}
 	t := time.NewTimer(10 * time.Second)
 	defer t.Stop()

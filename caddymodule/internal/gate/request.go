@@ -14,6 +14,9 @@ import (
 // it), backslashes read as slashes, and cleaned of dot segments and
 // repeated slashes, so that /.auth/../x is /x and //x is /x.
 func cleanPath(p string) string {
+	if isClean(p) {
+		return p // most requests: one pass, nothing to change
+	}
 	if strings.Contains(p, "\\") {
 		p = strings.ReplaceAll(p, "\\", "/")
 	}
@@ -21,6 +24,31 @@ func cleanPath(p string) string {
 		p = "/" + p
 	}
 	return path.Clean(p)
+}
+
+// isClean reports whether cleanPath would return p as it is: an absolute
+// path without backslashes, empty, "." or ".." segments, or a trailing
+// slash (but "/"). FuzzCleanPath holds it to cleanPath.
+func isClean(p string) bool {
+	if p == "" || p[0] != '/' || (len(p) > 1 && p[len(p)-1] == '/') {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case '\\':
+			return false
+		case '/':
+			// The segment that starts here: not empty, ".", or "..".
+			seg := p[i+1:]
+			if j := strings.IndexByte(seg, '/'); j >= 0 {
+				seg = seg[:j]
+			}
+			if seg == "." || seg == ".." || (seg == "" && len(p) > 1) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // isNavigation reports whether a request is a browser loading a page,

@@ -191,6 +191,10 @@ func FuzzCleanPath(f *testing.F) {
 	for _, p := range attack.ForcedTargets {
 		f.Add(p)
 	}
+	for _, p := range []string{"/", "", "a", "/a/b", "/a//b", "//", "/a/./b", "/a/../b", "/a/", "/.", "/..",
+		"/a/.", "/a/..", "/.a", "/..a", "/a.", "/a\\b", "/a/b.c/d..e"} {
+		f.Add(p)
+	}
 	f.Fuzz(func(t *testing.T, in string) {
 		out := cleanPath(in)
 		if !strings.HasPrefix(out, "/") || path.Clean(out) != out || strings.Contains(out, "\\") {
@@ -204,7 +208,21 @@ func FuzzCleanPath(f *testing.F) {
 		if again := cleanPath(out); again != out {
 			t.Fatalf("cleanPath is not idempotent: %q -> %q -> %q", in, out, again)
 		}
+		// The shortcut for a clean path says yes exactly when the long
+		// way would change nothing.
+		if long := slowCleanPath(in); long != out || isClean(in) != (long == in) {
+			t.Fatalf("cleanPath(%q) = %q, isClean %v; the long way gives %q", in, out, isClean(in), long)
+		}
 	})
+}
+
+// slowCleanPath is cleanPath without its shortcut for clean paths.
+func slowCleanPath(p string) string {
+	p = strings.ReplaceAll(p, "\\", "/")
+	if p == "" || p[0] != '/' {
+		p = "/" + p
+	}
+	return path.Clean(p)
 }
 
 // FuzzCodeInput: whatever is typed into a code field is classified

@@ -98,7 +98,7 @@ func BenchmarkStores(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := s.Session(ctx, key); err != nil {
+				if _, err := s.SessionAdmission(ctx, key, time.Now()); err != nil {
 					b.Fatal(err)
 				}
 			}
