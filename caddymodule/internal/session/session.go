@@ -117,7 +117,7 @@ func (s *Store) Save(r *http.Request, w http.ResponseWriter, sess *sessions.Sess
 		sess.ID = id
 	}
 	rec.Key = KeyOf(sess.ID)
-	rec.Expires = s.expiry(*rec)
+	rec.Expires = s.expiry(rec)
 	if err := s.db.PutSession(r.Context(), *rec); err != nil {
 		return err
 	}
@@ -163,7 +163,7 @@ func (s *Store) lookup(r *http.Request, name string, now time.Time, admission bo
 	if err != nil {
 		return store.Session{}, "", false, err
 	}
-	if !s.live(rec, now) {
+	if !s.live(&rec, now) {
 		return store.Session{}, "", false, nil
 	}
 	return rec, id, true, nil
@@ -171,7 +171,7 @@ func (s *Store) lookup(r *http.Request, name string, now time.Time, admission bo
 
 // live applies the timeouts on the server: the absolute lifetime, the idle
 // timeout, and the short life of a session that still owes a factor.
-func (s *Store) live(rec store.Session, now time.Time) bool {
+func (s *Store) live(rec *store.Session, now time.Time) bool {
 	if rec.User == "" || !now.Before(s.expiry(rec)) {
 		return false
 	}
@@ -179,7 +179,7 @@ func (s *Store) live(rec store.Session, now time.Time) bool {
 }
 
 // expiry is when a record stops being valid, whatever happens to it.
-func (s *Store) expiry(rec store.Session) time.Time {
+func (s *Store) expiry(rec *store.Session) time.Time {
 	if rec.Stage == store.StagePassword {
 		return rec.Created.Add(s.pending)
 	}
@@ -211,7 +211,7 @@ func (s *Store) touch(ctx context.Context, rec *store.Session, now time.Time) er
 	}
 	defer s.touching.Delete(k)
 	rec.Seen = now
-	rec.Expires = s.expiry(*rec)
+	rec.Expires = s.expiry(rec)
 	return s.db.TouchSession(ctx, rec.Key, rec.Seen, rec.Expires)
 }
 
@@ -313,7 +313,7 @@ func (s *Store) Start(w http.ResponseWriter, r *http.Request, rec *store.Session
 // Update rewrites a live session's record in place, same ID; it returns
 // store.ErrNotFound if the session ended meanwhile.
 func (s *Store) Update(ctx context.Context, rec *store.Session) error {
-	rec.Expires = s.expiry(*rec)
+	rec.Expires = s.expiry(rec)
 	return s.db.UpdateSession(ctx, *rec)
 }
 
