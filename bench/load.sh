@@ -30,8 +30,8 @@
 # Caddy 8 µs more per request can then show the throughput of plain
 # reverse_proxy. Pinned, Caddy is the bottleneck, so what it spends per
 # request is what the throughput shows. PIN=0 runs unpinned.
-# profile  only compare's profiled runs of B and D (the auth handlers' own
-#          shares of Caddy's CPU), a few minutes.
+# profile  only compare's profiled runs of B, D and F (the auth handlers'
+#          own shares of Caddy's CPU), a few minutes.
 # flood    B alone, then B while wrong-password logins flood in (from many
 #          addresses and user names, so throttling lets the hashes run),
 #          interleaved; the ratio of B's throughput under flood to without.
@@ -45,7 +45,7 @@
 # THREADS (1), LOGINS (10000), HASHES (max_concurrent_hashes; default:
 # the module's), HASH_CPU (hash_cpu, e.g. 100% for no CPU budget; default:
 # the module's), OUT (bench/out: binaries and results),
-# PROFILE (30: seconds of each profiled run of B and D; 0 skips them),
+# PROFILE (30: seconds of each profiled run of B, D and F; 0 skips them),
 # PROFILE_ROUNDS (2: profiled runs of each, alternating),
 # SCALE_STORE (a store folder made by bench/scale.sh), SETTLE (150: seconds
 # to wait on it before measuring again), SCALE_KEY, CADDY (a
@@ -576,12 +576,13 @@ compare_h2() {
 	summary "$res" A B D
 }
 
-# gate_profile: runs of B and of D under Caddy's CPU profile, to tell each
-# auth handler's own CPU apart from the proxy's: the gate's, and Caddy's
-# basic_auth's, measured the same way. Unlike throughput, a profile's shares
+# gate_profile: runs of B, D and F under Caddy's CPU profile, to tell each
+# auth handler's own CPU apart from the proxy's: the gate's, Caddy's
+# basic_auth's, and the gate's with the signed assertion, measured the same
+# way. Unlike throughput, a profile's shares
 # barely move when the machine as a whole runs faster or slower, which on
 # this kind of VM it does by ±20% from one run to the next. With
-# PROFILE_ROUNDS (2) of each, alternating B D B D.
+# PROFILE_ROUNDS (2) of each, alternating B D F B D F.
 gate_profile() {
 	local secs=${PROFILE:-30} rounds=${PROFILE_ROUNDS:-2} r
 	[[ $secs -ge 6 ]] || return 0
@@ -590,6 +591,7 @@ gate_profile() {
 	for r in $(seq 1 "$rounds"); do
 		profile_run B "http://$SITE_B/" 'caddymodule.(*Handler).ServeHTTP' "the gate (B)" "$r"
 		profile_run D "http://$SITE_D/" 'caddyauth.Authentication.ServeHTTP' "basic_auth (D)" "$r" -H "Authorization: Basic $BASIC"
+		profile_run F "http://$SITE_F/" 'caddymodule.(*Handler).ServeHTTP' "assertion (F)" "$r"
 	done
 	# Where the gate's share goes: the functions under its ServeHTTP (the
 	# proxy it calls left out), by their cumulative share, in µs per
@@ -635,14 +637,16 @@ profile_run() {
 # profile: only the profiled runs of compare, B and D, for the handlers'
 # own shares of Caddy's CPU without the rounds (a few minutes).
 profile() {
-	start_caddy ABD "$WORK/store"
+	start_caddy ABDF "$WORK/store"
 	login_alice
 	expect "http://$SITE_B/" "$COOKIE" 200
+	expect "http://$SITE_F/" "$COOKIE" 200
 	expect "http://$SITE_B/" "" 401
 	expect "http://$SITE_D/" "" 401
 	log "warming up"
 	DURATION=3s run_wrk warm "http://$SITE_B/" >/dev/null || exit 1
 	DURATION=3s run_wrk warm "http://$SITE_D/" -H "Authorization: Basic $BASIC" >/dev/null || exit 1
+	DURATION=3s run_wrk warm "http://$SITE_F/" >/dev/null || exit 1
 	echo
 	machine
 	gate_profile
