@@ -2,8 +2,11 @@ package caddymodule
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -267,5 +270,53 @@ func TestAssertionEdDSAAndOff(t *testing.T) {
 	}
 	if got := g.up.last().Header.Get("Remote-Auth-Methods"); got != "" {
 		t.Errorf("Remote-Auth-Methods without auth_headers: %q", got)
+	}
+}
+
+// TestAssertionDebugLogFilter: Caddy's reverse_proxy logs the upstream
+// request with its headers at debug level ("upstream roundtrip"), so with
+// debug logging on, the assertion (a bearer token for its lifetime) lands
+// in the log. The filter docs/assertion.md gives keeps the line and drops
+// the token.
+func TestAssertionDebugLogFilter(t *testing.T) {
+	dir := t.TempDir()
+	raw, filtered := filepath.Join(dir, "raw.log"), filepath.Join(dir, "filtered.log")
+	g := newGate(t, gateOpts{extra: "assertion_header " + assertionHeader, global: fmt.Sprintf(`log proxy_raw {
+		level DEBUG
+		output file %s
+		format json
+		include http.handlers.reverse_proxy
+	}
+	log proxy_filtered {
+		level DEBUG
+		output file %s
+		format filter {
+			wrap json
+			fields {
+				request>headers>%s delete
+			}
+		}
+		include http.handlers.reverse_proxy
+	}`, raw, filtered, assertionHeader)})
+	b := fullLogin(t, g, g.enrolAlice())
+	if r := b.get("/app"); r.status != http.StatusOK {
+		t.Fatalf("GET /app: %d", r.status)
+	}
+	token := tokenOf(t, g)
+	read := func(file string) string {
+		for range 50 { // the line is written as the request ends (bounded)
+			if data, err := os.ReadFile(file); err == nil && strings.Contains(string(data), "upstream roundtrip") {
+				return string(data)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Fatalf("%s: no upstream roundtrip line", file)
+		return ""
+	}
+	if !strings.Contains(read(raw), token) {
+		t.Error("the unfiltered debug log does not hold the assertion: the caveat in docs/assertion.md is out of date")
+	}
+	if got := read(filtered); strings.Contains(got, token) || strings.Contains(got, assertionHeader) {
+		t.Errorf("the filtered debug log still holds the assertion:\n%s", got)
 	}
 }
