@@ -88,8 +88,9 @@ func newAsserter(c Assertion, s State, now func() time.Time) (*asserter, error) 
 }
 
 // assertIdentity sets the headers for rec's user, whose name (as in the user
-// header) is name. The client's copies were stripped before.
-func (g *Gate) assertIdentity(r *http.Request, rec *store.Session, name string) error {
+// header) is name, at now (the request's reading of the clock). The
+// client's copies were stripped before.
+func (g *Gate) assertIdentity(r *http.Request, rec *store.Session, name string, now time.Time) error {
 	a := g.assertion
 	if a.c.AuthHeaders {
 		// One backing array for the three values; the names are in
@@ -105,7 +106,7 @@ func (g *Gate) assertIdentity(r *http.Request, rec *store.Session, name string) 
 	if a.keys == nil {
 		return nil
 	}
-	tok, err := a.token(r.Context(), r, rec, name, g.now())
+	tok, err := a.token(r.Context(), r, rec, name, now)
 	if err != nil {
 		return err
 	}

@@ -35,12 +35,12 @@ func TestAssertionReuseAllocations(t *testing.T) {
 	g, rec := assertingGate(t)
 	g.assertion.c.AuthHeaders = false
 	r := httptest.NewRequest(http.MethodGet, "https://example.com/app", nil)
-	if err := g.assertIdentity(r, rec, "alice"); err != nil {
+	if err := g.assertIdentity(r, rec, "alice", g.now()); err != nil {
 		t.Fatal(err)
 	}
 	first := r.Header.Get("X-Assertion")
 	n := testing.AllocsPerRun(100, func() {
-		if err := g.assertIdentity(r, rec, "alice"); err != nil {
+		if err := g.assertIdentity(r, rec, "alice", g.now()); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -53,7 +53,7 @@ func TestAssertionReuseAllocations(t *testing.T) {
 	// Another session, or the same one after a step-up, gets its own.
 	other := *rec
 	other.AuthTime = other.AuthTime.Add(time.Second)
-	if err := g.assertIdentity(r, &other, "alice"); err != nil || r.Header.Get("X-Assertion") == first {
+	if err := g.assertIdentity(r, &other, "alice", g.now()); err != nil || r.Header.Get("X-Assertion") == first {
 		t.Errorf("a new auth_time reused the token (%v)", err)
 	}
 }
@@ -69,7 +69,7 @@ func BenchmarkAdmitAssertion(b *testing.B) {
 		g.assertion.c.AuthHeaders = false
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := g.assertIdentity(r, rec, "alice"); err != nil {
+			if err := g.assertIdentity(r, rec, "alice", g.now()); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -90,7 +90,7 @@ func BenchmarkAdmitAssertion(b *testing.B) {
 		g.assertion.c.AuthHeaders = true
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := g.assertIdentity(r, rec, "alice"); err != nil {
+			if err := g.assertIdentity(r, rec, "alice", g.now()); err != nil {
 				b.Fatal(err)
 			}
 		}

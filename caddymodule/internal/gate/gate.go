@@ -218,7 +218,7 @@ func (g *Gate) Admit(w http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, g.storeFailed(err)
 	}
 	if g.pathRules != nil {
-		if done, err := g.checkPaths(w, r, p, &rec); done {
+		if done, err := g.checkPaths(w, r, p, &rec, now); done {
 			return nil, err
 		}
 	}
@@ -226,7 +226,7 @@ func (g *Gate) Admit(w http.ResponseWriter, r *http.Request) (any, error) {
 	g.sessions.RemoveFrom(r, cookies, g.rememberCookie)
 	r.Header.Set(g.userHeader, name)
 	if g.assertion != nil {
-		if err := g.assertIdentity(r, &rec, name); err != nil {
+		if err := g.assertIdentity(r, &rec, name, now); err != nil {
 			return nil, g.storeFailed(err)
 		}
 	}

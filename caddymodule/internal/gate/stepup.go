@@ -125,9 +125,10 @@ type StepUpInfo struct {
 }
 
 // checkPaths applies the path rules to a full session on the clean path
-// p. It returns true when the request must not go on; it has then
-// answered it (a redirect or a 401) or err says why not.
-func (g *Gate) checkPaths(w http.ResponseWriter, r *http.Request, p string, rec *store.Session) (bool, error) {
+// p at now (the request's reading of the clock). It returns true when the
+// request must not go on; it has then answered it (a redirect or a 401) or
+// err says why not.
+func (g *Gate) checkPaths(w http.ResponseWriter, r *http.Request, p string, rec *store.Session, now time.Time) (bool, error) {
 	need, maxAge := false, time.Duration(0)
 	for i := range g.pathRules {
 		if rule := &g.pathRules[i]; rule.pattern.matches(p) {
@@ -140,7 +141,7 @@ func (g *Gate) checkPaths(w http.ResponseWriter, r *http.Request, p string, rec 
 	if !need {
 		return false, nil
 	}
-	fresh := maxAge == 0 || !g.now().After(rec.AuthTime.Add(maxAge))
+	fresh := maxAge == 0 || !now.After(rec.AuthTime.Add(maxAge))
 	if rec.Methods.SecondFactor() && fresh {
 		return false, nil
 	}
