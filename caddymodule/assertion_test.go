@@ -276,8 +276,8 @@ func TestAssertionEdDSAAndOff(t *testing.T) {
 // TestAssertionDebugLogFilter: Caddy's reverse_proxy logs the upstream
 // request with its headers at debug level ("upstream roundtrip"), so with
 // debug logging on, the assertion (a bearer token for its lifetime) lands
-// in the log. The filter docs/assertion.md gives keeps the line and drops
-// the token.
+// in the log. The filter docs/assertion.md gives, taken from it as written,
+// keeps the line and drops the token.
 func TestAssertionDebugLogFilter(t *testing.T) {
 	dir := t.TempDir()
 	raw, filtered := filepath.Join(dir, "raw.log"), filepath.Join(dir, "filtered.log")
@@ -290,14 +290,9 @@ func TestAssertionDebugLogFilter(t *testing.T) {
 	log proxy_filtered {
 		level DEBUG
 		output file %s
-		format filter {
-			wrap json
-			fields {
-				request>headers>%s delete
-			}
-		}
+		%s
 		include http.handlers.reverse_proxy
-	}`, raw, filtered, assertionHeader)})
+	}`, raw, filtered, docFormat(t))})
 	b := fullLogin(t, g, g.enrolAlice())
 	if r := b.get("/app"); r.status != http.StatusOK {
 		t.Fatalf("GET /app: %d", r.status)
@@ -319,4 +314,28 @@ func TestAssertionDebugLogFilter(t *testing.T) {
 	if got := read(filtered); strings.Contains(got, token) || strings.Contains(got, assertionHeader) {
 		t.Errorf("the filtered debug log still holds the assertion:\n%s", got)
 	}
+}
+
+// docFormat returns the format subdirective of the log filter in
+// docs/assertion.md's Caddyfile block, braces and all.
+func docFormat(t *testing.T) string {
+	t.Helper()
+	block := docBlock(t, "caddyfile")
+	i := strings.Index(block, "format filter {")
+	if i < 0 {
+		t.Fatal("docs/assertion.md's Caddyfile block has no format filter")
+	}
+	depth := 0
+	for j := i; j < len(block); j++ {
+		switch block[j] {
+		case '{':
+			depth++
+		case '}':
+			if depth--; depth == 0 {
+				return block[i : j+1]
+			}
+		}
+	}
+	t.Fatal("docs/assertion.md: the format filter does not end")
+	return ""
 }
