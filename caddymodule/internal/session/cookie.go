@@ -61,10 +61,15 @@ func RemoveCookieFrom(h http.Header, lines []string, names ...string) {
 
 // withoutCookie returns line with every ";"-separated part named one of
 // names left out (the rest joined by ";" and stripped of leading spaces),
-// and whether there was such a part. With a nil buf it only reports.
+// and whether there was such a part. With a nil buf it only reports. When
+// the parts left are one run of the line (the usual case: the gate's
+// cookie first or last), the result is that part of line, not a copy.
 func withoutCookie(line string, names []string, buf []byte) (string, bool) {
 	found, first := false, true
-	for rest := line; ; {
+	// The run of kept parts so far, as offsets in line, while no removed
+	// part has come between two kept ones.
+	runStart, runEnd, oneRun := -1, -1, true
+	for off, rest := 0, line; ; {
 		part, more, ok := strings.Cut(rest, ";")
 		n, _, _ := strings.Cut(part, "=")
 		if slices.Contains(names, strings.TrimSpace(n)) {
@@ -78,16 +83,27 @@ func withoutCookie(line string, names []string, buf []byte) (string, bool) {
 			}
 			buf = append(buf, part...)
 			first = false
+			switch {
+			case runStart < 0:
+				runStart = off
+			case runEnd != off-1: // a removed part lies between
+				oneRun = false
+			}
+			runEnd = off + len(part)
 		}
 		if !ok {
 			break
 		}
+		off += len(part) + 1
 		rest = more
 	}
 	if buf == nil || !found {
 		return "", found
 	}
-	return string(bytes.TrimLeft(buf, " ")), found
+	if oneRun && runStart >= 0 {
+		return strings.TrimLeft(line[runStart:runEnd], " "), true
+	}
+	return string(bytes.TrimLeft(buf, " ")), true
 }
 
 // maxCookies is net/http's default limit on the cookies it reads from a
