@@ -65,9 +65,10 @@ func RemoveCookieFrom(h http.Header, lines []string, names ...string) {
 // the parts left are one run of the line (the usual case: the gate's
 // cookie first or last), the result is that part of line, not a copy.
 func withoutCookie(line string, names []string, buf []byte) (string, bool) {
-	found, first := false, true
-	// The run of kept parts so far, as offsets in line, while no removed
-	// part has come between two kept ones.
+	found := false
+	// The run of kept parts so far, as offsets in line (runStart < 0
+	// before the first), while no removed part has come between two kept
+	// ones.
 	runStart, runEnd, oneRun := -1, -1, true
 	for off, rest := 0, line; ; {
 		part, more, ok := strings.Cut(rest, ";")
@@ -78,11 +79,10 @@ func withoutCookie(line string, names []string, buf []byte) (string, bool) {
 				return "", true
 			}
 		} else if buf != nil {
-			if !first {
+			if runStart >= 0 {
 				buf = append(buf, ';')
 			}
 			buf = append(buf, part...)
-			first = false
 			switch {
 			case runStart < 0:
 				runStart = off

@@ -660,9 +660,7 @@ func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 // SessionAdmission implements Store: a cached session is read in place,
 // only its first fields.
 func (b *Badger) SessionAdmission(ctx context.Context, key []byte, now time.Time) (Session, error) {
-	if len(key) == 0 {
-		return Session{}, wrap("read session", errors.New("empty session key"))
-	}
+	// An empty key is never cached: Session refuses it on the miss.
 	c, _, err := b.cachedSession(ctx, key, now)
 	if err != nil {
 		return Session{}, err

@@ -109,24 +109,12 @@ func (g *genTable) cell(user string) *genCell {
 func (g *genTable) raise(user string, v uint64) uint64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	c := g.m[user]
-	if c != nil {
+	if c := g.m[user]; c != nil {
 		if cur := c.v.Load(); cur >= v {
 			return cur
 		}
-		c.v.Store(v)
-		return v
 	}
-	if len(g.m) >= maxGenEntries {
-		for k, old := range g.m {
-			old.gone.Store(true)
-			delete(g.m, k)
-			break
-		}
-	}
-	c = new(genCell)
-	c.v.Store(v)
-	g.m[user] = c
+	g.setLocked(user, v)
 	return v
 }
 
@@ -134,9 +122,23 @@ func (g *genTable) raise(user string, v uint64) uint64 {
 func (g *genTable) set(user string, v uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.setLocked(user, v)
+}
+
+// setLocked stores v in the user's cell, or in a new one; a full table
+// first drops an arbitrary cell, marked gone for the cached sessions that
+// point to it. Called with g.mu held.
+func (g *genTable) setLocked(user string, v uint64) {
 	if c := g.m[user]; c != nil {
 		c.v.Store(v)
 		return
+	}
+	if len(g.m) >= maxGenEntries {
+		for k, old := range g.m {
+			old.gone.Store(true)
+			delete(g.m, k)
+			break
+		}
 	}
 	c := new(genCell)
 	c.v.Store(v)

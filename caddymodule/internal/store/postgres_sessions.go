@@ -77,9 +77,7 @@ func (p *Postgres) Session(ctx context.Context, key []byte) (Session, error) {
 // SessionAdmission implements Store: a cached session is read in place,
 // only its first fields.
 func (p *Postgres) SessionAdmission(ctx context.Context, key []byte, now time.Time) (Session, error) {
-	if len(key) == 0 {
-		return Session{}, wrap("read session", errors.New("empty session key"))
-	}
+	// An empty key is never cached: Session refuses it on the miss.
 	var c *Session
 	if p.listening.Load() {
 		var err error

@@ -169,11 +169,10 @@ func (r *Realm) SessionAdmission(ctx context.Context, key []byte, now time.Time)
 	if err != nil {
 		return Session{}, err
 	}
-	name, ok := inRealm(s.User, r.prefix)
+	s, ok := r.local(s)
 	if !ok {
 		return Session{}, ErrNotFound
 	}
-	s.User = name
 	return s, nil
 }
 
