@@ -501,13 +501,7 @@ func (b *Badger) Account(ctx context.Context, user string) (Account, error) {
 // is on.
 func (b *Badger) EnableTOTP(ctx context.Context, user string, t TOTP, backupCodes [][]byte) error {
 	const op = "enable TOTP"
-	if err := checkUser(user); err != nil {
-		return wrap(op, err)
-	}
-	if len(t.SealedSecret) == 0 {
-		return wrap(op, errors.New("empty sealed secret"))
-	}
-	codes, err := cloneCodes(backupCodes)
+	codes, err := enableArgs(user, t, backupCodes)
 	if err != nil {
 		return wrap(op, err)
 	}
@@ -549,10 +543,7 @@ func (b *Badger) DisableTOTP(ctx context.Context, user string, keepSession []byt
 // factor is off.
 func (b *Badger) ReplaceBackupCodes(ctx context.Context, user string, backupCodes [][]byte) error {
 	const op = "replace backup codes"
-	if err := checkUser(user); err != nil {
-		return wrap(op, err)
-	}
-	codes, err := cloneCodes(backupCodes)
+	codes, err := userAndCodes(user, backupCodes)
 	if err != nil {
 		return wrap(op, err)
 	}

@@ -134,11 +134,8 @@ func (b *Badger) AddUser(ctx context.Context, u User) error {
 // (the next session generation), in one transaction.
 func (b *Badger) SetPassword(ctx context.Context, name, hash string, at time.Time, keepSession []byte) (int, error) {
 	const op = "set password"
-	if err := checkUser(name); err != nil {
+	if err := userAndHash(name, hash); err != nil {
 		return 0, wrap(op, err)
-	}
-	if hash == "" {
-		return 0, wrap(op, errors.New("empty password hash"))
 	}
 	n, err := b.endSessions(ctx, name, keepSession, func(txn *badger.Txn) error {
 		if _, err := forgetAll(txn, name); err != nil {
@@ -161,11 +158,8 @@ func (b *Badger) SetPassword(ctx context.Context, name, hash string, at time.Tim
 // RehashPassword replaces the hash only if it is still oldHash.
 func (b *Badger) RehashPassword(ctx context.Context, name, oldHash, newHash string) (bool, error) {
 	const op = "rehash password"
-	if err := checkUser(name); err != nil {
+	if err := userAndHash(name, newHash); err != nil {
 		return false, wrap(op, err)
-	}
-	if newHash == "" {
-		return false, wrap(op, errors.New("empty password hash"))
 	}
 	var done bool
 	err := b.update(ctx, func(txn *badger.Txn) error {

@@ -199,16 +199,7 @@ func checkCredential(c Credential) error {
 // AddCredential registers a security key (see Credentials).
 func (b *Badger) AddCredential(ctx context.Context, user string, c Credential, handle []byte, backupCodes [][]byte, keepSession []byte) (bool, error) {
 	const op = "add security key"
-	if err := checkUser(user); err != nil {
-		return false, wrap(op, err)
-	}
-	if err := checkCredential(c); err != nil {
-		return false, wrap(op, err)
-	}
-	if len(handle) == 0 {
-		return false, wrap(op, errors.New("empty user handle"))
-	}
-	codes, err := cloneCodes(backupCodes)
+	codes, err := credentialArgs(user, c, handle, backupCodes)
 	if err != nil {
 		return false, wrap(op, err)
 	}
@@ -323,11 +314,8 @@ func (b *Badger) RemoveCredential(ctx context.Context, user string, id []byte, k
 // AddTOTP adds the app beside the keys (see Credentials).
 func (b *Badger) AddTOTP(ctx context.Context, user string, t TOTP) error {
 	const op = "add TOTP"
-	if err := checkUser(user); err != nil {
+	if err := userAndTOTP(user, t); err != nil {
 		return wrap(op, err)
-	}
-	if len(t.SealedSecret) == 0 {
-		return wrap(op, errors.New("empty sealed secret"))
 	}
 	t.SealedSecret = bytes.Clone(t.SealedSecret)
 	err := b.updateAccount(ctx, func(txn *badger.Txn) error {

@@ -328,13 +328,7 @@ func (p *Postgres) Account(ctx context.Context, user string) (Account, error) {
 // together.
 func (p *Postgres) EnableTOTP(ctx context.Context, user string, t TOTP, backupCodes [][]byte) error {
 	const op = "enable TOTP"
-	if err := checkUser(user); err != nil {
-		return wrap(op, err)
-	}
-	if len(t.SealedSecret) == 0 {
-		return wrap(op, errors.New("empty sealed secret"))
-	}
-	codes, err := cloneCodes(backupCodes)
+	codes, err := enableArgs(user, t, backupCodes)
 	if err != nil {
 		return wrap(op, err)
 	}
@@ -370,10 +364,7 @@ func (p *Postgres) DisableTOTP(ctx context.Context, user string, keepSession []b
 // ReplaceBackupCodes implements Store.
 func (p *Postgres) ReplaceBackupCodes(ctx context.Context, user string, backupCodes [][]byte) error {
 	const op = "replace backup codes"
-	if err := checkUser(user); err != nil {
-		return wrap(op, err)
-	}
-	codes, err := cloneCodes(backupCodes)
+	codes, err := userAndCodes(user, backupCodes)
 	if err != nil {
 		return wrap(op, err)
 	}

@@ -56,16 +56,7 @@ func credentialInRealmPG(ctx context.Context, tx pgx.Tx, user string, id []byte)
 // AddCredential implements Credentials.
 func (p *Postgres) AddCredential(ctx context.Context, user string, c Credential, handle []byte, backupCodes [][]byte, keepSession []byte) (bool, error) {
 	const op = "add security key"
-	if err := checkUser(user); err != nil {
-		return false, wrap(op, err)
-	}
-	if err := checkCredential(c); err != nil {
-		return false, wrap(op, err)
-	}
-	if len(handle) == 0 {
-		return false, wrap(op, errors.New("empty user handle"))
-	}
-	codes, err := cloneCodes(backupCodes)
+	codes, err := credentialArgs(user, c, handle, backupCodes)
 	if err != nil {
 		return false, wrap(op, err)
 	}
@@ -194,11 +185,8 @@ func (p *Postgres) RemoveCredential(ctx context.Context, user string, id []byte,
 // AddTOTP implements Credentials.
 func (p *Postgres) AddTOTP(ctx context.Context, user string, t TOTP) error {
 	const op = "add TOTP"
-	if err := checkUser(user); err != nil {
+	if err := userAndTOTP(user, t); err != nil {
 		return wrap(op, err)
-	}
-	if len(t.SealedSecret) == 0 {
-		return wrap(op, errors.New("empty sealed secret"))
 	}
 	err := p.tx(ctx, func(tx pgx.Tx) error {
 		return changeAccountPG(ctx, tx, user, true, addTOTP(t))

@@ -100,11 +100,8 @@ func (p *Postgres) AddUser(ctx context.Context, u User) error {
 // SetPassword implements Store.
 func (p *Postgres) SetPassword(ctx context.Context, name, hash string, at time.Time, keepSession []byte) (int, error) {
 	const op = "set password"
-	if err := checkUser(name); err != nil {
+	if err := userAndHash(name, hash); err != nil {
 		return 0, wrap(op, err)
-	}
-	if hash == "" {
-		return 0, wrap(op, errors.New("empty password hash"))
 	}
 	n, err := p.endSessions(ctx, name, keepSession, func(tx pgx.Tx) error {
 		if err := forgetAllPG(ctx, tx, name); err != nil {
@@ -127,11 +124,8 @@ func (p *Postgres) SetPassword(ctx context.Context, name, hash string, at time.T
 // RehashPassword implements Store.
 func (p *Postgres) RehashPassword(ctx context.Context, name, oldHash, newHash string) (bool, error) {
 	const op = "rehash password"
-	if err := checkUser(name); err != nil {
+	if err := userAndHash(name, newHash); err != nil {
 		return false, wrap(op, err)
-	}
-	if newHash == "" {
-		return false, wrap(op, errors.New("empty password hash"))
 	}
 	var done bool
 	err := p.tx(ctx, func(tx pgx.Tx) error {

@@ -151,21 +151,18 @@ func (r *Realm) UseBackupCode(ctx context.Context, user string, hash []byte) (in
 
 // Session returns the session only if it belongs to the realm.
 func (r *Realm) Session(ctx context.Context, key []byte) (Session, error) {
-	s, err := r.Store.Session(ctx, key)
-	if err != nil {
-		return Session{}, err
-	}
-	s, ok := r.local(s)
-	if !ok {
-		return Session{}, ErrNotFound
-	}
-	return s, nil
+	return r.ownSession(r.Store.Session(ctx, key))
 }
 
 // SessionAdmission implements Store: the record of another realm is
 // ErrNotFound, and User is the name within the realm.
 func (r *Realm) SessionAdmission(ctx context.Context, key []byte, now time.Time) (Session, error) {
-	s, err := r.Store.SessionAdmission(ctx, key, now)
+	return r.ownSession(r.Store.SessionAdmission(ctx, key, now))
+}
+
+// ownSession is a session read of the store seen from the realm: one of
+// another realm is ErrNotFound.
+func (r *Realm) ownSession(s Session, err error) (Session, error) {
 	if err != nil {
 		return Session{}, err
 	}
