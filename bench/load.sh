@@ -46,7 +46,8 @@
 # the module's), HASH_CPU (hash_cpu, e.g. 100% for no CPU budget; default:
 # the module's), OUT (bench/out: binaries and results),
 # PROFILE (30: seconds of each profiled run of B, D and F; 0 skips them),
-# PROFILE_ROUNDS (2: profiled runs of each, alternating),
+# PROFILE_ROUNDS (2: profiled runs of each, alternating), PROFILER (perf
+# when it works, else go) and PERF_HZ (5000: perf's sampling rate),
 # SCALE_STORE (a store folder made by bench/scale.sh), SETTLE (150: seconds
 # to wait on it before measuring again), SCALE_KEY, CADDY (a
 # Caddy binary to measure instead of building ./cmd/caddy).
@@ -108,6 +109,16 @@ LOAD_CPUS=${LOAD_CPUS:-1-$((NCPU - 1))}
 on_caddy_cpus() { if [[ $PIN == 1 ]]; then exec taskset -c "$CADDY_CPUS" "$@"; else exec "$@"; fi; }
 on_load_cpus() { if [[ $PIN == 1 ]]; then exec taskset -c "$LOAD_CPUS" "$@"; else exec "$@"; fi; }
 ADMIN=127.0.0.1:18019
+# The profiler of the profiled runs: perf (Linux's, sampling Caddy's CPU
+# clock at PERF_HZ, 5000 by default, fifty times Go's rate, so a handler's
+# share rests on thousands of samples rather than about a hundred) when it
+# works here, else Go's own through Caddy's admin API. PROFILER=go forces
+# the latter.
+PERF_HZ=${PERF_HZ:-5000}
+if [[ -z ${PROFILER:-} ]]; then
+	PROFILER=go
+	perf record -q -e cpu-clock -F 100 -o /dev/null -- true >/dev/null 2>&1 && PROFILER=perf
+fi
 
 for tool in go wrk curl taskset; do
 	command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install $tool)" >&2; exit 1; }
@@ -144,6 +155,7 @@ build() {
 	go build -o "$OUT/upstream" ./bench/upstream
 	go build -o "$OUT/fwdauth" ./bench/fwdauth
 	go build -o "$OUT/login" ./bench/login
+	go build -o "$OUT/perfshare" ./bench/perfshare
 }
 
 # wait_for URL: until it answers at all (bounded).
@@ -596,6 +608,11 @@ gate_profile() {
 	# Where the gate's share goes: the functions under its ServeHTTP (the
 	# proxy it calls left out), by their cumulative share, in µs per
 	# request, from B's last profile.
+	if [[ $PROFILER == perf ]]; then
+		echo "  the gate's time by function (cumulative and self, µs per request; last profile of B, $(awk 'NR == 1 {print $4}' "$OUT/b.share") samples of $(awk 'NR == 1 {print $6}' "$OUT/b.share")):"
+		tail -n +2 "$OUT/b.share" | sed 's/^/  /'
+		return 0
+	fi
 	echo "  the gate's time by function (cumulative, µs per request; last profile of B):"
 	go tool pprof -top -cum -focus 'caddymodule\.\(\*Handler\)\.ServeHTTP' -ignore 'reverseproxy' -nodecount 40 \
 		"$OUT/caddy" "$OUT/b.pprof" 2>/dev/null |
@@ -618,18 +635,29 @@ profile_run() {
 	shift 5
 	local secs=${PROFILE:-30} lower prof out own cpu focus
 	lower=$(tr '[:upper:]' '[:lower:]' <<<"$name")
-	prof=$WORK/$lower.pprof
-	(sleep 1 && curl -s -o "$prof" "http://$ADMIN/debug/pprof/profile?seconds=$((secs - 2))") &
+	if [[ $PROFILER == perf ]]; then
+		prof=$WORK/$lower.perf
+		(sleep 1 && on_load_cpus perf record -q -e cpu-clock -F "$PERF_HZ" -g -p "$CADDY_PID" -o "$prof" -- sleep $((secs - 2)) >/dev/null 2>&1) &
+	else
+		prof=$WORK/$lower.pprof
+		(sleep 1 && curl -s -o "$prof" "http://$ADMIN/debug/pprof/profile?seconds=$((secs - 2))") &
+	fi
 	local cpid=$!
 	out=$(DURATION=${secs}s run_wrk "$name" "$url" "$@") || exit 1
 	wait "$cpid"
 	cpu=$(cut -d' ' -f6 <<<"$out")
-	focus=$(sed 's/[.()*]/\\&/g' <<<"$handler")
-	own=$(go tool pprof -top -cum -focus "$focus" -ignore 'reverseproxy' "$OUT/caddy" "$prof" 2>/dev/null |
-		awk -v h="$handler" 'NF >= 6 && substr($6, length($6) - length(h) + 1) == h {print $5; exit}' | tr -d '%')
+	if [[ $PROFILER == perf ]]; then
+		perf script -i "$prof" -F ip,sym 2>/dev/null | "$OUT/perfshare" -focus "$handler" -ignore reverseproxy -cpu "$cpu" >"$WORK/$lower.share"
+		own=$(awk 'NR == 1 {sub("%", "", $2); print $2}' "$WORK/$lower.share")
+		cp "$WORK/$lower.share" "$OUT/$lower.share"
+	else
+		focus=$(sed 's/[.()*]/\\&/g' <<<"$handler")
+		own=$(go tool pprof -top -cum -focus "$focus" -ignore 'reverseproxy' "$OUT/caddy" "$prof" 2>/dev/null |
+			awk -v h="$handler" 'NF >= 6 && substr($6, length($6) - length(h) + 1) == h {print $5; exit}' | tr -d '%')
+	fi
 	awk -v own="${own:-0}" -v cpu="$cpu" -v label="$label" -v r="$round" -v rps="$(cut -d' ' -f2 <<<"$out")" \
 		'BEGIN { printf "  round %d, %-15s %5.2f%% of Caddy'"'"'s CPU, %5.1f µs per request (run at %s req/s, %s µs of Caddy CPU per request)\n", r, label ":", own, own / 100 * cpu, rps, cpu }'
-	cp "$prof" "$OUT/$lower.pprof"
+	cp "$prof" "$OUT/${prof##*/}"
 	[[ $name == B ]] && PROFILE_CPU_B=$cpu
 	return 0
 }
