@@ -48,9 +48,9 @@ func (b *brokenStore) Session(ctx context.Context, k []byte) (store.Session, err
 	return b.Store.Session(ctx, k)
 }
 
-func (b *brokenStore) SessionAdmission(ctx context.Context, k []byte, now time.Time) (store.Session, error) {
+func (b *brokenStore) SessionAdmission(ctx context.Context, k []byte, now time.Time) (store.Admission, error) {
 	if err := b.fail(); err != nil {
-		return store.Session{}, err
+		return store.Admission{}, err
 	}
 	return b.Store.SessionAdmission(ctx, k, now)
 }

@@ -121,9 +121,9 @@ func (f *faultyStore) Session(ctx context.Context, k []byte) (store.Session, err
 	return f.Store.Session(ctx, k)
 }
 
-func (f *faultyStore) SessionAdmission(ctx context.Context, k []byte, now time.Time) (store.Session, error) {
+func (f *faultyStore) SessionAdmission(ctx context.Context, k []byte, now time.Time) (store.Admission, error) {
 	if err := f.call("SessionAdmission"); err != nil {
-		return store.Session{}, err
+		return store.Admission{}, err
 	}
 	return f.Store.SessionAdmission(ctx, k, now)
 }

@@ -31,7 +31,7 @@ func (c *countingStore) Session(ctx context.Context, k []byte) (store.Session, e
 	return c.Store.Session(ctx, k)
 }
 
-func (c *countingStore) SessionAdmission(ctx context.Context, k []byte, now time.Time) (store.Session, error) {
+func (c *countingStore) SessionAdmission(ctx context.Context, k []byte, now time.Time) (store.Admission, error) {
 	c.reads.Add(1)
 	return c.Store.SessionAdmission(ctx, k, now)
 }

@@ -87,11 +87,11 @@ func newAsserter(c Assertion, s State, now func() time.Time) (*asserter, error) 
 	return a, nil
 }
 
-// assertIdentity sets the headers for rec's user, whose name (as in the user
-// header) is name, at now (the request's reading of the clock). The
-// client's copies were stripped before.
-func (g *Gate) assertIdentity(r *http.Request, rec *store.Session, name string, now time.Time) error {
-	a := g.assertion
+// assertIdentity sets the headers for the admitted session's user, whose
+// name (as in the user header) is name, at now (the request's reading of
+// the clock). The client's copies were stripped before.
+func (g *Gate) assertIdentity(r *http.Request, adm store.Admission, name string, now time.Time) error {
+	a, rec := g.assertion, adm.Rec
 	if a.c.AuthHeaders {
 		// One backing array for the three values; the names are in
 		// canonical form already.
@@ -106,7 +106,7 @@ func (g *Gate) assertIdentity(r *http.Request, rec *store.Session, name string, 
 	if a.keys == nil {
 		return nil
 	}
-	tok, err := a.token(r.Context(), r, rec, name, now)
+	tok, err := a.token(r.Context(), r, adm, name, now)
 	if err != nil {
 		return err
 	}
@@ -116,7 +116,8 @@ func (g *Gate) assertIdentity(r *http.Request, rec *store.Session, name string, 
 
 // token returns the session's token: the one signed before while it says
 // the same and has more than half its life left, else a new one.
-func (a *asserter) token(ctx context.Context, r *http.Request, rec *store.Session, name string, now time.Time) (string, error) {
+func (a *asserter) token(ctx context.Context, r *http.Request, adm store.Admission, name string, now time.Time) (string, error) {
+	rec := adm.Rec
 	if len(rec.Key) == 0 {
 		// Every session read from the store has its key; without one,
 		// sessions would share a token and a sid.
@@ -142,7 +143,7 @@ func (a *asserter) token(ctx context.Context, r *http.Request, rec *store.Sessio
 	iat := now.Truncate(time.Second)
 	exp := iat.Add(a.c.Lifetime)
 	tok, err := a.keys.Sign(ctx, assert.Claims{
-		Issuer: iss, Audience: aud, Subject: rec.User, Name: name, AMR: rec.Methods.AMR(),
+		Issuer: iss, Audience: aud, Subject: adm.User, Name: name, AMR: rec.Methods.AMR(),
 		AuthTime: rec.AuthTime, IssuedAt: iat, Expires: exp, Session: assert.SessionID(rec.Key),
 	})
 	if err != nil {

@@ -12,8 +12,8 @@ import (
 )
 
 // assertingGate is a test gate with the signed assertion on, and a full
-// session record of alice.
-func assertingGate(tb testing.TB) (*Gate, *store.Session) {
+// session of alice, as the proxied path reads it.
+func assertingGate(tb testing.TB) (*Gate, store.Admission) {
 	tb.Helper()
 	g, _ := newTestGate(tb)
 	a, err := newAsserter(Assertion{
@@ -26,7 +26,7 @@ func assertingGate(tb testing.TB) (*Gate, *store.Session) {
 	g.assertion = a
 	rec := &store.Session{Key: make([]byte, 32), User: "alice", Stage: store.StageFull,
 		AuthTime: g.now(), Methods: store.MethodPassword | store.MethodOTP}
-	return g, rec
+	return g, store.Admission{Rec: rec, User: rec.User}
 }
 
 // TestAssertionReuseAllocations: a session's cached token costs the
@@ -51,9 +51,9 @@ func TestAssertionReuseAllocations(t *testing.T) {
 		t.Error("the token was not reused")
 	}
 	// Another session, or the same one after a step-up, gets its own.
-	other := *rec
+	other := *rec.Rec
 	other.AuthTime = other.AuthTime.Add(time.Second)
-	if err := g.assertIdentity(r, &other, "alice", g.now()); err != nil || r.Header.Get("X-Assertion") == first {
+	if err := g.assertIdentity(r, store.Admission{Rec: &other, User: rec.User}, "alice", g.now()); err != nil || r.Header.Get("X-Assertion") == first {
 		t.Errorf("a new auth_time reused the token (%v)", err)
 	}
 }
@@ -80,8 +80,8 @@ func BenchmarkAdmitAssertion(b *testing.B) {
 		for b.Loop() {
 			now := g.now()
 			if _, err := g.assertion.keys.Sign(ctx, assert.Claims{Issuer: "https://example.com", Audience: "example.com",
-				Subject: "alice", Name: "alice", AMR: rec.Methods.AMR(), AuthTime: rec.AuthTime, IssuedAt: now,
-				Expires: now.Add(2 * time.Minute), Session: assert.SessionID(rec.Key)}); err != nil {
+				Subject: "alice", Name: "alice", AMR: rec.Rec.Methods.AMR(), AuthTime: rec.Rec.AuthTime, IssuedAt: now,
+				Expires: now.Add(2 * time.Minute), Session: assert.SessionID(rec.Rec.Key)}); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -195,38 +195,41 @@ func (g *Gate) Admit(w http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, g.serveOwn(w, r, strings.TrimPrefix(p, g.prefix))
 	}
 	now := g.now()
-	rec, ok, err := g.sessions.Lookup(r, now)
+	// adm.Rec is the store's record, shared: read, never changed, and its
+	// user is adm.User.
+	adm, ok, err := g.sessions.Lookup(r, now)
 	if err != nil {
 		return nil, g.storeFailed(err)
 	}
 	if !ok {
 		return nil, g.refuse(w, r, nil)
 	}
+	rec := adm.Rec
 	if rec.Stage != store.StageFull {
-		return nil, g.refuse(w, r, &rec)
+		return nil, g.refuse(w, r, rec)
 	}
-	name, user, ok := g.sessionName(&rec)
+	name, user, ok := g.sessionName(adm.User, rec)
 	if !ok {
 		// The user was removed from the configuration, or a configured
 		// user now has the name of the store user the session is for.
 		return nil, g.refuse(w, r, nil)
 	}
-	switch err := g.sessions.KeepAlive(r.Context(), &rec, now); {
+	switch err := g.sessions.KeepAdmitted(r.Context(), adm, now); {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, g.refuse(w, r, nil) // ended meanwhile, by a logout
 	case err != nil:
 		return nil, g.storeFailed(err)
 	}
 	if g.pathRules != nil {
-		if done, err := g.checkPaths(w, r, p, &rec, now); done {
+		if done, err := g.checkPaths(w, r, p, adm, now); done {
 			return nil, err
 		}
 	}
-	cookies := stripIdentity(r, g.identity)
+	cookies := stripIdentity(r, &g.identity)
 	g.sessions.RemoveFrom(r, cookies, g.rememberCookie)
 	r.Header.Set(g.userHeader, name)
 	if g.assertion != nil {
-		if err := g.assertIdentity(r, &rec, name, now); err != nil {
+		if err := g.assertIdentity(r, adm, name, now); err != nil {
 			return nil, g.storeFailed(err)
 		}
 	}
@@ -236,7 +239,7 @@ func (g *Gate) Admit(w http.ResponseWriter, r *http.Request) (any, error) {
 	return user, nil
 }
 
-// sessionName returns the name of a session's user, from memory: the
+// sessionName returns the name of the session rec of user, from memory: the
 // configured user (with the name as an interface value, made once), or
 // for a store user the name kept in the session (a store user's deletion
 // or password change ends their sessions in the same transaction, so a
@@ -244,8 +247,8 @@ func (g *Gate) Admit(w http.ResponseWriter, r *http.Request) (any, error) {
 // origin it was made for, and a configured user's only while the
 // configuration has the password hash it was made with: changing a user
 // line ends their sessions.
-func (g *Gate) sessionName(rec *store.Session) (string, any, bool) {
-	if acct := g.users.Lookup(rec.User); acct != nil {
+func (g *Gate) sessionName(user string, rec *store.Session) (string, any, bool) {
+	if acct := g.users.Lookup(user); acct != nil {
 		return acct.Name, acct.Boxed, rec.Origin == store.OriginConfig && bytes.Equal(rec.Cred, acct.Cred)
 	}
 	return rec.Name, nil, rec.Origin == store.OriginStore && rec.Name != ""

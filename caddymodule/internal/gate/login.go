@@ -153,7 +153,7 @@ func (g *Gate) code(w http.ResponseWriter, r *http.Request) error {
 	}
 	input := r.PostForm.Get("code")
 	f := codeFactor(input)
-	name, _, _ := g.sessionName(rec)
+	name, _, _ := g.sessionName(rec.User, rec)
 	attempt, wait, err := g.reserve(r, f, rec.User)
 	if err != nil {
 		return g.unavailable(w, err)

@@ -141,7 +141,7 @@ func CheckStripHeaders(names []string) error {
 // It returns the Cookie header's lines, met on the way, so that the caller
 // removes the gate's cookies without looking the header up again: the
 // proxied path makes one pass over the request's headers.
-func stripIdentity(r *http.Request, identity identitySet) (cookies []string) {
+func stripIdentity(r *http.Request, identity *identitySet) (cookies []string) {
 	for name, v := range r.Header {
 		switch {
 		case name == "Cookie":
@@ -161,7 +161,7 @@ func stripIdentity(r *http.Request, identity identitySet) (cookies []string) {
 // isIdentity reports whether identity holds headerKey(name). It runs for
 // every header of every request that passes, so it folds ASCII names in a
 // buffer on the stack rather than allocating.
-func isIdentity(name string, identity identitySet) bool {
+func isIdentity(name string, identity *identitySet) bool {
 	var buf [64]byte
 	if len(name) > len(buf) {
 		return identity.names[headerKey(name)]

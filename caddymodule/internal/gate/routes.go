@@ -168,7 +168,7 @@ func (g *Gate) current(r *http.Request) (*store.Session, *users.Account, error) 
 	if err != nil || rec == nil {
 		return nil, nil, err
 	}
-	name, _, ok := g.sessionName(rec)
+	name, _, ok := g.sessionName(rec.User, rec)
 	if !ok {
 		return nil, nil, nil
 	}

@@ -128,7 +128,8 @@ type StepUpInfo struct {
 // p at now (the request's reading of the clock). It returns true when the
 // request must not go on; it has then answered it (a redirect or a 401) or
 // err says why not.
-func (g *Gate) checkPaths(w http.ResponseWriter, r *http.Request, p string, rec *store.Session, now time.Time) (bool, error) {
+func (g *Gate) checkPaths(w http.ResponseWriter, r *http.Request, p string, adm store.Admission, now time.Time) (bool, error) {
+	rec := adm.Rec
 	need, maxAge := false, time.Duration(0)
 	for i := range g.pathRules {
 		if rule := &g.pathRules[i]; rule.pattern.matches(p) {
@@ -148,7 +149,7 @@ func (g *Gate) checkPaths(w http.ResponseWriter, r *http.Request, p string, rec 
 	// Only now the store: has the user a second factor? (A session that
 	// skipped the code on a remembered browser has one without having
 	// used it.)
-	a, err := g.db.Account(r.Context(), rec.User)
+	a, err := g.db.Account(r.Context(), adm.User)
 	if err != nil {
 		return true, g.storeFailed(err)
 	}
@@ -161,7 +162,7 @@ func (g *Gate) checkPaths(w http.ResponseWriter, r *http.Request, p string, rec 
 	}
 	metricStepUp.WithLabelValues(reason).Inc()
 	if isNavigation(r) {
-		name, _, _ := g.sessionName(rec)
+		name, _, _ := g.sessionName(adm.User, rec)
 		g.auditRequest(r, zapcore.InfoLevel, audit.EvStepUpRequired, "a fresher factor is required for the path",
 			zap.String("user", name), zap.String("reason", reason))
 		w.Header().Set("Cache-Control", "no-store")
@@ -251,7 +252,7 @@ func (g *Gate) stepUpCode(w http.ResponseWriter, r *http.Request, rec *store.Ses
 	next := stepUpNext(r.PostForm.Get("next"))
 	input := r.PostForm.Get("code")
 	f := codeFactor(input)
-	name, _, _ := g.sessionName(rec)
+	name, _, _ := g.sessionName(rec.User, rec)
 	attempt, wait, err := g.reserve(r, f, rec.User)
 	if err != nil {
 		return g.unavailable(w, err)

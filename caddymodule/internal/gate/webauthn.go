@@ -500,7 +500,7 @@ func (g *Gate) keyLogin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return g.keyFail(w, http.StatusBadRequest, "bad_request")
 	}
-	name, _, _ := g.sessionName(rec)
+	name, _, _ := g.sessionName(rec.User, rec)
 	attempt, wait, err := g.reserve(r, factorKey, rec.User)
 	if err != nil {
 		return g.keyUnavailable(w, err)

@@ -20,8 +20,7 @@ func RemoveCookie(r *http.Request, names ...string) {
 // header's lines already (h["Cookie"]).
 func RemoveCookieFrom(h http.Header, lines []string, names ...string) {
 	if len(lines) == 1 { // HTTP/1.1, and HTTP/2 (Go joins its cookie fields)
-		var buf [256]byte // longer lines spill to the heap
-		out, found := withoutCookie(lines[0], names, buf[:0])
+		out, found := withoutCookie(lines[0], names)
 		switch {
 		case !found:
 		case strings.TrimSpace(out) == "":
@@ -31,20 +30,12 @@ func RemoveCookieFrom(h http.Header, lines []string, names ...string) {
 		}
 		return
 	}
-	changed := false
-	for _, line := range lines {
-		if _, ok := withoutCookie(line, names, nil); ok {
-			changed = true
-			break
-		}
-	}
-	if !changed {
+	if !slices.ContainsFunc(lines, func(line string) bool { return hasCookie(line, names) }) {
 		return
 	}
 	var kept []string
 	for _, line := range lines {
-		var buf [256]byte // longer lines spill to the heap
-		out, found := withoutCookie(line, names, buf[:0])
+		out, found := withoutCookie(line, names)
 		if !found {
 			out = strings.TrimLeft(line, " ") // as rebuilt from its parts
 		}
@@ -61,10 +52,11 @@ func RemoveCookieFrom(h http.Header, lines []string, names ...string) {
 
 // withoutCookie returns line with every ";"-separated part named one of
 // names left out (the rest joined by ";" and stripped of leading spaces),
-// and whether there was such a part. With a nil buf it only reports. When
-// the parts left are one run of the line (the usual case: the gate's
-// cookie first or last), the result is that part of line, not a copy.
-func withoutCookie(line string, names []string, buf []byte) (string, bool) {
+// and whether there was such a part. When the parts left are one run of
+// the line (the usual case: the gate's cookie first or last), the result
+// is that part of line, not a copy, and nothing is built: on the proxied
+// path, this frame and the stack below it stay small.
+func withoutCookie(line string, names []string) (string, bool) {
 	found := false
 	// The run of kept parts so far, as offsets in line (runStart < 0
 	// before the first), while no removed part has come between two kept
@@ -72,17 +64,9 @@ func withoutCookie(line string, names []string, buf []byte) (string, bool) {
 	runStart, runEnd, oneRun := -1, -1, true
 	for off, rest := 0, line; ; {
 		part, more, ok := strings.Cut(rest, ";")
-		n, _, _ := strings.Cut(part, "=")
-		if slices.Contains(names, strings.TrimSpace(n)) {
+		if isNamed(part, names) {
 			found = true
-			if buf == nil {
-				return "", true
-			}
-		} else if buf != nil {
-			if runStart >= 0 {
-				buf = append(buf, ';')
-			}
-			buf = append(buf, part...)
+		} else {
 			switch {
 			case runStart < 0:
 				runStart = off
@@ -97,13 +81,60 @@ func withoutCookie(line string, names []string, buf []byte) (string, bool) {
 		off += len(part) + 1
 		rest = more
 	}
-	if buf == nil || !found {
-		return "", found
-	}
-	if oneRun && runStart >= 0 {
+	switch {
+	case !found:
+		return "", false
+	case runStart < 0:
+		return "", true // nothing left
+	case oneRun:
 		return strings.TrimLeft(line[runStart:runEnd], " "), true
 	}
-	return string(bytes.TrimLeft(buf, " ")), true
+	return joinKept(line, names), true
+}
+
+// joinKept is withoutCookie's result when the parts left are not one run
+// of line: they are copied, joined by ";".
+//
+//go:noinline
+func joinKept(line string, names []string) string {
+	var buf [256]byte // longer lines spill to the heap
+	b := buf[:0]
+	for rest, first := line, true; ; {
+		part, more, ok := strings.Cut(rest, ";")
+		if !isNamed(part, names) {
+			if !first {
+				b = append(b, ';')
+			}
+			b = append(b, part...)
+			first = false
+		}
+		if !ok {
+			break
+		}
+		rest = more
+	}
+	return string(bytes.TrimLeft(b, " "))
+}
+
+// hasCookie reports whether a part of line is named one of names.
+func hasCookie(line string, names []string) bool {
+	for rest := line; ; {
+		part, more, ok := strings.Cut(rest, ";")
+		if isNamed(part, names) {
+			return true
+		}
+		if !ok {
+			return false
+		}
+		rest = more
+	}
+}
+
+// isNamed reports whether the cookie part ("name=value") is named one of
+// names.
+func isNamed(part string, names []string) bool {
+	n, _, _ := strings.Cut(part, "=")
+	return slices.Contains(names, strings.TrimSpace(n))
 }
 
 // maxCookies is net/http's default limit on the cookies it reads from a

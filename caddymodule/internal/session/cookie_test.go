@@ -239,7 +239,7 @@ func TestCookieAllocations(t *testing.T) {
 		fn   func()
 	}{
 		{"CookieValue", func() { CookieValue(h, testCookie) }},
-		{"withoutCookie report", func() { withoutCookie(h["Cookie"][0], []string{testCookie}, nil) }},
+		{"hasCookie", func() { hasCookie(h["Cookie"][0], []string{testCookie}) }},
 		{"RemoveCookie only ours", func() {
 			r.Header["Cookie"] = h["Cookie"]
 			RemoveCookie(r, testCookie, testCookie+"_remember")

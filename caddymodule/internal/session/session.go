@@ -43,12 +43,14 @@ type Config struct {
 // so ending a session on the server ends it everywhere, and a copy of the
 // store holds no live cookie.
 type Store struct {
-	db      store.Store
-	cookie  string
-	options sessions.Options
+	// The fields the proxied path reads (Lookup) come first, side by
+	// side: 64 bytes.
+	db     store.Store
+	cookie string
 	// idle, lifetime and pending are the idle timeout, the absolute
 	// lifetime, and the lifetime of a session that still owes a factor.
 	idle, lifetime, pending time.Duration
+	options                 sessions.Options
 	now                     func() time.Time
 	// touching holds the keys of the sessions whose last-seen time a
 	// request is refreshing, so that the many requests of one page arriving
@@ -82,7 +84,7 @@ func (s *Store) New(r *http.Request, name string) (*sessions.Session, error) {
 	opts := s.options
 	sess.Options = &opts
 	sess.IsNew = true
-	rec, id, ok, err := s.lookup(r, name, s.now(), false)
+	rec, id, ok, err := s.lookup(r, name, s.now())
 	if err != nil || !ok {
 		return sess, err
 	}
@@ -127,23 +129,34 @@ func (s *Store) Save(r *http.Request, w http.ResponseWriter, sess *sessions.Sess
 
 // Lookup reads the request's session: the gate's hot path, one store read,
 // no write and no allocation beyond the store key. It returns ok false for
-// anything but a live session. The record has only the fields the proxied
-// path reads (store.Store.SessionAdmission: up to Cred), so it is never
-// written back. The proxied path uses it directly, not
-// through Get (gorilla's registry and Session allocate on every request:
-// see docs/benchmarks.md); the gate's pages read sessions through Get.
-// now is the caller's reading of the clock, so that a request reads it
-// once.
-func (s *Store) Lookup(r *http.Request, now time.Time) (store.Session, bool, error) {
-	rec, _, ok, err := s.lookup(r, s.cookie, now, true)
-	return rec, ok, err
+// anything but a live session. The record is the store's, read in place
+// (store.Store.SessionAdmission): the caller changes nothing in it, reads
+// only the fields up to Cred, and takes the user from the admission. The
+// proxied path uses it directly, not through Get (gorilla's registry and
+// Session allocate on every request: see docs/benchmarks.md); the gate's
+// pages read sessions through Get. now is the caller's reading of the
+// clock, so that a request reads it once.
+func (s *Store) Lookup(r *http.Request, now time.Time) (a store.Admission, ok bool, err error) {
+	key, ok := s.cookieKey(r, s.cookie)
+	if !ok {
+		return store.Admission{}, false, nil
+	}
+	a, err = s.db.SessionAdmission(r.Context(), key, now)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Admission{}, false, nil
+	}
+	if err != nil {
+		return store.Admission{}, false, err
+	}
+	if a.User == "" || !s.live(a.Rec, now) {
+		return store.Admission{}, false, nil
+	}
+	return a, true, nil
 }
 
-// lookup reads the cookie and its record; ok is false for anything but a
-// live session. The record is returned by value, so that the proxied path
-// keeps it on its stack. With admission, only the fields the proxied path
-// reads are read (store.Store.SessionAdmission).
-func (s *Store) lookup(r *http.Request, name string, now time.Time, admission bool) (rec store.Session, id string, ok bool, err error) {
+// lookup reads the cookie and its whole record, for the pages; ok is false
+// for anything but a live session.
+func (s *Store) lookup(r *http.Request, name string, now time.Time) (rec store.Session, id string, ok bool, err error) {
 	id, ok = CookieValue(r.Header, name)
 	if !ok {
 		return store.Session{}, "", false, nil
@@ -152,11 +165,7 @@ func (s *Store) lookup(r *http.Request, name string, now time.Time, admission bo
 	if !ok {
 		return store.Session{}, "", false, nil
 	}
-	if admission {
-		rec, err = s.db.SessionAdmission(r.Context(), key, now)
-	} else {
-		rec, err = s.db.Session(r.Context(), key)
-	}
+	rec, err = s.db.Session(r.Context(), key)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Session{}, "", false, nil
 	}
@@ -167,6 +176,16 @@ func (s *Store) lookup(r *http.Request, name string, now time.Time, admission bo
 		return store.Session{}, "", false, nil
 	}
 	return rec, id, true, nil
+}
+
+// cookieKey is the store key of the session ID in the request's cookie
+// name, if it holds a well-formed one.
+func (s *Store) cookieKey(r *http.Request, name string) ([]byte, bool) {
+	id, ok := CookieValue(r.Header, name)
+	if !ok {
+		return nil, false
+	}
+	return ParseID(id)
 }
 
 // live applies the timeouts on the server: the absolute lifetime, the idle
@@ -191,28 +210,43 @@ func (s *Store) expiry(rec *store.Session) time.Time {
 }
 
 // KeepAlive moves a session's idle timer on when it is due (at most once
-// per touchInterval, so the hot path writes only now and then). It answers
-// store.ErrNotFound if the session ended meanwhile. now is the caller's
-// reading of the clock.
+// per touchInterval, so the hot path writes only now and then), in the
+// store and in rec, the caller's copy. It answers store.ErrNotFound if the
+// session ended meanwhile. now is the caller's reading of the clock.
 func (s *Store) KeepAlive(ctx context.Context, rec *store.Session, now time.Time) error {
 	if now.Sub(rec.Seen) <= s.touchInterval() {
 		return nil
 	}
-	return s.touch(ctx, rec, now)
+	expires, err := s.touch(ctx, rec, now)
+	rec.Seen, rec.Expires = now, expires
+	return err
 }
 
-// touch refreshes the session's last-seen time if no other request is
-// doing so already. ErrNotFound means the session ended meanwhile (a logout
-// between this request's read and its refresh): the request has no session.
-func (s *Store) touch(ctx context.Context, rec *store.Session, now time.Time) error {
-	k := string(rec.Key)
-	if _, busy := s.touching.LoadOrStore(k, struct{}{}); busy {
+// KeepAdmitted is KeepAlive for the proxied path's admission, whose record
+// is the store's: the store's copy is refreshed, and the record left as it
+// is.
+func (s *Store) KeepAdmitted(ctx context.Context, a store.Admission, now time.Time) error {
+	if now.Sub(a.Rec.Seen) <= s.touchInterval() {
 		return nil
 	}
+	_, err := s.touch(ctx, a.Rec, now)
+	return err
+}
+
+// touch refreshes the session's last-seen time to now, if no other request
+// is doing so already, and returns the expiry that gives it; rec is left
+// as it is. ErrNotFound means the session ended meanwhile (a logout between
+// this request's read and its refresh): the request has no session.
+func (s *Store) touch(ctx context.Context, rec *store.Session, now time.Time) (time.Time, error) {
+	seen := *rec
+	seen.Seen = now
+	expires := s.expiry(&seen)
+	k := string(rec.Key)
+	if _, busy := s.touching.LoadOrStore(k, struct{}{}); busy {
+		return expires, nil
+	}
 	defer s.touching.Delete(k)
-	rec.Seen = now
-	rec.Expires = s.expiry(rec)
-	return s.db.TouchSession(ctx, rec.Key, rec.Seen, rec.Expires)
+	return expires, s.db.TouchSession(ctx, rec.Key, now, expires)
 }
 
 // touchInterval is how stale a session's last-seen time may get before a

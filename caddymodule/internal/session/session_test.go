@@ -59,6 +59,31 @@ func TestStartLookupEnd(t *testing.T) {
 	}
 }
 
+// TestKeepAdmittedLeavesRecord: refreshing an admitted session's idle
+// timer writes the store's record and leaves the one the admission holds,
+// which is the store's cached record, shared with every other request.
+func TestKeepAdmittedLeavesRecord(t *testing.T) {
+	s, c := newTestStore(t)
+	r := httptest.NewRequest(http.MethodGet, "/app", nil)
+	r.AddCookie(c)
+	a, ok, err := s.Lookup(r, time.Now())
+	if err != nil || !ok {
+		t.Fatalf("Lookup: %v %v", ok, err)
+	}
+	then := *a.Rec
+	later := time.Now().Add(2 * s.touchInterval()).Truncate(time.Second)
+	if err := s.KeepAdmitted(context.Background(), a, later); err != nil {
+		t.Fatal(err)
+	}
+	if !a.Rec.Seen.Equal(then.Seen) || !a.Rec.Expires.Equal(then.Expires) {
+		t.Errorf("KeepAdmitted changed the shared record: seen %v, expires %v; was %v, %v", a.Rec.Seen, a.Rec.Expires, then.Seen, then.Expires)
+	}
+	b, ok, err := s.Lookup(r, later)
+	if err != nil || !ok || !b.Rec.Seen.Equal(later) {
+		t.Errorf("after KeepAdmitted: got %v %v %v, want the store's record seen at %v", b.Rec, ok, err, later)
+	}
+}
+
 // BenchmarkLookup and BenchmarkGet read one live session: directly, as the
 // proxied path does, and through gorilla/sessions' registry, as the pages
 // do. The difference is why the proxied path reads directly (see

@@ -650,20 +650,16 @@ func (b *Badger) Session(ctx context.Context, key []byte) (Session, error) {
 
 // SessionAdmission implements Store: a cached session is read in place,
 // only its first fields.
-func (b *Badger) SessionAdmission(ctx context.Context, key []byte, now time.Time) (Session, error) {
+func (b *Badger) SessionAdmission(ctx context.Context, key []byte, now time.Time) (Admission, error) {
 	// An empty key is never cached: Session refuses it on the miss.
 	c, _, err := b.cachedSession(ctx, key, now)
 	if err != nil {
-		return Session{}, err
+		return Admission{}, err
 	}
 	if c == nil {
-		s, err := b.Session(ctx, key)
-		if err != nil {
-			return Session{}, err
-		}
-		c = &s
+		return readAdmission(ctx, b, key)
 	}
-	return admit(c, key), nil
+	return admission(c), nil
 }
 
 // cachedSession returns the cached record under key, which the caller must

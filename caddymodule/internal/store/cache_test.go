@@ -129,7 +129,11 @@ var readers = []struct {
 }{
 	{"Session", func(b *Badger, key []byte) (Session, error) { return b.Session(context.Background(), key) }},
 	{"SessionAdmission", func(b *Badger, key []byte) (Session, error) {
-		return b.SessionAdmission(context.Background(), key, b.now())
+		a, err := b.SessionAdmission(context.Background(), key, b.now())
+		if err != nil {
+			return Session{}, err
+		}
+		return admitted(a), nil
 	}},
 }
 

@@ -51,7 +51,9 @@ func eachStore(t *testing.T, opt Options, test func(t *testing.T, s Store, clk *
 			clk := &testClock{}
 			o := opt
 			o.Now = clk.now
-			test(t, admissionChecked{b.open(t, o), t, clk}, clk)
+			a := admissionChecked{Store: b.open(t, o), t: t, clk: clk, held: new([]heldAdmission)}
+			t.Cleanup(a.checkHeld)
+			test(t, a, clk)
 		})
 	}
 }
@@ -59,27 +61,64 @@ func eachStore(t *testing.T, opt Options, test func(t *testing.T, s Store, clk *
 // admissionChecked runs every Session read of the conformance tests also
 // through SessionAdmission, first, so that it meets the cache in the state
 // the test left it in: it must give the same answer, in the fields it
-// fills.
+// fills. Each record an admission handed out must stay as it was, whatever
+// the test writes afterwards: the proxied path reads it in place.
 type admissionChecked struct {
 	Store
-	t   *testing.T
-	clk *testClock
+	t    *testing.T
+	clk  *testClock
+	held *[]heldAdmission
+}
+
+// heldAdmission is a record SessionAdmission handed out, and a copy of it
+// as it was then.
+type heldAdmission struct {
+	rec  *Session
+	then Session
 }
 
 func (a admissionChecked) Session(ctx context.Context, key []byte) (Session, error) {
 	a.t.Helper()
+	a.checkHeld()
 	adm, admErr := a.Store.SessionAdmission(ctx, key, a.clk.now())
 	s, err := a.Store.Session(ctx, key)
 	switch {
 	case errors.Is(err, ErrNotFound) != errors.Is(admErr, ErrNotFound) || (err == nil) != (admErr == nil):
 		a.t.Errorf("session %q: Session says %v, SessionAdmission %v", key, err, admErr)
-	case err == nil && !reflect.DeepEqual(adm, firstFields(s)):
-		a.t.Errorf("session %q: SessionAdmission gave %+v, want the first fields of %+v", key, adm, s)
+	case err == nil && !reflect.DeepEqual(admitted(adm), firstFields(s)):
+		a.t.Errorf("session %q: SessionAdmission gave %+v (user %q), want the first fields of %+v", key, *adm.Rec, adm.User, s)
+	}
+	if admErr == nil {
+		*a.held = append(*a.held, heldAdmission{adm.Rec, deepCopy(*adm.Rec)})
 	}
 	return s, err
 }
 
-// firstFields is s with the fields SessionAdmission leaves out zeroed.
+// checkHeld fails the test if a record handed out before has changed.
+func (a admissionChecked) checkHeld() {
+	a.t.Helper()
+	for _, h := range *a.held {
+		if !reflect.DeepEqual(*h.rec, h.then) {
+			a.t.Errorf("a record SessionAdmission handed out changed afterwards: %+v, was %+v", *h.rec, h.then)
+		}
+	}
+}
+
+// deepCopy is s with its own copies of the byte slices.
+func deepCopy(s Session) Session {
+	s.Key, s.Cred, s.Pending, s.Shown = bytes.Clone(s.Key), bytes.Clone(s.Cred), bytes.Clone(s.Pending), bytes.Clone(s.Shown)
+	return s
+}
+
+// admitted is what an admission says of its session: the fields up to
+// Cred, with the user as the reader's view names it.
+func admitted(a Admission) Session {
+	s := firstFields(*a.Rec)
+	s.User = a.User
+	return s
+}
+
+// firstFields is s with the fields the proxied path does not read zeroed.
 func firstFields(s Session) Session {
 	s.Next, s.Pending, s.PendingAt, s.Notice, s.Shown, s.Agent, s.Addr = "", nil, time.Time{}, "", nil, "", ""
 	return s

@@ -76,23 +76,19 @@ func (p *Postgres) Session(ctx context.Context, key []byte) (Session, error) {
 
 // SessionAdmission implements Store: a cached session is read in place,
 // only its first fields.
-func (p *Postgres) SessionAdmission(ctx context.Context, key []byte, now time.Time) (Session, error) {
+func (p *Postgres) SessionAdmission(ctx context.Context, key []byte, now time.Time) (Admission, error) {
 	// An empty key is never cached: Session refuses it on the miss.
 	var c *Session
 	if p.listening.Load() {
 		var err error
 		if c, _, err = p.cachedSession(key, now); err != nil {
-			return Session{}, err
+			return Admission{}, err
 		}
 	}
 	if c == nil {
-		s, err := p.Session(ctx, key)
-		if err != nil {
-			return Session{}, err
-		}
-		c = &s
+		return readAdmission(ctx, p, key)
 	}
-	return admit(c, key), nil
+	return admission(c), nil
 }
 
 // cachedSession returns the cached record under key, which the caller must

@@ -151,18 +151,7 @@ func (r *Realm) UseBackupCode(ctx context.Context, user string, hash []byte) (in
 
 // Session returns the session only if it belongs to the realm.
 func (r *Realm) Session(ctx context.Context, key []byte) (Session, error) {
-	return r.ownSession(r.Store.Session(ctx, key))
-}
-
-// SessionAdmission implements Store: the record of another realm is
-// ErrNotFound, and User is the name within the realm.
-func (r *Realm) SessionAdmission(ctx context.Context, key []byte, now time.Time) (Session, error) {
-	return r.ownSession(r.Store.SessionAdmission(ctx, key, now))
-}
-
-// ownSession is a session read of the store seen from the realm: one of
-// another realm is ErrNotFound.
-func (r *Realm) ownSession(s Session, err error) (Session, error) {
+	s, err := r.Store.Session(ctx, key)
 	if err != nil {
 		return Session{}, err
 	}
@@ -171,6 +160,21 @@ func (r *Realm) ownSession(s Session, err error) (Session, error) {
 		return Session{}, ErrNotFound
 	}
 	return s, nil
+}
+
+// SessionAdmission implements Store: the record of another realm is
+// ErrNotFound, and User is the name within the realm.
+func (r *Realm) SessionAdmission(ctx context.Context, key []byte, now time.Time) (Admission, error) {
+	a, err := r.Store.SessionAdmission(ctx, key, now)
+	if err != nil {
+		return Admission{}, err
+	}
+	name, ok := inRealm(a.User, r.prefix)
+	if !ok {
+		return Admission{}, ErrNotFound
+	}
+	a.User = name
+	return a, nil
 }
 
 func (r *Realm) PutSession(ctx context.Context, s Session) error {

@@ -196,6 +196,21 @@ type Session struct {
 	Agent, Addr string
 }
 
+// Admission is a live session as the proxied path reads it
+// (Store.SessionAdmission), with nothing copied: that path's cost under
+// load is the memory it touches, and a Session is some 330 bytes, copied
+// at every layer it is returned through by value.
+type Admission struct {
+	// Rec is the record, shared with the store's cache: the caller must
+	// not change it, and reads only the fields up to Cred (the others may
+	// be set or zero). Its User is the name as the store keeps it, which
+	// in a realm's view is not the realm's name of the user: read User.
+	Rec *Session
+	// User is the session's user, as the caller's view of the store
+	// names it.
+	User string
+}
+
 // Methods is a set of authentication methods, as RFC 8176 names them.
 type Methods uint8
 
@@ -267,11 +282,9 @@ type Store interface {
 	Session(ctx context.Context, key []byte) (Session, error)
 	// SessionAdmission reads the session under key as Session does, with
 	// the same refusals (expiry as of now, the caller's reading of the
-	// store's clock), for the proxied path: it returns the fields of
-	// Session up to Cred and leaves the others zero, so that a cached
-	// record is read only in its first cache lines. Key is key itself and
-	// Cred is shared with the store's cache: the caller changes neither.
-	SessionAdmission(ctx context.Context, key []byte, now time.Time) (Session, error)
+	// store's clock), for the proxied path: without copying the record
+	// (see Admission).
+	SessionAdmission(ctx context.Context, key []byte, now time.Time) (Admission, error)
 	// PutSession creates or replaces a session record.
 	PutSession(ctx context.Context, s Session) error
 	// UpdateSession replaces a live session record of the same user, and
