@@ -354,3 +354,31 @@ func TestChangedUserLineEndsSessions(t *testing.T) {
 	}
 	g.browser().login("alice", otherPassword, "/")
 }
+
+// TestRealmProxiedIdentity: in a named realm, whose users the store keeps
+// under longer names, what the proxied path passes on and checks names the
+// user as the realm does: Remote-User and Remote-Name, the assertion's sub,
+// and the step_up check, which reads the user's account (under the store's
+// name it would find none, and send the user to enrol).
+func TestRealmProxiedIdentity(t *testing.T) {
+	g := newGate(t, gateOpts{extra: "realm corp\n\t\tassertion_header " + assertionHeader +
+		"\n\t\tassertion_audience app.example\n\t\tstep_up /admin/* 10m\n\t\tauth_headers"})
+	e := g.enrolAlice()
+	b := fullLogin(t, g, e)
+	if r := b.get("/app"); r.status != http.StatusOK {
+		t.Fatalf("GET /app: %d", r.status)
+	}
+	up := g.up.last().Header
+	if up.Get("Remote-User") != "alice" || up.Get("Remote-Name") != "alice" {
+		t.Errorf("the upstream got Remote-User %q, Remote-Name %q, want alice", up.Get("Remote-User"), up.Get("Remote-Name"))
+	}
+	c, err := VerifyAssertion(tokenOf(t, g), fetchJWKS(t, g), "https://localhost:9443", "app.example", testNow())
+	if err != nil || c.Subject != "alice" {
+		t.Errorf("assertion: %+v (%v), want sub alice", c, err)
+	}
+	advance(11 * time.Minute)
+	r := b.apiGet("/admin/api/items")
+	if r.status != http.StatusUnauthorized || r.header.Get("Two-Factor-Reason") != "step_up_required" {
+		t.Errorf("a stale session on a step_up path: %d %q, want 401 step_up_required", r.status, r.header.Get("Two-Factor-Reason"))
+	}
+}
