@@ -633,7 +633,7 @@ gate_profile() {
 profile_run() {
 	local name=$1 url=$2 handler=$3 label=$4 round=$5
 	shift 5
-	local secs=${PROFILE:-30} lower prof out own cpu focus
+	local secs=${PROFILE:-30} lower prof out own us cpu focus reqs
 	lower=$(tr '[:upper:]' '[:lower:]' <<<"$name")
 	if [[ $PROFILER == perf ]]; then
 		prof=$WORK/$lower.perf
@@ -647,16 +647,22 @@ profile_run() {
 	wait "$cpid"
 	cpu=$(cut -d' ' -f6 <<<"$out")
 	if [[ $PROFILER == perf ]]; then
-		perf script -i "$prof" -F ip,sym 2>/dev/null | "$OUT/perfshare" -focus "$handler" -ignore reverseproxy -cpu "$cpu" >"$WORK/$lower.share"
+		# The requests served while perf sampled (it started 1 s in and
+		# ran secs - 2 of the run's secs seconds).
+		reqs=$(awk -v q="$(cut -d' ' -f5 <<<"$out")" -v s="$secs" 'BEGIN { printf "%.0f", q * (s - 2) / s }')
+		perf script -i "$prof" -F ip,sym 2>/dev/null |
+			"$OUT/perfshare" -focus "$handler" -ignore reverseproxy -hz "$PERF_HZ" -requests "$reqs" >"$WORK/$lower.share"
 		own=$(awk 'NR == 1 {sub("%", "", $2); print $2}' "$WORK/$lower.share")
+		us=$(awk 'NR == 1 {print $8}' "$WORK/$lower.share")
 		cp "$WORK/$lower.share" "$OUT/$lower.share"
 	else
 		focus=$(sed 's/[.()*]/\\&/g' <<<"$handler")
 		own=$(go tool pprof -top -cum -focus "$focus" -ignore 'reverseproxy' "$OUT/caddy" "$prof" 2>/dev/null |
 			awk -v h="$handler" 'NF >= 6 && substr($6, length($6) - length(h) + 1) == h {print $5; exit}' | tr -d '%')
+		us=$(awk -v own="${own:-0}" -v cpu="$cpu" 'BEGIN { printf "%.2f", own / 100 * cpu }')
 	fi
-	awk -v own="${own:-0}" -v cpu="$cpu" -v label="$label" -v r="$round" -v rps="$(cut -d' ' -f2 <<<"$out")" \
-		'BEGIN { printf "  round %d, %-15s %5.2f%% of Caddy'"'"'s CPU, %5.1f µs per request (run at %s req/s, %s µs of Caddy CPU per request)\n", r, label ":", own, own / 100 * cpu, rps, cpu }'
+	awk -v own="${own:-0}" -v us="${us:-0}" -v cpu="$cpu" -v label="$label" -v r="$round" -v rps="$(cut -d' ' -f2 <<<"$out")" \
+		'BEGIN { printf "  round %d, %-15s %5.2f%% of Caddy'"'"'s CPU, %5.1f µs per request (run at %s req/s, %s µs of Caddy CPU per request)\n", r, label ":", own, us, rps, cpu }'
 	cp "$prof" "$OUT/${prof##*/}"
 	[[ $name == B ]] && PROFILE_CPU_B=$cpu
 	return 0

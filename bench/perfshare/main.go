@@ -2,14 +2,18 @@
 // for a CPU profile of one process and reports the share of its samples
 // spent in one function and what that function calls, leaving out the
 // samples that also pass through the functions named by -ignore (the
-// proxy an auth handler calls). With -cpu, the CPU time per request of the
-// whole process, it also gives the shares in µs per request.
+// proxy an auth handler calls). With -hz, perf's sampling rate, and
+// -requests, the requests served while it sampled, it also gives them in
+// µs of CPU per request: a sample stands for 1/hz seconds of the process's
+// CPU. (Not the process's CPU time per request times the share: sampling
+// at thousands of hertz costs the process CPU of its own, in the kernel,
+// which that time would count.)
 //
 // bench/load.sh uses it when perf is installed: perf samples at thousands
 // of hertz where Go's profiler samples at 100, so a handler's share of a
 // 30-second run rests on some ten thousand samples instead of a hundred.
 //
-//	perf script -i caddy.perf -F ip,sym | perfshare -focus 'caddymodule.(*Handler).ServeHTTP' -ignore reverseproxy -cpu 160
+//	perf script -i caddy.perf -F ip,sym | perfshare -focus 'caddymodule.(*Handler).ServeHTTP' -ignore reverseproxy -hz 5000 -requests 140000
 package main
 
 import (
@@ -27,11 +31,12 @@ import (
 func main() {
 	focus := flag.String("focus", "", "the function whose share is reported, as perf names it, with or without its package path (required)")
 	ignore := flag.String("ignore", "", "leave out samples through a function matching this regular expression")
-	cpu := flag.Float64("cpu", 0, "the process's CPU µs per request, to give shares in µs per request")
+	hz := flag.Float64("hz", 0, "perf's sampling rate (perf record -F)")
+	requests := flag.Float64("requests", 0, "the requests served while perf sampled, to give µs per request (with -hz)")
 	top := flag.Int("top", 25, "how many of the functions under -focus to list")
 	flag.Parse()
 	if *focus == "" || flag.NArg() != 0 {
-		fmt.Fprintln(os.Stderr, "usage: perf script -F ip,sym | perfshare -focus FUNCTION [-ignore REGEXP] [-cpu µs] [-top N]")
+		fmt.Fprintln(os.Stderr, "usage: perf script -F ip,sym | perfshare -focus FUNCTION [-ignore REGEXP] [-hz HZ -requests N] [-top N]")
 		os.Exit(2)
 	}
 	var skip *regexp.Regexp
@@ -51,7 +56,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "perfshare: no samples in the input")
 		os.Exit(1)
 	}
-	r.print(os.Stdout, *cpu, *top)
+	perSample := 0.0 // µs per request that one sample stands for
+	if *hz > 0 && *requests > 0 {
+		perSample = 1e6 / *hz / *requests
+	}
+	r.print(os.Stdout, perSample, *top)
 }
 
 // result counts samples: all of them, those in the focus function outside
@@ -117,11 +126,11 @@ func isFunc(f, name string) bool {
 	return ok && (rest == "" || strings.HasSuffix(rest, "/"))
 }
 
-func (r *result) print(w io.Writer, cpu float64, top int) {
+func (r *result) print(w io.Writer, perSample float64, top int) {
 	pct := func(n int) float64 { return 100 * float64(n) / float64(r.total) }
 	fmt.Fprintf(w, "share %.3f%% own %d total %d", pct(r.own), r.own, r.total)
-	if cpu > 0 {
-		fmt.Fprintf(w, " µs/req %.2f", pct(r.own)/100*cpu)
+	if perSample > 0 {
+		fmt.Fprintf(w, " µs/req %.2f", float64(r.own)*perSample)
 	}
 	fmt.Fprintln(w)
 	names := make([]string, 0, len(r.cum))
@@ -132,8 +141,8 @@ func (r *result) print(w io.Writer, cpu float64, top int) {
 		return cmp.Or(cmp.Compare(r.cum[b], r.cum[a]), cmp.Compare(a, b))
 	})
 	for _, n := range names[:min(top, len(names))] {
-		if cpu > 0 {
-			fmt.Fprintf(w, "  %6.2f µs cum %6.2f µs self  %s\n", pct(r.cum[n])/100*cpu, pct(r.self[n])/100*cpu, n)
+		if perSample > 0 {
+			fmt.Fprintf(w, "  %6.2f µs cum %6.2f µs self  %s\n", float64(r.cum[n])*perSample, float64(r.self[n])*perSample, n)
 		} else {
 			fmt.Fprintf(w, "  %6.3f%% cum %6.3f%% self  %s\n", pct(r.cum[n]), pct(r.self[n]), n)
 		}
