@@ -42,6 +42,7 @@ func TestIdentityHeaderSmuggling(t *testing.T) {
 		{"", ""},
 		{"", "servers {\n\t\texpected_underscore_headers remote_* x_*\n\t\texpected_dot_headers remote.* x.*\n\t}"},
 		{"X-Gate-User", "servers {\n\t\texpected_underscore_headers remote_* x_*\n\t\texpected_dot_headers remote.* x.*\n\t}"},
+		{"x-gate-user", ""}, // configured in another spelling than Go's
 	} {
 		custom := tc.custom
 		extra := ""
