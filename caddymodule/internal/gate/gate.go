@@ -90,30 +90,35 @@ type State struct {
 
 // Gate checks proxied requests and serves the login and Security pages.
 type Gate struct {
-	prefix, issuer, product, realm string
-	cookie, userHeader             string
-	requireTwoFactor               bool
-	params                         otp.Params
-	skew                           int
-	clockHint                      time.Duration
-	now                            func() time.Time
-	clientIP                       func(*http.Request) string
-	logger, audit                  *zap.Logger
-	users                          *users.Directory
-	ui                             *ui.Pages
-	webauthn                       WebAuthnConfig // security keys (webauthn.go)
-	identity                       identitySet    // identity header names, folded by headerKey
-	crossSite                      *http.CrossOriginProtection
-	idle, lifetime, codeTimeout    time.Duration
-	remember                       time.Duration
-	rememberCookie                 string
-	pathRules                      []pathRule // nil for none
-	assertionConfig                *Assertion
-	assertion                      *asserter // set by Open when configured
+	// The fields the proxied path reads (Admit) come first, side by side:
+	// two cache lines, then the identity set's.
+	prefix         string
+	now            func() time.Time
+	sessions       *session.Store // set by Open
+	users          *users.Directory
+	pathRules      []pathRule // nil for none
+	assertion      *asserter  // set by Open when configured
+	userHeader     string
+	rememberCookie string
+	identity       identitySet // identity header names, folded by headerKey
+
+	issuer, product, realm      string
+	cookie                      string
+	requireTwoFactor            bool
+	params                      otp.Params
+	skew                        int
+	clockHint                   time.Duration
+	clientIP                    func(*http.Request) string
+	logger, audit               *zap.Logger
+	ui                          *ui.Pages
+	webauthn                    WebAuthnConfig // security keys (webauthn.go)
+	crossSite                   *http.CrossOriginProtection
+	idle, lifetime, codeTimeout time.Duration
+	remember                    time.Duration
+	assertionConfig             *Assertion
 
 	// Set by Open.
 	db       store.Store
-	sessions *session.Store
 	attempts store.Attempts
 	sealer   *secrets.Sealer
 	codes    *backupcodes.Hasher

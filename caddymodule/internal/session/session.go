@@ -284,20 +284,12 @@ func ParseID(v string) ([]byte, bool) {
 		return nil, false
 	}
 	for i := 0; i < len(v); i++ {
-		if !base64URL[v[i]] {
+		if byteClass[v[i]]&base64URLByte == 0 {
 			return nil, false
 		}
 	}
 	return KeyOf(v), true
 }
-
-// base64URL marks the bytes of the unpadded URL-safe base64 alphabet.
-var base64URL = func() (t [256]bool) {
-	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" {
-		t[c] = true
-	}
-	return t
-}()
 
 // KeyOf is the store key of a session ID: its SHA-256.
 func KeyOf(id string) []byte {
