@@ -44,7 +44,7 @@ type Config struct {
 // store holds no live cookie.
 type Store struct {
 	// The fields the proxied path reads (Lookup) come first, side by
-	// side: 64 bytes.
+	// side: 56 bytes.
 	db     store.Store
 	cookie string
 	// idle, lifetime and pending are the idle timeout, the absolute

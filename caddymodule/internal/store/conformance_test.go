@@ -51,7 +51,7 @@ func eachStore(t *testing.T, opt Options, test func(t *testing.T, s Store, clk *
 			clk := &testClock{}
 			o := opt
 			o.Now = clk.now
-			a := admissionChecked{Store: b.open(t, o), t: t, clk: clk, held: new([]heldAdmission)}
+			a := admissionChecked{Store: b.open(t, o), t: t, clk: clk, held: &heldAdmissions{}}
 			t.Cleanup(a.checkHeld)
 			test(t, a, clk)
 		})
@@ -67,7 +67,14 @@ type admissionChecked struct {
 	Store
 	t    *testing.T
 	clk  *testClock
-	held *[]heldAdmission
+	held *heldAdmissions
+}
+
+// heldAdmissions are the records the admissions of one test handed out
+// (a test may read sessions from several goroutines).
+type heldAdmissions struct {
+	mu   sync.Mutex
+	list []heldAdmission
 }
 
 // heldAdmission is a record SessionAdmission handed out, and a copy of it
@@ -89,7 +96,9 @@ func (a admissionChecked) Session(ctx context.Context, key []byte) (Session, err
 		a.t.Errorf("session %q: SessionAdmission gave %+v (user %q), want the first fields of %+v", key, *adm.Rec, adm.User, s)
 	}
 	if admErr == nil {
-		*a.held = append(*a.held, heldAdmission{adm.Rec, deepCopy(*adm.Rec)})
+		a.held.mu.Lock()
+		a.held.list = append(a.held.list, heldAdmission{adm.Rec, deepCopy(*adm.Rec)})
+		a.held.mu.Unlock()
 	}
 	return s, err
 }
@@ -97,7 +106,9 @@ func (a admissionChecked) Session(ctx context.Context, key []byte) (Session, err
 // checkHeld fails the test if a record handed out before has changed.
 func (a admissionChecked) checkHeld() {
 	a.t.Helper()
-	for _, h := range *a.held {
+	a.held.mu.Lock()
+	defer a.held.mu.Unlock()
+	for _, h := range a.held.list {
 		if !reflect.DeepEqual(*h.rec, h.then) {
 			a.t.Errorf("a record SessionAdmission handed out changed afterwards: %+v, was %+v", *h.rec, h.then)
 		}
