@@ -53,7 +53,9 @@
 # Caddy binary to measure instead of building ./cmd/caddy).
 #
 # Needs: go, wrk (apt-get install wrk), curl, taskset; h2load for H2=1;
-# PostgreSQL's programs for PG=1 (apt-get install postgresql).
+# PostgreSQL's programs for PG=1 (apt-get install postgresql); perf for
+# the profiled runs, optional (apt-get install linux-perf; run as root, or
+# with kernel.perf_event_paranoid low enough to profile Caddy's process).
 # Ports: 127.0.0.1:18080-18087, 18091-18095, 18432 (PostgreSQL) and the admin API on
 # 127.0.0.1:18019 (none of them used by the tests or the demo).
 set -euo pipefail
