@@ -137,7 +137,7 @@ func (s *Store) Save(r *http.Request, w http.ResponseWriter, sess *sessions.Sess
 // pages read sessions through Get. now is the caller's reading of the
 // clock, so that a request reads it once.
 func (s *Store) Lookup(r *http.Request, now time.Time) (a store.Admission, ok bool, err error) {
-	key, ok := s.cookieKey(r, s.cookie)
+	_, key, ok := s.cookieKey(r, s.cookie)
 	if !ok {
 		return store.Admission{}, false, nil
 	}
@@ -157,11 +157,7 @@ func (s *Store) Lookup(r *http.Request, now time.Time) (a store.Admission, ok bo
 // lookup reads the cookie and its whole record, for the pages; ok is false
 // for anything but a live session.
 func (s *Store) lookup(r *http.Request, name string, now time.Time) (rec store.Session, id string, ok bool, err error) {
-	id, ok = CookieValue(r.Header, name)
-	if !ok {
-		return store.Session{}, "", false, nil
-	}
-	key, ok := ParseID(id)
+	id, key, ok := s.cookieKey(r, name)
 	if !ok {
 		return store.Session{}, "", false, nil
 	}
@@ -178,14 +174,16 @@ func (s *Store) lookup(r *http.Request, name string, now time.Time) (rec store.S
 	return rec, id, true, nil
 }
 
-// cookieKey is the store key of the session ID in the request's cookie
-// name, if it holds a well-formed one.
-func (s *Store) cookieKey(r *http.Request, name string) ([]byte, bool) {
-	id, ok := CookieValue(r.Header, name)
-	if !ok {
-		return nil, false
+// cookieKey returns the session ID in the request's cookie name and its
+// store key, if the cookie holds a well-formed one.
+func (s *Store) cookieKey(r *http.Request, name string) (id string, key []byte, ok bool) {
+	if id, ok = CookieValue(r.Header, name); !ok {
+		return "", nil, false
 	}
-	return ParseID(id)
+	if key, ok = ParseID(id); !ok {
+		return "", nil, false
+	}
+	return id, key, true
 }
 
 // live applies the timeouts on the server: the absolute lifetime, the idle
