@@ -51,6 +51,7 @@
 # THREADS (1), LOGINS (10000), HASHES (max_concurrent_hashes; default:
 # the module's), HASH_CPU (hash_cpu, e.g. 100% for no CPU budget; default:
 # the module's), OUT (bench/out: binaries and results),
+# PROXY_LOG (1; 0 leaves reverse_proxy's logger out of the log),
 # PROFILE (30: seconds of each profiled run of B, D and F; 0 skips them),
 # PROFILE_ROUNDS (2: profiled runs of each, alternating), PROFILER (perf
 # when it works, else go) and PERF_HZ (5000: perf's sampling rate),
@@ -102,6 +103,15 @@ TLS_A=127.0.0.1:18091
 TLS_B=127.0.0.1:18092
 TLS_D=127.0.0.1:18095
 H2=${H2:-1}
+# PROXY_LOG=0 leaves reverse_proxy's logger out of Caddy's default log.
+# Its "upstream roundtrip" debug line is built with logger.With on every
+# request, which encodes the upstream request's headers as JSON even when
+# debug is off; a logger no log takes is a no-op, and skips that.
+PROXY_LOG=${PROXY_LOG:-1}
+PROXY_LOG_LINES=
+if [[ $PROXY_LOG == 0 ]]; then
+	PROXY_LOG_LINES=$'log default {\n\t\texclude http.handlers.reverse_proxy\n\t}'
+fi
 
 # Pinning: Caddy on CADDY_CPUS, everything else on LOAD_CPUS.
 PIN=${PIN:-1}
@@ -234,6 +244,7 @@ caddyfile() {
 		servers {
 			trusted_proxies static 127.0.0.1/32
 		}
+		$PROXY_LOG_LINES
 	}
 	EOF
 	if [[ $sites == *A* ]]; then
@@ -404,6 +415,9 @@ login_alice() {
 machine() {
 	echo "machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(go version | awk '{print $3}'), $(date -u +%Y-%m-%dT%H:%MZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "wrk: -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds"
+	if [[ $PROXY_LOG == 0 ]]; then
+		echo "PROXY_LOG=0: reverse_proxy's logger is left out of Caddy's log"
+	fi
 	if [[ $PIN == 1 ]]; then
 		echo "pinned: Caddy on CPU $CADDY_CPUS; wrk, h2load, the upstream and the checker on CPUs $LOAD_CPUS"
 	else
