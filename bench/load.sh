@@ -4,7 +4,7 @@
 # fails only on broken setups (a wrong answer, a dead session), never on
 # speed. See docs/benchmarks.md for what the figures mean.
 #
-#   bench/load.sh [compare|profile|headers|flood|memory|all]     (default: all)
+#   bench/load.sh [compare|profile|pairs|headers|flood|memory|all]     (default: all)
 #
 # compare  one Caddy process, four sites, run interleaved A B C D A B C D ...:
 #            A  reverse_proxy                                  :18081
@@ -32,6 +32,11 @@
 # request is what the throughput shows. PIN=0 runs unpinned.
 # profile  only compare's profiled runs of B, D and F (the auth handlers'
 #          own shares of Caddy's CPU), a few minutes.
+# pairs    A against one other setup (PAIR_WITH: B, the default, D or F)
+#          in short runs back to back (PAIR_DURATION, 2s), in the order
+#          A X X A A X ..., PAIRS pairs (40): each pair's ratio is taken
+#          within a few seconds, over which this VM's speed drifts far less
+#          than over compare's rounds (a minute from A to the last setup).
 # headers  what F costs beyond B, split in two: B, F and G interleaved,
 #          where G is B with the very request headers F adds (the signed
 #          assertion and auth_headers, copied from what F sent the
@@ -51,6 +56,7 @@
 # THREADS (1), LOGINS (10000), HASHES (max_concurrent_hashes; default:
 # the module's), HASH_CPU (hash_cpu, e.g. 100% for no CPU budget; default:
 # the module's), OUT (bench/out: binaries and results),
+# PAIRS (40), PAIR_WITH (B) and PAIR_DURATION (2s) for pairs,
 # PROXY_LOG (1; 0 leaves reverse_proxy's logger out of the log),
 # PROFILE (30: seconds of each profiled run of B, D and F; 0 skips them),
 # PROFILE_ROUNDS (2: profiled runs of each, alternating), PROFILER (perf
@@ -717,6 +723,56 @@ profile() {
 	stop_caddy
 }
 
+# quantiles: "p25–p75" of the numbers on stdin (nearest rank).
+quantiles() {
+	sort -g | awk '{v[NR] = $1} END {
+		lo = int(NR * 0.25 + 0.5); hi = int(NR * 0.75 + 0.5)
+		if (lo < 1) lo = 1; if (hi < 1) hi = 1
+		printf "%s–%s", v[lo], v[hi] }'
+}
+
+# pairs: A against PAIR_WITH in short runs back to back; see the top of
+# this file.
+pairs() {
+	local with=${PAIR_WITH:-B} n=${PAIRS:-40}
+	[[ $with == [BDF] ]] || { log "PAIR_WITH must be B, D or F"; exit 2; }
+	start_caddy "AB$with" "$WORK/store"
+	login_alice
+	expect "http://$SITE_A/" "$COOKIE" 200
+	expect "http://$SITE_B/" "$COOKIE" 200
+	expect "http://$SITE_B/" "" 401
+	local extra=()
+	if [[ $with == D ]]; then
+		extra=(-H "Authorization: Basic $BASIC")
+		expect "http://$SITE_D/" "" 401
+	fi
+	local site_x=SITE_$with
+	log "warming up"
+	DURATION=3s run_wrk warm "http://$SITE_A/" >/dev/null || exit 1
+	DURATION=3s run_wrk warm "http://${!site_x}/" "${extra[@]}" >/dev/null || exit 1
+	local res=$WORK/pairs.txt r s
+	: >"$res"
+	for r in $(seq 1 "$n"); do
+		local turn=(A "$with")
+		((r % 2 == 0)) && turn=("$with" A)
+		for s in "${turn[@]}"; do
+			local site=SITE_$s args=()
+			[[ $s == "$with" ]] && args=("${extra[@]}")
+			line=$(DURATION=${PAIR_DURATION:-2s} run_wrk "$s" "http://${!site}/" "${args[@]}") || exit 1
+			echo "$r $line" >>"$res"
+		done
+		((r % 10 == 0)) && log "pair $r of $n"
+	done
+	cp "$res" "$OUT/pairs-raw.txt"
+	echo
+	echo "== pairs: A reverse_proxy against $with, $n pairs of ${PAIR_DURATION:-2s} runs back to back (A $with $with A ...), HTTP/1.1"
+	ROUNDS=$n DURATION=${PAIR_DURATION:-2s} machine
+	echo "(per-pair figures in $OUT/pairs-raw.txt)"
+	ROUNDS=$n summary "$res" A "$with"
+	echo "  $with/A throughput, middle half of the pairs: $(pair "$res" 3 A "$with" ratio | quantiles); Caddy CPU µs/req added: $(pair "$res" 7 A "$with" diff | quantiles)"
+	stop_caddy
+}
+
 # headers: F against B, split by G (B plus F's extra request headers, set
 # by Caddy's request_header): see the top of this file.
 headers() {
@@ -898,9 +954,10 @@ start_backends
 case $MODE in
 compare) compare ;;
 profile) profile ;;
+pairs) pairs ;;
 headers) headers ;;
 flood) flood ;;
 memory) memory ;;
 all) compare; flood; memory ;;
-*) echo "usage: $0 [compare|profile|headers|flood|memory|all]" >&2; exit 2 ;;
+*) echo "usage: $0 [compare|profile|pairs|headers|flood|memory|all]" >&2; exit 2 ;;
 esac
