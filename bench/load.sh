@@ -767,7 +767,8 @@ pairs() {
 	echo
 	echo "== pairs: A reverse_proxy against $with, $n pairs of ${PAIR_DURATION:-2s} runs back to back (A $with $with A ...), HTTP/1.1"
 	ROUNDS=$n DURATION=${PAIR_DURATION:-2s} machine
-	echo "(per-pair figures in $OUT/pairs-raw.txt)"
+	echo "pair setup req/s p50_us p99_us requests caddy_cpu_us/req -"
+	cat "$res"
 	ROUNDS=$n summary "$res" A "$with"
 	echo "  $with/A throughput, middle half of the pairs: $(pair "$res" 3 A "$with" ratio | quantiles); Caddy CPU µs/req added: $(pair "$res" 7 A "$with" diff | quantiles)"
 	stop_caddy
