@@ -35,8 +35,9 @@
 # pairs    A against one other setup (PAIR_WITH: B, the default, D or F)
 #          in short runs back to back (PAIR_DURATION, 2s), in the order
 #          A X X A A X ..., PAIRS pairs (40): each pair's ratio is taken
-#          within a few seconds, over which this VM's speed drifts far less
-#          than over compare's rounds (a minute from A to the last setup).
+#          within a few seconds, not up to a minute apart as in compare's
+#          rounds. (On the VM of docs/benchmarks.md that did not narrow the
+#          spread: its CPU's speed moves within seconds.)
 # headers  what F costs beyond B, split in two: B, F and G interleaved,
 #          where G is B with the very request headers F adds (the signed
 #          assertion and auth_headers, copied from what F sent the
