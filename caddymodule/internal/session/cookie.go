@@ -99,8 +99,8 @@ func withoutCookie(line string, names []string) (string, bool) {
 func joinKept(line string, names []string) string {
 	var buf [256]byte // longer lines spill to the heap
 	b := buf[:0]
-	for rest, first := line, true; ; {
-		part, more, ok := strings.Cut(rest, ";")
+	first := true
+	for part := range strings.SplitSeq(line, ";") {
 		if !isNamed(part, names) {
 			if !first {
 				b = append(b, ';')
@@ -108,26 +108,18 @@ func joinKept(line string, names []string) string {
 			b = append(b, part...)
 			first = false
 		}
-		if !ok {
-			break
-		}
-		rest = more
 	}
 	return string(bytes.TrimLeft(b, " "))
 }
 
 // hasCookie reports whether a part of line is named one of names.
 func hasCookie(line string, names []string) bool {
-	for rest := line; ; {
-		part, more, ok := strings.Cut(rest, ";")
+	for part := range strings.SplitSeq(line, ";") {
 		if isNamed(part, names) {
 			return true
 		}
-		if !ok {
-			return false
-		}
-		rest = more
 	}
+	return false
 }
 
 // isNamed reports whether the cookie part ("name=value") is named one of
